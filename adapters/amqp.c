@@ -1,0 +1,637 @@
+/* AMQP 0-9-1 (RabbitMQ) adapter on rabbitmq-c: consumes the routes' queues
+ * with manual acks (no_ack=0) and a prefetch window, gathers deliveries into
+ * batches (batch_size, batch_linger_ms), hands each batch to the core and,
+ * only after COMMIT, acks it with one basic.ack(multiple). Unsettled
+ * messages are nacked with requeue. A database outage nacks the batch and
+ * closes the broker connection (the broker requeues everything unacked)
+ * until the database is back; a broker outage reconnects with backoff.
+ * rabbitmq-c services heartbeats only inside its calls, so the loop never
+ * blocks outside one for long. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#ifdef HAVE_RABBITMQ_C_AMQP_H
+#include <rabbitmq-c/amqp.h>
+#include <rabbitmq-c/tcp_socket.h>
+#else
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#endif
+
+#include "adapters/adapter.h"
+#include "bridge/apply.h"
+#include "bridge/backoff.h"
+#include "bridge/log.h"
+#include "bridge/pattern.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+#include "bridge/worker.h"
+
+#define CHANNEL 1
+#define IDLE_WAIT_MS 500
+
+#define B(f) offsetof(struct broker, f)
+#define R(f) offsetof(struct route, f)
+
+static const struct cfg_key amqp_broker_keys[] = {
+	{ "heartbeat", CFG_INT, B(heartbeat), false, NULL, 30, 0, 3600, 0, NULL,
+	    "AMQP heartbeat in seconds; 0 disables it" },
+	{ "prefetch", CFG_INT, B(prefetch), false, NULL, 1000, 1, 65535, 0, NULL,
+	    "basic.qos prefetch count: unacked deliveries the broker may send ahead" },
+	{ "batch_size", CFG_INT, B(batch_size), false, NULL, 500, 1, 65535, 0, NULL,
+	    "most deliveries applied in one transaction" },
+	{ "batch_linger_ms", CFG_INT, B(batch_linger_ms), false, NULL, 20, 0, 60000, 0, NULL,
+	    "how long a batch waits for more deliveries before it is applied" },
+	CFG_END
+};
+
+static const struct cfg_key amqp_route_keys[] = {
+	{ "queue", CFG_STRING, R(queue), false, NULL, 0, 0, 0, 0, NULL,
+	    "AMQP: queue the route consumes (required for amqp)" },
+	{ "match", CFG_STRING, R(match), false, NULL, 0, 0, 0, 0, NULL,
+	    "AMQP: only deliveries whose routing key matches this topic pattern (* one word, # any)" },
+	{ "declare_queue", CFG_BOOL, R(declare_queue), false, NULL, 0, 0, 0, 0, NULL,
+	    "AMQP: declare the queue (durable) on connect" },
+	{ "bind_exchange", CFG_STRING, R(bind_exchange), false, NULL, 0, 0, 0, 0, NULL,
+	    "AMQP: exchange to bind the declared queue to" },
+	{ "bind_keys", CFG_STRINGS, R(bind_keys), false, NULL, 0, 0, 0, R(n_bind_keys), NULL,
+	    "AMQP: routing keys of those bindings" },
+	CFG_END
+};
+
+struct delivery {
+	amqp_envelope_t env;
+	size_t queue;
+	char *routing_key;
+	char *exchange;
+	char *message_id;
+	size_t message_id_len;
+	char *content_type;
+	struct msg_header *headers;
+	size_t n_headers;
+};
+
+struct amqp_session {
+	struct worker *w;
+	const struct broker *b;
+	amqp_connection_state_t conn;
+	char *host;
+	int port;
+	char *vhost;
+	char *user;
+	const char *password;
+	char **queues; /* distinct queues of the routes, in route order */
+	size_t n_queues;
+	struct delivery *batch;
+	size_t n;
+	struct message *msgs;
+	bool *settled;
+	struct backoff broker_backoff;
+	struct backoff retry_backoff;
+};
+
+/* --- configuration */
+
+/* Split url into its parts; the URL must not carry a password. */
+static const char *
+parse_url(const char *url, char **host, int *port, char **vhost, char **user)
+{
+	struct amqp_connection_info info;
+	char *copy = xstrdup(url);
+	const char *scheme_end = strstr(url, "://");
+	const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+	const char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+
+	if (at && (slash == NULL || at < slash) && memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3))) {
+		free(copy);
+		return "the URL must not contain a password; put it in password_file";
+	}
+	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
+		free(copy);
+		return "not a valid AMQP URL (amqp://[user@]host[:port][/vhost])";
+	}
+	if (info.ssl) {
+		free(copy);
+		return "amqps:// (TLS) is not supported by this version yet";
+	}
+	if (host) {
+		*host = xstrdup(info.host);
+		*port = info.port;
+		*vhost = xstrdup(info.vhost);
+		*user = at ? xstrdup(info.user) : NULL;
+	}
+	free(copy);
+	return NULL;
+}
+
+static void
+amqp_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
+    const char *file, struct diag *d)
+{
+	const char *err = parse_url(b->url, NULL, NULL, NULL, NULL);
+
+	if (err)
+		diag_error(d, file, cfg_key_line(group, "url"),
+		    "invalid value of key \"url\" in group \"broker\": %s", err);
+	if (b->prefetch < b->batch_size)
+		diag_warn(d, file, cfg_key_line(group, "prefetch"),
+		    "prefetch (%lld) is smaller than batch_size (%lld): batches will never fill up",
+		    (long long)b->prefetch, (long long)b->batch_size);
+	for (size_t i = 0; i < b->n_routes; i++) {
+		const struct route *r = &b->routes[i];
+		const config_setting_t *g = config_setting_get_elem(routes, (unsigned)i);
+
+		if (r->queue == NULL)
+			diag_error(d, file, r->line, "missing required key \"queue\" in route \"%s\"", r->name);
+		if (r->match && amqp_pattern_error(r->match))
+			diag_error(d, file, cfg_key_line(g, "match"), "invalid value of key \"match\" in route \"%s\": %s",
+			    r->name, amqp_pattern_error(r->match));
+		if ((r->bind_exchange != NULL) != (r->n_bind_keys > 0))
+			diag_error(d, file, r->line,
+			    "route \"%s\": keys \"bind_exchange\" and \"bind_keys\" go together", r->name);
+		if (r->bind_exchange && !r->declare_queue)
+			diag_error(d, file, cfg_key_line(g, "bind_exchange"),
+			    "route \"%s\": \"bind_exchange\" needs \"declare_queue = true\"", r->name);
+	}
+}
+
+/* --- connection */
+
+static bool
+rpc_ok(struct amqp_session *s, amqp_rpc_reply_t r, const char *what)
+{
+	switch (r.reply_type) {
+	case AMQP_RESPONSE_NORMAL:
+		return true;
+	case AMQP_RESPONSE_NONE:
+		log_warn("could not %s: missing RPC reply", what);
+		break;
+	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+		log_warn("could not %s: %s", what, amqp_error_string2(r.library_error));
+		break;
+	case AMQP_RESPONSE_SERVER_EXCEPTION:
+		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+			amqp_connection_close_t *m = r.reply.decoded;
+
+			log_warn("could not %s: server closed the connection: %u %.*s", what, m->reply_code,
+			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+			amqp_channel_close_t *m = r.reply.decoded;
+
+			log_warn("could not %s: server closed the channel: %u %.*s", what, m->reply_code,
+			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else {
+			log_warn("could not %s: server error, method 0x%08x", what, r.reply.id);
+		}
+		break;
+	}
+	(void)s;
+	return false;
+}
+
+static void
+broker_disconnect(struct amqp_session *s, bool graceful)
+{
+	if (s->conn == NULL)
+		return;
+	if (graceful) {
+		amqp_channel_close(s->conn, CHANNEL, AMQP_REPLY_SUCCESS);
+		amqp_connection_close(s->conn, AMQP_REPLY_SUCCESS);
+	}
+	amqp_destroy_connection(s->conn);
+	s->conn = NULL;
+}
+
+static int
+broker_connect(struct amqp_session *s)
+{
+	const struct broker *b = s->b;
+	struct timeval tv = { b->connect_timeout_ms / 1000, (b->connect_timeout_ms % 1000) * 1000 };
+	amqp_socket_t *sock;
+	int rc;
+
+	s->conn = amqp_new_connection();
+	sock = amqp_tcp_socket_new(s->conn);
+	if (sock == NULL) {
+		log_warn("could not create a socket");
+		goto fail;
+	}
+	amqp_set_handshake_timeout(s->conn, &tv);
+	amqp_set_rpc_timeout(s->conn, &tv);
+	rc = amqp_socket_open_noblock(sock, s->host, s->port, &tv);
+	if (rc != AMQP_STATUS_OK) {
+		log_warn("could not connect to %s:%d: %s", s->host, s->port, amqp_error_string2(rc));
+		goto fail;
+	}
+	if (!rpc_ok(s, amqp_login(s->conn, s->vhost, 0, 131072, (int)b->heartbeat, AMQP_SASL_METHOD_PLAIN,
+	    s->user, s->password), "log in"))
+		goto fail;
+	amqp_channel_open(s->conn, CHANNEL);
+	if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "open a channel"))
+		goto fail;
+	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)b->prefetch, 0);
+	if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "set the prefetch count"))
+		goto fail;
+	for (size_t i = 0; i < b->n_routes; i++) {
+		const struct route *r = &b->routes[i];
+
+		if (!r->declare_queue)
+			continue;
+		amqp_queue_declare(s->conn, CHANNEL, amqp_cstring_bytes(r->queue), 0, 1, 0, 0, amqp_empty_table);
+		if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "declare the queue"))
+			goto fail;
+		for (size_t k = 0; k < r->n_bind_keys; k++) {
+			amqp_queue_bind(s->conn, CHANNEL, amqp_cstring_bytes(r->queue),
+			    amqp_cstring_bytes(r->bind_exchange), amqp_cstring_bytes(r->bind_keys[k]), amqp_empty_table);
+			if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "bind the queue"))
+				goto fail;
+		}
+	}
+	for (size_t q = 0; q < s->n_queues; q++) {
+		char tag[32];
+
+		snprintf(tag, sizeof(tag), "oncebridge.%zu", q);
+		amqp_basic_consume(s->conn, CHANNEL, amqp_cstring_bytes(s->queues[q]), amqp_cstring_bytes(tag),
+		    0, 0 /* no_ack: we ack after COMMIT */, 0, amqp_empty_table);
+		if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "start consuming"))
+			goto fail;
+	}
+	log_info("connected to %s:%d, consuming %zu queue%s", s->host, s->port, s->n_queues,
+	    s->n_queues == 1 ? "" : "s");
+	return 0;
+fail:
+	broker_disconnect(s, false);
+	return -1;
+}
+
+/* --- deliveries */
+
+static char *
+bytes_str(amqp_bytes_t b)
+{
+	return xstrndup(b.bytes ? b.bytes : "", b.len);
+}
+
+static char *
+field_text(const amqp_field_value_t *v, size_t *len)
+{
+	char *s;
+
+	switch (v->kind) {
+	case AMQP_FIELD_KIND_UTF8:
+	case AMQP_FIELD_KIND_BYTES:
+		*len = v->value.bytes.len;
+		return bytes_str(v->value.bytes);
+	case AMQP_FIELD_KIND_BOOLEAN:
+		s = xstrdup(v->value.boolean ? "true" : "false");
+		break;
+	case AMQP_FIELD_KIND_I8:
+		s = xasprintf("%d", v->value.i8);
+		break;
+	case AMQP_FIELD_KIND_U8:
+		s = xasprintf("%u", v->value.u8);
+		break;
+	case AMQP_FIELD_KIND_I16:
+		s = xasprintf("%d", v->value.i16);
+		break;
+	case AMQP_FIELD_KIND_U16:
+		s = xasprintf("%u", v->value.u16);
+		break;
+	case AMQP_FIELD_KIND_I32:
+		s = xasprintf("%d", v->value.i32);
+		break;
+	case AMQP_FIELD_KIND_U32:
+		s = xasprintf("%u", v->value.u32);
+		break;
+	case AMQP_FIELD_KIND_I64:
+		s = xasprintf("%lld", (long long)v->value.i64);
+		break;
+	case AMQP_FIELD_KIND_U64:
+	case AMQP_FIELD_KIND_TIMESTAMP:
+		s = xasprintf("%llu", (unsigned long long)v->value.u64);
+		break;
+	default:
+		return NULL; /* tables, arrays, floats, decimals: not used as text */
+	}
+	*len = strlen(s);
+	return s;
+}
+
+static void
+delivery_fill(struct amqp_session *s, struct delivery *d)
+{
+	amqp_basic_properties_t *p = &d->env.message.properties;
+	const char *tag = d->env.consumer_tag.bytes;
+	size_t taglen = d->env.consumer_tag.len;
+
+	d->queue = 0;
+	if (taglen > 11 && taglen < 32 && memcmp(tag, "oncebridge.", 11) == 0) {
+		char num[32];
+
+		memcpy(num, tag + 11, taglen - 11);
+		num[taglen - 11] = '\0';
+		d->queue = (size_t)strtoul(num, NULL, 10);
+	}
+	if (d->queue >= s->n_queues)
+		d->queue = 0;
+	d->routing_key = bytes_str(d->env.routing_key);
+	d->exchange = bytes_str(d->env.exchange);
+	if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+		d->message_id = bytes_str(p->message_id);
+		d->message_id_len = p->message_id.len;
+	}
+	if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+		d->content_type = bytes_str(p->content_type);
+	if (p->_flags & AMQP_BASIC_HEADERS_FLAG && p->headers.num_entries > 0) {
+		d->headers = xcalloc((size_t)p->headers.num_entries, sizeof(struct msg_header));
+		for (int i = 0; i < p->headers.num_entries; i++) {
+			const amqp_table_entry_t *e = &p->headers.entries[i];
+			size_t len = 0;
+			char *value = field_text(&e->value, &len);
+
+			if (value == NULL)
+				continue;
+			d->headers[d->n_headers].name = bytes_str(e->key);
+			d->headers[d->n_headers].value = value;
+			d->headers[d->n_headers].value_len = len;
+			d->n_headers++;
+		}
+	}
+}
+
+static void
+delivery_free(struct delivery *d)
+{
+	for (size_t i = 0; i < d->n_headers; i++) {
+		free((char *)d->headers[i].name);
+		free((char *)d->headers[i].value);
+	}
+	free(d->headers);
+	free(d->routing_key);
+	free(d->exchange);
+	free(d->message_id);
+	free(d->content_type);
+	amqp_destroy_envelope(&d->env);
+	memset(d, 0, sizeof(*d));
+}
+
+static void
+batch_clear(struct amqp_session *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		delivery_free(&s->batch[i]);
+	s->n = 0;
+}
+
+/* Handle a frame that is not a delivery. Returns -1 when the connection or
+ * channel is gone. */
+static int
+other_frame(struct amqp_session *s)
+{
+	amqp_frame_t frame;
+	int rc = amqp_simple_wait_frame(s->conn, &frame);
+
+	if (rc != AMQP_STATUS_OK) {
+		log_warn("lost the broker connection: %s", amqp_error_string2(rc));
+		return -1;
+	}
+	if (frame.frame_type != AMQP_FRAME_METHOD)
+		return 0;
+	switch (frame.payload.method.id) {
+	case AMQP_CHANNEL_CLOSE_METHOD: {
+		amqp_channel_close_t *m = frame.payload.method.decoded;
+
+		log_warn("the broker closed the channel: %u %.*s", m->reply_code, (int)m->reply_text.len,
+		    (char *)m->reply_text.bytes);
+		return -1;
+	}
+	case AMQP_CONNECTION_CLOSE_METHOD: {
+		amqp_connection_close_t *m = frame.payload.method.decoded;
+
+		log_warn("the broker closed the connection: %u %.*s", m->reply_code, (int)m->reply_text.len,
+		    (char *)m->reply_text.bytes);
+		return -1;
+	}
+	case AMQP_BASIC_CANCEL_METHOD:
+		log_warn("the broker cancelled a consumer (queue deleted?); reconnecting");
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+/* Gather up to batch_size deliveries, waiting at most batch_linger_ms after
+ * the first. Returns -1 when the connection was lost. */
+static int
+gather_batch(struct amqp_session *s)
+{
+	const struct broker *b = s->b;
+	int64_t deadline = 0;
+
+	amqp_maybe_release_buffers(s->conn);
+	while ((int64_t)s->n < b->batch_size) {
+		int64_t wait_ms = s->n == 0 ? IDLE_WAIT_MS : deadline - now_ms();
+		struct timeval tv;
+		amqp_rpc_reply_t r;
+		struct delivery *d;
+
+		if (*s->w->stop)
+			break;
+		if (wait_ms < 0)
+			wait_ms = 0;
+		tv.tv_sec = wait_ms / 1000;
+		tv.tv_usec = (wait_ms % 1000) * 1000;
+		d = &s->batch[s->n];
+		memset(d, 0, sizeof(*d));
+		r = amqp_consume_message(s->conn, &d->env, &tv, 0);
+		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+			delivery_fill(s, d);
+			if (s->n++ == 0)
+				deadline = now_ms() + b->batch_linger_ms;
+			continue;
+		}
+		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
+			if (s->n > 0)
+				break;
+			continue;
+		}
+		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+		    r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+			if (other_frame(s) < 0)
+				return -1;
+			continue;
+		}
+		rpc_ok(s, r, "receive a message");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+message_of(const struct amqp_session *s, const struct delivery *d, struct message *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->payload = d->env.message.body.bytes;
+	m->payload_len = d->env.message.body.len;
+	m->topic = d->routing_key;
+	m->topic_separator = '.';
+	m->source = s->queues[d->queue];
+	m->exchange = d->exchange;
+	m->message_id = d->message_id;
+	m->message_id_len = d->message_id_len;
+	m->content_type = d->content_type;
+	m->headers = d->headers;
+	m->n_headers = d->n_headers;
+	m->redelivered = d->env.redelivered != 0;
+}
+
+/* Ack what committed, nack (requeue) the rest. Returns -1 when the
+ * connection failed. */
+static int
+settle_batch(struct amqp_session *s, bool all_settled)
+{
+	int rc = 0;
+
+	if (all_settled)
+		return amqp_basic_ack(s->conn, CHANNEL, s->batch[s->n - 1].env.delivery_tag, 1) == 0 ? 0 : -1;
+	for (size_t i = 0; i < s->n && rc == 0; i++) {
+		uint64_t tag = s->batch[i].env.delivery_tag;
+
+		rc = s->settled[i] ? amqp_basic_ack(s->conn, CHANNEL, tag, 0)
+				   : amqp_basic_nack(s->conn, CHANNEL, tag, 0, 1);
+	}
+	return rc == 0 ? 0 : -1;
+}
+
+static void
+apply_batch(struct amqp_session *s)
+{
+	size_t unsettled = 0;
+	enum apply_status st;
+	int64_t delay;
+
+	for (size_t i = 0; i < s->n; i++)
+		message_of(s, &s->batch[i], &s->msgs[i]);
+	st = core_apply(s->w->core, s->msgs, s->n, s->settled);
+	if (st == APPLY_TRANSIENT) {
+		/* give everything back and stay away from the broker until the
+		 * database is usable again */
+		amqp_basic_nack(s->conn, CHANNEL, s->batch[s->n - 1].env.delivery_tag, 1, 1);
+		broker_disconnect(s, true);
+		delay = backoff_next(&s->retry_backoff);
+		log_info("retrying in %lld ms", (long long)delay);
+		sleep_ms_unless(delay, s->w->stop);
+		return;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		unsettled += !s->settled[i];
+	if (settle_batch(s, unsettled == 0) < 0) {
+		log_warn("could not ack %zu messages (they were committed and will come back as duplicates)", s->n);
+		broker_disconnect(s, false);
+		return;
+	}
+	if (unsettled == 0) {
+		backoff_reset(&s->retry_backoff);
+		return;
+	}
+	/* keep the wait short: heartbeats are only serviced inside library calls */
+	delay = backoff_next(&s->retry_backoff);
+	if (s->b->heartbeat > 0 && delay > s->b->heartbeat * 1000 / 3)
+		delay = s->b->heartbeat * 1000 / 3;
+	sleep_ms_unless(delay, s->w->stop);
+}
+
+static void
+session_free(struct amqp_session *s)
+{
+	broker_disconnect(s, true);
+	batch_clear(s);
+	free(s->batch);
+	free(s->msgs);
+	free(s->settled);
+	for (size_t i = 0; i < s->n_queues; i++)
+		free(s->queues[i]);
+	free(s->queues);
+	free(s->host);
+	free(s->vhost);
+	free(s->user);
+}
+
+static int
+amqp_run(struct worker *w)
+{
+	const struct broker *b = w->broker;
+	struct amqp_session s;
+	char *url_user = NULL;
+	const char *err;
+
+	memset(&s, 0, sizeof(s));
+	s.w = w;
+	s.b = b;
+	err = parse_url(b->url, &s.host, &s.port, &s.vhost, &url_user);
+	if (err) {
+		log_error("invalid url: %s", err);
+		return 1;
+	}
+	s.user = b->user ? xstrdup(b->user) : url_user ? url_user : xstrdup("guest");
+	if (s.user != url_user)
+		free(url_user);
+	s.password = b->password ? b->password : "guest";
+	for (size_t i = 0; i < b->n_routes; i++) {
+		bool seen = false;
+
+		for (size_t q = 0; q < s.n_queues; q++)
+			seen |= strcmp(s.queues[q], b->routes[i].queue) == 0;
+		if (!seen) {
+			s.queues = xrealloc(s.queues, (s.n_queues + 1) * sizeof(char *));
+			s.queues[s.n_queues++] = xstrdup(b->routes[i].queue);
+		}
+	}
+	s.batch = xcalloc((size_t)b->batch_size + 1, sizeof(struct delivery));
+	s.msgs = xcalloc((size_t)b->batch_size + 1, sizeof(struct message));
+	s.settled = xcalloc((size_t)b->batch_size + 1, sizeof(bool));
+	backoff_init(&s.broker_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
+	backoff_init(&s.retry_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
+
+	while (!*w->stop) {
+		int rc;
+
+		if (worker_wait_for_database(w) < 0)
+			break;
+		if (s.conn == NULL) {
+			if (broker_connect(&s) < 0) {
+				int64_t delay = backoff_next(&s.broker_backoff);
+
+				log_info("reconnecting to the broker in %lld ms", (long long)delay);
+				sleep_ms_unless(delay, w->stop);
+				continue;
+			}
+			backoff_reset(&s.broker_backoff);
+		}
+		rc = gather_batch(&s);
+		if (rc < 0) {
+			/* deliveries of a lost connection cannot be acked: the
+			 * broker redelivers them */
+			batch_clear(&s);
+			broker_disconnect(&s, false);
+			continue;
+		}
+		if (s.n > 0)
+			apply_batch(&s);
+		batch_clear(&s);
+	}
+	session_free(&s);
+	return 0;
+}
+
+const struct adapter amqp_adapter = {
+	.name = "amqp",
+	.broker_keys = amqp_broker_keys,
+	.route_keys = amqp_route_keys,
+	.check = amqp_check,
+	.run = amqp_run,
+};

@@ -1,0 +1,683 @@
+/* The idempotent-apply core. For a batch of messages it builds one work
+ * item per (message, matching route), extracts event IDs and parameters,
+ * and runs one transaction:
+ *
+ *   BEGIN
+ *   claim every (route, event_id) in processed_events; duplicates drop out
+ *   run the business SQL of each newly claimed item
+ *   write dead letters for poison (claiming its event ID too)
+ *   COMMIT
+ *
+ * The first attempt runs without savepoints. When a business statement
+ * fails it is rolled back and run again with a savepoint around each
+ * statement, so that the failing item is dead-lettered (poison), left for
+ * a later retry (other errors, up to retry.max_attempts) or the whole batch
+ * left unsettled (transient), while the rest commits. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "bridge/apply.h"
+#include "bridge/db.h"
+#include "bridge/failure.h"
+#include "bridge/log.h"
+#include "bridge/route.h"
+#include "bridge/settings.h"
+#include "bridge/text.h"
+#include "bridge/util.h"
+
+#define NO_ROUTE ((size_t)-1)
+#define ATTEMPT_SLOTS 256
+
+enum item_state {
+	IT_PENDING,  /* has an event ID, to be claimed */
+	IT_NEW,      /* claimed in this transaction, business SQL to run */
+	IT_DUP,      /* claimed before: no effect */
+	IT_APPLIED,  /* business SQL ran in this transaction */
+	IT_POISON,   /* to be dead-lettered, not claimed yet */
+	IT_DEAD,     /* dead letter written in this transaction */
+	IT_DEFER,    /* left for a redelivery */
+};
+
+struct item {
+	size_t msg;
+	size_t route;          /* index into broker routes, NO_ROUTE when none matched */
+	char *event_id;        /* NULL when the message has none */
+	enum item_state state;
+	char *reason;
+	char sqlstate[6];
+	char *detail;
+	int attempts;
+	struct value *values;  /* business SQL parameters */
+};
+
+struct attempt {
+	char *key;
+	int count;
+	uint64_t used;
+};
+
+struct core {
+	const struct settings *settings;
+	const struct broker *broker;
+	struct limits limits;
+	PGconn *conn;
+	struct core_stats stats;
+	struct attempt attempts[ATTEMPT_SLOTS];
+	uint64_t attempt_clock;
+	struct buf arr_consumers, arr_ids;
+};
+
+struct core *
+core_new(const struct settings *s, const struct broker *b)
+{
+	struct core *c = xcalloc(1, sizeof(*c));
+
+	c->settings = s;
+	c->broker = b;
+	c->limits = settings_limits(s);
+	return c;
+}
+
+void
+core_disconnect(struct core *c)
+{
+	if (c->conn)
+		PQfinish(c->conn);
+	c->conn = NULL;
+}
+
+void
+core_free(struct core *c)
+{
+	if (c == NULL)
+		return;
+	core_disconnect(c);
+	for (size_t i = 0; i < ATTEMPT_SLOTS; i++)
+		free(c->attempts[i].key);
+	buf_free(&c->arr_consumers);
+	buf_free(&c->arr_ids);
+	free(c);
+}
+
+int
+core_ready(struct core *c)
+{
+	if (c->conn && PQstatus(c->conn) == CONNECTION_OK)
+		return 0;
+	core_disconnect(c);
+	c->conn = db_connect(c->settings, c->broker);
+	if (c->conn == NULL)
+		return -1;
+	log_info("connected to the database");
+	return 0;
+}
+
+const struct core_stats *
+core_stats(const struct core *c)
+{
+	return &c->stats;
+}
+
+/* --- failed-attempt counts for errors that are neither poison nor transient */
+
+static int
+attempt_bump(struct core *c, const char *route, const char *event_id)
+{
+	char *key = xasprintf("%s%c%s", route, '\x1f', event_id);
+	struct attempt *slot = NULL, *oldest = &c->attempts[0];
+
+	for (size_t i = 0; i < ATTEMPT_SLOTS; i++) {
+		struct attempt *a = &c->attempts[i];
+
+		if (a->key && strcmp(a->key, key) == 0) {
+			slot = a;
+			break;
+		}
+		if (a->used < oldest->used)
+			oldest = a;
+	}
+	if (slot == NULL) {
+		slot = oldest;
+		free(slot->key);
+		slot->key = key;
+		slot->count = 0;
+	} else {
+		free(key);
+	}
+	slot->used = ++c->attempt_clock;
+	return ++slot->count;
+}
+
+static void
+attempt_forget(struct core *c, const char *route, const char *event_id)
+{
+	char *key = xasprintf("%s%c%s", route, '\x1f', event_id);
+
+	for (size_t i = 0; i < ATTEMPT_SLOTS; i++) {
+		if (c->attempts[i].key && strcmp(c->attempts[i].key, key) == 0) {
+			sfree(c->attempts[i].key);
+			c->attempts[i].count = 0;
+			c->attempts[i].used = 0;
+		}
+	}
+	free(key);
+}
+
+/* --- building the items of a batch */
+
+static void
+item_poison(struct item *it, const char *reason)
+{
+	free(it->reason);
+	it->reason = xstrdup(reason);
+	it->state = IT_POISON;
+}
+
+static void
+item_clear(const struct route *r, struct item *it)
+{
+	if (it->values && r)
+		for (size_t p = 0; p < r->n_params; p++)
+			value_clear(&it->values[p]);
+	free(it->values);
+	free(it->event_id);
+	free(it->reason);
+	free(it->detail);
+}
+
+static void
+items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item **items, size_t *n)
+{
+	const struct broker *b = c->broker;
+	const struct message *m = v->msg;
+	bool matched = false;
+
+	for (size_t r = 0; r <= b->n_routes; r++) {
+		const struct route *route;
+		struct item *it;
+		const char *reason = NULL;
+		char idbuf[1100];
+
+		if (r == b->n_routes) {
+			if (matched)
+				break;
+			route = NULL; /* no route: one dead letter */
+		} else {
+			route = &b->routes[r];
+			if (!route_matches(route, m))
+				continue;
+			matched = true;
+		}
+		*items = xrealloc(*items, (*n + 1) * sizeof(struct item));
+		it = &(*items)[(*n)++];
+		memset(it, 0, sizeof(*it));
+		it->msg = mi;
+		it->route = route ? r : NO_ROUTE;
+		it->state = IT_PENDING;
+		if (route == NULL) {
+			char *why = xasprintf("no route of broker \"%s\" matches this message", b->name);
+
+			item_poison(it, why);
+			free(why);
+			continue;
+		}
+		if (m->payload_len > c->limits.max_payload) {
+			char *why = xasprintf("payload of %zu bytes exceeds limits.max_payload (%zu)",
+			    m->payload_len, c->limits.max_payload);
+
+			item_poison(it, why);
+			free(why);
+			continue;
+		}
+		if (source_event_id(&route->id_source, v, &c->limits, idbuf, sizeof(idbuf), &reason) < 0) {
+			item_poison(it, reason);
+			continue;
+		}
+		it->event_id = xstrdup(idbuf);
+		it->values = xcalloc(route->n_params + 1, sizeof(struct value));
+		for (size_t p = 0; p < route->n_params; p++) {
+			struct value *val = &it->values[p];
+
+			if (source_value(&route->param_sources[p], v, &c->limits, route->name, it->event_id,
+			    val, &reason) < 0) {
+				item_poison(it, reason);
+				break;
+			}
+			if (val->data && !val->binary && memchr(val->data, '\0', val->len)) {
+				char *why = xasprintf("parameter $%zu (%s) contains a NUL byte", p + 1,
+				    route->param_sources[p].spec);
+
+				item_poison(it, why);
+				free(why);
+				break;
+			}
+		}
+	}
+}
+
+/* --- statements */
+
+/* Append s as an element of a PostgreSQL array literal. */
+static void
+array_add(struct buf *b, const char *s)
+{
+	buf_append(b, b->len ? ",\"" : "{\"", 2);
+	for (const char *p = s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_append(b, "\\", 1);
+		buf_append(b, p, 1);
+	}
+	buf_append(b, "\"", 1);
+}
+
+/* Result of one statement: FAILURE_NONE or a class, with the SQLSTATE and
+ * message kept for the caller. */
+struct stmt_result {
+	enum failure_class failure;
+	char sqlstate[6];
+	char *message;
+};
+
+static void
+stmt_result_clear(struct stmt_result *sr)
+{
+	sfree(sr->message);
+	sr->failure = FAILURE_NONE;
+	sr->sqlstate[0] = '\0';
+}
+
+static PGresult *
+check_result(struct core *c, PGresult *res, struct stmt_result *sr)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	stmt_result_clear(sr);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return res;
+	db_error(c->conn, res, sr->sqlstate, &sr->message);
+	sr->failure = PQstatus(c->conn) == CONNECTION_OK ? classify_sqlstate(sr->sqlstate[0] ? sr->sqlstate : NULL)
+							  : FAILURE_TRANSIENT;
+	PQclear(res);
+	return NULL;
+}
+
+static bool
+command(struct core *c, const char *sql, struct stmt_result *sr)
+{
+	PGresult *res = check_result(c, PQexec(c->conn, sql), sr);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+static bool
+exec_prepared(struct core *c, const char *name, int n, const char *const *values, const int *lengths,
+    const int *formats, struct stmt_result *sr, PGresult **out)
+{
+	PGresult *res = check_result(c,
+	    PQexecPrepared(c->conn, name, n, values, lengths, formats, 0), sr);
+
+	if (out)
+		*out = res;
+	else
+		PQclear(res);
+	return res != NULL;
+}
+
+/* Claim the pending items; mark each IT_NEW or IT_DUP. */
+static bool
+claim_pending(struct core *c, struct item *items, size_t n, struct stmt_result *sr)
+{
+	const struct broker *b = c->broker;
+	size_t *pos = xcalloc(n + 1, sizeof(size_t));
+	size_t np = 0;
+	const char *values[2];
+	PGresult *res;
+	bool ok;
+
+	buf_reset(&c->arr_consumers);
+	buf_reset(&c->arr_ids);
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].state != IT_PENDING)
+			continue;
+		array_add(&c->arr_consumers, b->routes[items[i].route].name);
+		array_add(&c->arr_ids, items[i].event_id);
+		pos[np++] = i;
+	}
+	if (np == 0) {
+		free(pos);
+		return true;
+	}
+	buf_append(&c->arr_consumers, "}", 1);
+	buf_append(&c->arr_ids, "}", 1);
+	values[0] = c->arr_consumers.data;
+	values[1] = c->arr_ids.data;
+	ok = exec_prepared(c, "ob_dedupe", 2, values, NULL, NULL, sr, &res);
+	if (ok) {
+		for (size_t k = 0; k < np; k++)
+			items[pos[k]].state = IT_DUP;
+		for (int r = 0; r < PQntuples(res); r++) {
+			long ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+
+			if (ord >= 1 && (size_t)ord <= np)
+				items[pos[ord - 1]].state = IT_NEW;
+		}
+		PQclear(res);
+	}
+	free(pos);
+	return ok;
+}
+
+static bool
+run_business(struct core *c, struct item *it, struct stmt_result *sr)
+{
+	const struct route *r = &c->broker->routes[it->route];
+	const char **values = xcalloc(r->n_params + 1, sizeof(char *));
+	int *lengths = xcalloc(r->n_params + 1, sizeof(int));
+	int *formats = xcalloc(r->n_params + 1, sizeof(int));
+	char name[32];
+	bool ok;
+
+	for (size_t p = 0; p < r->n_params; p++) {
+		values[p] = it->values[p].data;
+		lengths[p] = (int)it->values[p].len;
+		formats[p] = it->values[p].binary ? 1 : 0;
+	}
+	db_route_stmt(name, sizeof(name), it->route);
+	ok = exec_prepared(c, name, (int)r->n_params, values, lengths, formats, sr, NULL);
+	free(values);
+	free(lengths);
+	free(formats);
+	return ok;
+}
+
+static char *
+properties_json(const struct message *m)
+{
+	struct json_object *o = json_object_new_object(), *h;
+	char *s;
+
+	if (m->message_id) {
+		s = text_sanitize(m->message_id, m->message_id_len);
+		json_object_object_add(o, "message_id", json_object_new_string(s));
+		free(s);
+	}
+	if (m->content_type) {
+		s = text_sanitize(m->content_type, strlen(m->content_type));
+		json_object_object_add(o, "content_type", json_object_new_string(s));
+		free(s);
+	}
+	json_object_object_add(o, "redelivered", json_object_new_boolean(m->redelivered));
+	if (m->n_headers) {
+		h = json_object_new_object();
+		for (size_t i = 0; i < m->n_headers; i++) {
+			char *name = text_sanitize(m->headers[i].name, strlen(m->headers[i].name));
+
+			s = text_sanitize(m->headers[i].value, m->headers[i].value_len);
+			json_object_object_add(h, name, json_object_new_string(s));
+			free(s);
+			free(name);
+		}
+		json_object_object_add(o, "headers", h);
+	}
+	s = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+/* Insert the dead-letter row of it. claim: also claim its event ID first,
+ * and write nothing when it was claimed before. */
+static bool
+write_dead_letter(struct core *c, const struct message *m, struct item *it, bool claim,
+    struct stmt_result *sr)
+{
+	const struct broker *b = c->broker;
+	const char *route = it->route == NO_ROUTE ? NULL : b->routes[it->route].name;
+	char *topic = text_sanitize(m->topic, m->topic ? strlen(m->topic) : 0);
+	char *source = text_sanitize(m->source, m->source ? strlen(m->source) : 0);
+	char *exchange = text_sanitize(m->exchange, m->exchange ? strlen(m->exchange) : 0);
+	char *props = properties_json(m);
+	char size[24], attempts[16];
+	size_t stored = m->payload_len > c->limits.max_payload ? c->limits.max_payload : m->payload_len;
+	const char *values[13];
+	int lengths[13] = { 0 }, formats[13] = { 0 };
+	bool ok = true;
+
+	if (claim && route && it->event_id) {
+		const char *cv[2] = { route, it->event_id };
+		PGresult *res;
+
+		ok = exec_prepared(c, "ob_claim", 2, cv, NULL, NULL, sr, &res);
+		if (ok) {
+			bool fresh = PQntuples(res) == 1;
+
+			PQclear(res);
+			if (!fresh) {
+				it->state = IT_DUP; /* dead-lettered before a crash, then redelivered */
+				goto out;
+			}
+		}
+		if (!ok)
+			goto out;
+	}
+	snprintf(size, sizeof(size), "%zu", m->payload_len);
+	snprintf(attempts, sizeof(attempts), "%d", it->attempts > 0 ? it->attempts : 1);
+	values[0] = b->name;
+	values[1] = route;
+	values[2] = it->event_id;
+	values[3] = source;
+	values[4] = exchange;
+	values[5] = topic;
+	values[6] = props;
+	values[7] = m->payload ? m->payload : "";
+	lengths[7] = (int)stored;
+	formats[7] = 1;
+	values[8] = size;
+	values[9] = it->reason;
+	values[10] = it->sqlstate[0] ? it->sqlstate : NULL;
+	values[11] = it->detail;
+	values[12] = attempts;
+	ok = exec_prepared(c, "ob_dead", 13, values, lengths, formats, sr, NULL);
+	if (ok) {
+		it->state = IT_DEAD;
+		log_warn("dead-lettered a message on \"%s\" for route \"%s\"%s%s: %s",
+		    topic ? topic : "", route ? route : "(none)", it->event_id ? ", event ID " : "",
+		    it->event_id ? it->event_id : "", it->reason);
+	}
+out:
+	free(topic);
+	free(source);
+	free(exchange);
+	free(props);
+	return ok;
+}
+
+/* Business SQL of it failed inside a savepoint with sr: decide its fate. */
+static bool
+settle_failed_item(struct core *c, const struct message *m, struct item *it, struct stmt_result *sr)
+{
+	const struct route *r = &c->broker->routes[it->route];
+	struct stmt_result sr2 = { 0 };
+	bool ok;
+
+	memcpy(it->sqlstate, sr->sqlstate, 6);
+	free(it->detail);
+	it->detail = sr->message ? xstrdup(sr->message) : NULL;
+	if (sr->failure == FAILURE_RETRY) {
+		it->attempts = attempt_bump(c, r->name, it->event_id);
+		if (it->attempts < c->settings->max_attempts) {
+			const char *cv[2] = { r->name, it->event_id };
+
+			log_warn("business SQL of route \"%s\" failed for event ID %s (attempt %d of %lld), "
+			    "will retry: %s (SQLSTATE %s)", r->name, it->event_id, it->attempts,
+			    (long long)c->settings->max_attempts, it->detail ? it->detail : "", it->sqlstate);
+			it->state = IT_DEFER;
+			ok = exec_prepared(c, "ob_unclaim", 2, cv, NULL, NULL, &sr2, NULL);
+			goto out;
+		}
+		free(it->reason);
+		it->reason = xasprintf("business SQL failed %d times: %s", it->attempts,
+		    it->detail ? it->detail : "");
+	} else {
+		free(it->reason);
+		it->reason = xasprintf("business SQL failed: %s", it->detail ? it->detail : "");
+	}
+	/* the event ID is already claimed in this transaction */
+	ok = write_dead_letter(c, m, it, false, &sr2);
+out:
+	if (!ok) {
+		stmt_result_clear(sr);
+		*sr = sr2;
+	} else {
+		stmt_result_clear(&sr2);
+	}
+	return ok;
+}
+
+static void
+rollback(struct core *c)
+{
+	struct stmt_result sr = { 0 };
+
+	if (PQstatus(c->conn) == CONNECTION_OK && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		command(c, "ROLLBACK", &sr);
+	stmt_result_clear(&sr);
+}
+
+/* One transaction over the items. Returns FAILURE_NONE when committed;
+ * FAILURE_RETRY asks for another attempt with savepoints; FAILURE_TRANSIENT
+ * gives up on the batch for now. */
+static enum failure_class
+run_transaction(struct core *c, const struct message *msgs, struct item *items, size_t n, bool savepoints,
+    struct stmt_result *sr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (items[i].state == IT_NEW || items[i].state == IT_DUP || items[i].state == IT_APPLIED)
+			items[i].state = IT_PENDING;
+		else if (items[i].state == IT_DEAD)
+			items[i].state = IT_POISON;
+
+	if (!command(c, "BEGIN", sr))
+		return FAILURE_TRANSIENT;
+	if (!claim_pending(c, items, n, sr))
+		goto failed;
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+
+		if (it->state != IT_NEW)
+			continue;
+		if (savepoints && !command(c, "SAVEPOINT ob_item", sr))
+			goto failed;
+		if (run_business(c, it, sr)) {
+			it->state = IT_APPLIED;
+			if (savepoints && !command(c, "RELEASE SAVEPOINT ob_item", sr))
+				goto failed;
+			continue;
+		}
+		if (!savepoints || sr->failure == FAILURE_TRANSIENT) {
+			if (sr->failure != FAILURE_TRANSIENT) {
+				rollback(c);
+				return FAILURE_RETRY; /* again, with savepoints */
+			}
+			goto failed;
+		}
+		{
+			struct stmt_result sr2 = { 0 };
+
+			if (!command(c, "ROLLBACK TO SAVEPOINT ob_item", &sr2)) {
+				stmt_result_clear(sr);
+				*sr = sr2;
+				goto failed;
+			}
+		}
+		if (!settle_failed_item(c, &msgs[it->msg], it, sr))
+			goto failed;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (items[i].state == IT_POISON && !write_dead_letter(c, &msgs[items[i].msg], &items[i], true, sr))
+			goto failed;
+	if (!command(c, "COMMIT", sr))
+		goto failed;
+	return FAILURE_NONE;
+failed:
+	rollback(c);
+	/* an error writing a dead letter or claiming cannot be put on one
+	 * message: the batch waits for a retry */
+	return FAILURE_TRANSIENT;
+}
+
+enum apply_status
+core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
+{
+	struct msg_view *views = xcalloc(n + 1, sizeof(struct msg_view));
+	struct item *items = NULL;
+	size_t n_items = 0;
+	struct stmt_result sr = { 0 };
+	enum failure_class fc;
+	enum apply_status status = APPLY_OK;
+
+	c->stats.received += n;
+	c->stats.batches++;
+	for (size_t i = 0; i < n; i++) {
+		settled[i] = false;
+		msg_view_init(&views[i], &msgs[i], c->broker->name);
+		items_add_for_message(c, &views[i], i, &items, &n_items);
+	}
+	if (core_ready(c) < 0) {
+		status = APPLY_TRANSIENT;
+		goto out;
+	}
+	fc = run_transaction(c, msgs, items, n_items, false, &sr);
+	if (fc == FAILURE_RETRY)
+		fc = run_transaction(c, msgs, items, n_items, true, &sr);
+	if (fc != FAILURE_NONE) {
+		log_warn("could not apply a batch of %zu messages, will retry: %s%s%s%s", n,
+		    sr.message ? sr.message : "unknown error", sr.sqlstate[0] ? " (SQLSTATE " : "",
+		    sr.sqlstate, sr.sqlstate[0] ? ")" : "");
+		c->stats.transient_failures++;
+		if (PQstatus(c->conn) != CONNECTION_OK)
+			core_disconnect(c);
+		status = APPLY_TRANSIENT;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		settled[i] = true;
+	for (size_t i = 0; i < n_items; i++) {
+		struct item *it = &items[i];
+
+		switch (it->state) {
+		case IT_APPLIED:
+			c->stats.applied++;
+			if (it->attempts > 0)
+				attempt_forget(c, c->broker->routes[it->route].name, it->event_id);
+			break;
+		case IT_DUP:
+			c->stats.duplicates++;
+			break;
+		case IT_DEAD:
+			c->stats.dead_letters++;
+			break;
+		default:
+			settled[it->msg] = false;
+			break;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!settled[i])
+			c->stats.deferred++;
+out:
+	stmt_result_clear(&sr);
+	for (size_t i = 0; i < n_items; i++)
+		item_clear(items[i].route == NO_ROUTE ? NULL : &c->broker->routes[items[i].route], &items[i]);
+	free(items);
+	for (size_t i = 0; i < n; i++)
+		msg_view_clear(&views[i]);
+	free(views);
+	return status;
+}

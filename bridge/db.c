@@ -1,0 +1,203 @@
+/* PostgreSQL session setup for a worker: parameters from the config (the
+ * password from its file, never from a string we build), checks that the
+ * schema is installed at the version this build needs, and preparation of
+ * the statements the core runs for every batch. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/db.h"
+#include "bridge/failure.h"
+#include "bridge/log.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+
+/* New (consumer, event_id) pairs of a batch: returns, for each pair that
+ * was not yet processed, the 1-based position of its first occurrence. */
+#define SQL_DEDUPE \
+	"WITH input AS (" \
+	"  SELECT c, e, o FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, e, o)" \
+	"), ins AS (" \
+	"  INSERT INTO oncebridge.processed_events (consumer, event_id)" \
+	"  SELECT c, e FROM input ON CONFLICT DO NOTHING RETURNING consumer, event_id" \
+	") SELECT min(input.o) FROM input JOIN ins ON ins.consumer = input.c AND ins.event_id = input.e" \
+	"  GROUP BY input.c, input.e"
+
+/* Claim an event ID for a dead letter; no row back means it was handled
+ * before (a redelivery after a crash between COMMIT and ack). */
+#define SQL_CLAIM \
+	"INSERT INTO oncebridge.processed_events (consumer, event_id) VALUES ($1, $2)" \
+	" ON CONFLICT DO NOTHING RETURNING 1"
+
+/* Undo the claim of an event whose business SQL will be retried later. */
+#define SQL_UNCLAIM \
+	"DELETE FROM oncebridge.processed_events WHERE consumer = $1 AND event_id = $2"
+
+#define SQL_DEAD_LETTER \
+	"INSERT INTO oncebridge.dead_letters (broker, consumer, event_id, source, exchange, topic," \
+	" properties, payload, payload_size, reason, sqlstate, error_detail, attempts)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::bytea, $9::integer, $10, $11, $12, $13::integer)"
+
+void
+db_route_stmt(char *buf, size_t size, size_t route_index)
+{
+	snprintf(buf, size, "ob_route_%zu", route_index);
+}
+
+void
+db_error(PGconn *conn, const PGresult *res, char sqlstate[6], char **errmsg)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	if (state && strlen(state) == 5)
+		memcpy(sqlstate, state, 6);
+	else
+		sqlstate[0] = '\0';
+	if (errmsg) {
+		if (msg == NULL) {
+			const char *cm = PQerrorMessage(conn);
+			size_t len = strlen(cm);
+
+			while (len > 0 && cm[len - 1] == '\n')
+				len--;
+			*errmsg = xstrndup(cm, len);
+		} else {
+			*errmsg = xstrdup(msg);
+		}
+	}
+}
+
+int
+db_command(PGconn *conn, const char *sql, char sqlstate[6], char **errmsg)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = FAILURE_NONE;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_error(conn, res, sqlstate, errmsg);
+		rc = classify_sqlstate(sqlstate[0] ? sqlstate : NULL);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static bool
+prepare(PGconn *conn, const char *name, const char *sql, int nparams, const Oid *types, const char *what)
+{
+	PGresult *res = PQprepare(conn, name, sql, nparams, types);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		log_error("could not prepare %s: %s", what, PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
+static bool
+check_schema(PGconn *conn)
+{
+	PGresult *res = PQexec(conn,
+	    "SELECT coalesce(max(version), 0) FROM oncebridge.schema_migrations");
+	bool ok = false;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_error("could not read the oncebridge schema version: %s"
+		    "hint: apply the migrations in /usr/share/oncebridge/sql with oncebridge-migrate",
+		    PQresultErrorMessage(res));
+	} else if (atoi(PQgetvalue(res, 0, 0)) < ONCEBRIDGE_SCHEMA_VERSION) {
+		log_error("the oncebridge schema is at version %s, this build needs %d; "
+		    "apply the newer migrations with oncebridge-migrate",
+		    PQgetvalue(res, 0, 0), ONCEBRIDGE_SCHEMA_VERSION);
+	} else {
+		ok = true;
+	}
+	PQclear(res);
+	return ok;
+}
+
+/* Acks follow COMMIT, so COMMIT must be durable before it returns. */
+static void
+ensure_synchronous_commit(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SHOW synchronous_commit");
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "off") == 0) {
+		log_warn("synchronous_commit is off for this role or database; oncebridge sets it to on "
+		    "for its own sessions, since it acks messages after COMMIT");
+		PQclear(res);
+		res = PQexec(conn, "SET synchronous_commit = on");
+	}
+	PQclear(res);
+}
+
+PGconn *
+db_connect(const struct settings *s, const struct broker *b)
+{
+	const char *keys[6], *values[6];
+	char appname[96], timeout[64];
+	PGconn *conn;
+	int k = 0;
+	const Oid dead_types[13] = { 0 };
+
+	snprintf(appname, sizeof(appname), "oncebridge/%s", b->name);
+	keys[k] = "dbname";
+	values[k++] = s->db_conninfo;
+	keys[k] = "application_name";
+	values[k++] = appname;
+	if (s->db_password) {
+		keys[k] = "password";
+		values[k++] = s->db_password;
+	}
+	keys[k] = NULL;
+	values[k] = NULL;
+
+	conn = PQconnectdbParams(keys, values, 1);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		char *msg = xstrdup(PQerrorMessage(conn));
+		size_t len = strlen(msg);
+
+		while (len > 0 && msg[len - 1] == '\n')
+			msg[--len] = '\0';
+		log_warn("could not connect to the database: %s", msg);
+		free(msg);
+		goto fail;
+	}
+	if (!check_schema(conn))
+		goto fail;
+	ensure_synchronous_commit(conn);
+	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld",
+	    (long long)s->db_statement_timeout_ms);
+	{
+		PGresult *res = PQexec(conn, timeout);
+
+		PQclear(res);
+	}
+	if (!prepare(conn, "ob_dedupe", SQL_DEDUPE, 2, NULL, "the dedupe statement") ||
+	    !prepare(conn, "ob_claim", SQL_CLAIM, 2, NULL, "the claim statement") ||
+	    !prepare(conn, "ob_unclaim", SQL_UNCLAIM, 2, NULL, "the unclaim statement") ||
+	    !prepare(conn, "ob_dead", SQL_DEAD_LETTER, 13, dead_types, "the dead-letter statement"))
+		goto fail;
+	for (size_t i = 0; i < b->n_routes; i++) {
+		const struct route *r = &b->routes[i];
+		Oid *types = xcalloc(r->n_params + 1, sizeof(Oid));
+		char name[32], *what;
+		bool ok;
+
+		for (size_t p = 0; p < r->n_params; p++)
+			types[p] = r->param_sources[p].kind == SRC_PAYLOAD_BYTES ? 17 /* bytea */ : 0;
+		db_route_stmt(name, sizeof(name), i);
+		what = xasprintf("the SQL of route \"%s\" (%s:%d)", r->name, b->file, r->line);
+		ok = prepare(conn, name, r->sql, (int)r->n_params, types, what);
+		free(what);
+		free(types);
+		if (!ok)
+			goto fail;
+	}
+	return conn;
+fail:
+	PQfinish(conn);
+	return NULL;
+}

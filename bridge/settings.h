@@ -1,0 +1,94 @@
+/* The configuration model: the main file and one file per broker
+ * connection in conf.d, each broker with its routes. */
+#ifndef ONCEBRIDGE_SETTINGS_H
+#define ONCEBRIDGE_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/diag.h"
+#include "bridge/source.h"
+
+struct adapter;
+
+struct route {
+	char *name;          /* also the dedupe consumer */
+	char *event_id;      /* source spec of the event ID */
+	char *sql;           /* business SQL with $1..$n */
+	char **params;       /* source spec of each $n */
+	size_t n_params;
+	/* AMQP */
+	char *queue;
+	char *match;         /* routing-key pattern, optional */
+	bool declare_queue;
+	char *bind_exchange;
+	char **bind_keys;
+	size_t n_bind_keys;
+	/* MQTT */
+	char *topic;         /* topic filter */
+	/* derived */
+	struct source id_source;
+	struct source *param_sources;
+	int line;
+};
+
+struct broker {
+	char *name;
+	char *type;            /* adapter name: "amqp" */
+	char *url;
+	char *user;
+	char *password_file;
+	char *password;        /* read from password_file */
+	int64_t heartbeat;     /* AMQP heartbeat, seconds */
+	int64_t prefetch;
+	int64_t batch_size;
+	int64_t batch_linger_ms;
+	int64_t connect_timeout_ms;
+	/* MQTT */
+	char *client_id;
+	int64_t keepalive;
+	int64_t mqtt_version;  /* 4 = 3.1.1, 5 */
+	bool clean_session;
+	int64_t session_expiry;
+	int64_t qos;
+	int64_t workers;
+	struct route *routes;
+	size_t n_routes;
+	const struct adapter *adapter;
+	char *file;
+	int line;
+};
+
+struct settings {
+	char *path;                 /* main file */
+	char *db_conninfo;
+	char *db_password_file;
+	char *db_password;
+	int64_t db_statement_timeout_ms;
+	char *log_level;
+	char *include_dir;          /* resolved to an absolute or cwd-relative path */
+	int64_t max_payload;
+	int64_t max_event_id_length;
+	int64_t max_json_depth;
+	int64_t retry_initial_ms;
+	int64_t retry_max_ms;
+	int64_t max_attempts;
+	int64_t shutdown_timeout_ms;
+	struct broker *brokers;
+	size_t n_brokers;
+};
+
+/* Load and check the main file at path and every conf.d/ *.conf, reading
+ * secret files but doing no network I/O. Problems go to d; returns NULL
+ * when there were errors. */
+struct settings *settings_load(const char *path, struct diag *d);
+void settings_free(struct settings *s);
+
+/* The limits a message is checked against. */
+struct limits settings_limits(const struct settings *s);
+
+/* Highest $n used in sql (outside quotes and comments), 0 if none. */
+int sql_max_placeholder(const char *sql);
+
+#endif

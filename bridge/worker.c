@@ -1,0 +1,80 @@
+/* A worker process: sets up signals and the core for one broker connection
+ * and hands control to that broker's adapter until asked to stop. */
+#include "config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adapters/adapter.h"
+#include "bridge/apply.h"
+#include "bridge/log.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+#include "bridge/worker.h"
+
+static volatile int worker_stop;
+
+static void
+on_stop_signal(int sig)
+{
+	(void)sig;
+	worker_stop = 1;
+}
+
+int
+worker_wait_for_database(struct worker *w)
+{
+	while (!*w->stop) {
+		if (core_ready(w->core) == 0) {
+			backoff_reset(&w->db_backoff);
+			return 0;
+		}
+		sleep_ms_unless(backoff_next(&w->db_backoff), w->stop);
+	}
+	return -1;
+}
+
+int
+worker_main(const struct settings *s, const struct broker *b)
+{
+	struct sigaction sa;
+	struct worker w;
+	char *ctx;
+	int status;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	srandom((unsigned)(getpid() ^ time(NULL)));
+
+	ctx = xasprintf("broker %s", b->name);
+	log_set_context(ctx);
+	free(ctx);
+
+	memset(&w, 0, sizeof(w));
+	w.settings = s;
+	w.broker = b;
+	w.stop = &worker_stop;
+	w.core = core_new(s, b);
+	backoff_init(&w.db_backoff, s->retry_initial_ms, s->retry_max_ms);
+
+	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);
+	status = b->adapter->run(&w);
+	{
+		const struct core_stats *st = core_stats(w.core);
+
+		log_info("worker stopped: %llu received, %llu applied, %llu duplicates, %llu dead-lettered",
+		    (unsigned long long)st->received, (unsigned long long)st->applied,
+		    (unsigned long long)st->duplicates, (unsigned long long)st->dead_letters);
+	}
+	core_free(w.core);
+	return status;
+}

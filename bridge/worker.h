@@ -1,0 +1,28 @@
+/* A worker process: one broker connection, its adapter and its core. */
+#ifndef ONCEBRIDGE_WORKER_H
+#define ONCEBRIDGE_WORKER_H
+
+#include <signal.h>
+
+#include "bridge/backoff.h"
+
+struct settings;
+struct broker;
+struct core;
+
+struct worker {
+	const struct settings *settings;
+	const struct broker *broker;
+	struct core *core;
+	volatile int *stop;        /* set by SIGTERM/SIGINT: drain and return */
+	struct backoff db_backoff; /* waits while the database is unreachable */
+};
+
+/* Runs in the forked child; returns its exit status. */
+int worker_main(const struct settings *s, const struct broker *b);
+
+/* Wait until the database session is ready, backing off between tries.
+ * Returns 0 when ready, -1 when asked to stop first. */
+int worker_wait_for_database(struct worker *w);
+
+#endif

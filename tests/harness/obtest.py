@@ -1,0 +1,185 @@
+"""oncebridge-specific test helpers on top of oncetest: write configs,
+install the schema, start the daemon, count what it applied."""
+import os
+import subprocess
+import sys
+import time
+
+import oncetest as ot
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("ONCEBRIDGE_SRCDIR", os.path.dirname(os.path.dirname(HERE)))
+BIN = os.environ.get("ONCEBRIDGE_BIN", os.path.join(SRCDIR, "oncebridge"))
+
+
+def lc_value(v, indent):
+    """Render a Python value as libconfig text."""
+    pad = "  " * indent
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, dict):
+        inner = "".join("%s  %s = %s;\n" % (pad, k, lc_value(x, indent + 1)) for k, x in v.items())
+        return "{\n" + inner + pad + "}"
+    if isinstance(v, list):
+        if all(isinstance(x, str) for x in v):
+            return "[ " + ", ".join(lc_value(x, indent) for x in v) + " ]"
+        return "(\n" + ",\n".join(pad + "  " + lc_value(x, indent + 1) for x in v) + "\n" + pad + ")"
+    raise TypeError(type(v))
+
+
+def lc_file(settings):
+    return "".join("%s = %s;\n" % (k, lc_value(v, 0)) for k, v in settings.items())
+
+
+def write_secret(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+
+
+class Bridge:
+    """A private PostgreSQL (with the oncebridge schema) and RabbitMQ, and
+    oncebridge configured against them."""
+
+    def __init__(self, name, rabbit=True):
+        self.dir = ot.make_tmpdir(name)
+        self.pg = ot.Postgres(self.dir)
+        self.rabbit = ot.RabbitMQ(self.dir) if rabbit else None
+        self.confdir = os.path.join(self.dir, "etc")
+        os.makedirs(os.path.join(self.confdir, "conf.d"), exist_ok=True)
+        self.daemon = None
+        self.runs = 0
+
+    def start_servers(self):
+        self.pg.start()
+        self.install_schema()
+        if self.rabbit:
+            self.rabbit.start()
+
+    def install_schema(self):
+        env = dict(os.environ, ONCEBRIDGE_SQL_DIR=os.path.join(SRCDIR, "sql"))
+        out = subprocess.run(
+            [os.path.join(SRCDIR, "sql", "oncebridge-migrate"), "-d", self.pg.conninfo],
+            env=env, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError("migrations failed: " + out.stdout + out.stderr)
+
+    def main_config(self, **overrides):
+        cfg = {
+            "database": {"conninfo": self.pg.conninfo},
+            "log_level": "info",
+            "retry": {"initial_ms": 100, "max_ms": 2000, "max_attempts": 3},
+            "shutdown_timeout_ms": 10000,
+        }
+        cfg.update(overrides)
+        return cfg
+
+    def amqp_broker(self, name="rabbit", **overrides):
+        write_secret(os.path.join(self.confdir, "rabbit.password"), self.rabbit.password)
+        b = {
+            "name": name,
+            "type": "amqp",
+            "url": "amqp://%s@127.0.0.1:%d/" % (self.rabbit.user, self.rabbit.port),
+            "password_file": "rabbit.password",
+            "heartbeat": 10,
+            "prefetch": 500,
+            "batch_size": 200,
+            "batch_linger_ms": 10,
+        }
+        b.update(overrides)
+        return b
+
+    def write_config(self, brokers, **main_overrides):
+        """brokers: list of (filename, broker dict, routes list)."""
+        path = os.path.join(self.confdir, "oncebridge.conf")
+        with open(path, "w") as f:
+            f.write(lc_file(self.main_config(**main_overrides)))
+        for fn in os.listdir(os.path.join(self.confdir, "conf.d")):
+            os.unlink(os.path.join(self.confdir, "conf.d", fn))
+        for filename, broker, routes in brokers:
+            with open(os.path.join(self.confdir, "conf.d", filename), "w") as f:
+                f.write(lc_file({"broker": broker, "routes": routes}))
+        self.config = path
+        return path
+
+    def start(self):
+        self.runs += 1
+        log = os.path.join(self.dir, "oncebridge-%d.log" % self.runs)
+        self.daemon = ot.Daemon([BIN, "-c", self.config], log)
+        return self.daemon
+
+    def logs(self):
+        text = ""
+        for i in range(1, self.runs + 1):
+            p = os.path.join(self.dir, "oncebridge-%d.log" % i)
+            if os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    text += f.read()
+        return text
+
+    def worker_pids(self):
+        """pids of the daemon's worker processes (children of the supervisor)."""
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.daemon.pid)],
+                             capture_output=True, text=True)
+        return [int(x) for x in out.stdout.split()]
+
+    def wait_drained(self, queue, timeout=120):
+        def drained():
+            ready, unacked = self.rabbit.queue_counts(queue)
+            return ready == 0 and unacked == 0
+        return ot.wait_until(drained, timeout, interval=0.5, desc="queue %s drained" % queue)
+
+
+def applied_table(pg, name="applied"):
+    """A business table where every application of an event adds a row, so
+    that a double application shows as two rows."""
+    pg.execute("CREATE TABLE %s (id bigserial PRIMARY KEY, route text NOT NULL, event_id text NOT NULL,"
+               " n integer, at timestamptz NOT NULL DEFAULT clock_timestamp())" % name)
+
+
+def applied_route(name, queue, sql_table="applied", **extra):
+    r = {
+        "name": name,
+        "queue": queue,
+        "event_id": "json:id",
+        "sql": "INSERT INTO %s (route, event_id, n) VALUES ($1, $2, $3)" % sql_table,
+        "params": ["route", "event_id", "json:n"],
+    }
+    r.update(extra)
+    return r
+
+
+def exactly_once(t, pg, route, expected_ids, table="applied"):
+    """Assert that route applied each of expected_ids exactly once."""
+    rows = pg.execute("SELECT event_id, count(*) FROM %s WHERE route = %%s GROUP BY event_id" % table, (route,))
+    counts = {r[0]: r[1] for r in rows}
+    missing = [e for e in expected_ids if e not in counts]
+    twice = {e: c for e, c in counts.items() if c > 1}
+    extra = [e for e in counts if e not in expected_ids]
+    t.ok(not missing, "route %s: no event lost (%d expected, %d applied)" % (route, len(expected_ids), len(counts)),
+         diag="missing: %s" % missing[:10])
+    t.ok(not twice, "route %s: no event applied twice" % route, diag="twice: %s" % list(twice.items())[:10])
+    t.ok(not extra, "route %s: no unexpected event applied" % route, diag="extra: %s" % extra[:10])
+    return not missing and not twice and not extra
+
+
+def log_errors(text):
+    """Lines of the daemon log that show a bug rather than an injected fault."""
+    bad = []
+    for line in text.splitlines():
+        if "AddressSanitizer" in line or "runtime error" in line or "Segmentation" in line:
+            bad.append(line)
+    return bad
+
+
+def progress(pg, table="applied"):
+    return pg.scalar("SELECT count(*) FROM %s" % table)
+
+
+def note(msg):
+    print("# " + msg, flush=True)

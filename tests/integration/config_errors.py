@@ -1,0 +1,150 @@
+"""oncebridge -t on a table of bad configurations: each error names the
+file, the line and the key. No servers needed: -t does no network I/O."""
+import os
+import subprocess
+
+import obtest
+import oncetest as ot
+
+t = ot.TAP()
+base = ot.make_tmpdir("config-errors")
+
+MAIN_OK = '''database = { conninfo = "host=127.0.0.1 dbname=x"; };
+log_level = "info";
+'''
+
+BROKER_OK = '''broker = {
+  name = "r1";
+  type = "amqp";
+  url = "amqp://127.0.0.1:5672/";
+};
+routes = (
+  {
+    name = "route-a";
+    queue = "q";
+    event_id = "json:id";
+    sql = "INSERT INTO t (id, v) VALUES ($1, $2)";
+    params = [ "event_id", "json:v" ];
+  }
+);
+'''
+
+
+def run_case(name, main=MAIN_OK, brokers=None, secrets=None):
+    d = os.path.join(base, name)
+    os.makedirs(os.path.join(d, "conf.d"))
+    with open(os.path.join(d, "oncebridge.conf"), "w") as f:
+        f.write(main)
+    for fn, text in (brokers if brokers is not None else {"10-r1.conf": BROKER_OK}).items():
+        with open(os.path.join(d, "conf.d", fn), "w") as f:
+            f.write(text)
+    for fn, (text, mode) in (secrets or {}).items():
+        p = os.path.join(d, fn)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, mode)
+    out = subprocess.run([obtest.BIN, "-t", "-c", os.path.join(d, "oncebridge.conf")],
+                         capture_output=True, text=True, timeout=30)
+    return d, out
+
+
+def expect_error(name, want, **kw):
+    """want: (file relative to the case dir, line, text) that must appear as
+    FILE:LINE: error: TEXT in the output."""
+    d, out = run_case(name, **kw)
+    fn, line, text = want
+    path = os.path.join(d, fn)
+    expected = "%s:%d: error: %s" % (path, line, text) if line else "%s: error: %s" % (path, text)
+    t.ok(out.returncode == 1 and expected in out.stderr, "%s: %s" % (name, text),
+         diag="exit %d, want line: %s\nstderr:\n%s" % (out.returncode, expected, out.stderr))
+
+
+d, out = run_case("valid")
+t.ok(out.returncode == 0 and "1 broker, 1 route" in out.stdout, "a valid configuration passes -t",
+     diag=out.stdout + out.stderr)
+
+expect_error("unknown-main-key", ("oncebridge.conf", 3, 'unknown key "log_levle" in the main file'),
+             main=MAIN_OK + 'log_levle = "debug";\n')
+expect_error("main-syntax", ("oncebridge.conf", 2, "syntax error: syntax error"),
+             main='database = { conninfo = "x"; };\nlog_level = ;\n')
+expect_error("missing-database", ("oncebridge.conf", 0, 'missing required key "database" in the main file'),
+             main='log_level = "info";\n')
+expect_error("missing-conninfo", ("oncebridge.conf", 1, 'missing required key "conninfo" in group "database"'),
+             main='database = { password_file = "x"; };\n')
+expect_error("wrong-type-main", ("oncebridge.conf", 2, 'key "shutdown_timeout_ms" in the main file must be an integer'),
+             main=MAIN_OK.replace('log_level = "info";\n', 'shutdown_timeout_ms = "soon";\n'))
+expect_error("bad-log-level", ("oncebridge.conf", 2, 'invalid value "loud" of key "log_level"'),
+             main=MAIN_OK.replace('"info"', '"loud"'))
+expect_error("out-of-range", ("oncebridge.conf", 3, 'value 0 of key "max_event_id_length" in group "limits" is out of range'),
+             main=MAIN_OK + 'limits = { max_event_id_length = 0; };\n')
+expect_error("unknown-broker-key", ("conf.d/10-r1.conf", 4, 'unknown key "prefetchh" in group "broker"'),
+             brokers={"10-r1.conf": BROKER_OK.replace('  url = ', '  prefetchh = 10;\n  url = ')})
+expect_error("broker-wrong-type", ("conf.d/10-r1.conf", 4, 'key "prefetch" in group "broker" must be an integer'),
+             brokers={"10-r1.conf": BROKER_OK.replace('  url = ', '  prefetch = "many";\n  url = ')})
+expect_error("broker-missing-url", ("conf.d/10-r1.conf", 1, 'missing required key "url" in group "broker"'),
+             brokers={"10-r1.conf": BROKER_OK.replace('  url = "amqp://127.0.0.1:5672/";\n', '')})
+expect_error("unknown-type", ("conf.d/10-r1.conf", 3, 'unknown broker type "kafka"'),
+             brokers={"10-r1.conf": BROKER_OK.replace('"amqp"', '"kafka"')})
+expect_error("password-in-url", ("conf.d/10-r1.conf", 4,
+             'invalid value of key "url" in group "broker": the URL must not contain a password; put it in password_file'),
+             brokers={"10-r1.conf": BROKER_OK.replace('amqp://127', 'amqp://u:secret@127')})
+expect_error("route-missing-sql", ("conf.d/10-r1.conf", 7, 'missing required key "sql" in routes[1]'),
+             brokers={"10-r1.conf": BROKER_OK.replace('    sql = "INSERT INTO t (id, v) VALUES ($1, $2)";\n', '')})
+expect_error("route-unknown-key", ("conf.d/10-r1.conf", 12, 'unknown key "topic" in routes[1]'),
+             brokers={"10-r1.conf": BROKER_OK.replace('    params =', '    topic = "a/b";\n    params =')})
+expect_error("route-bad-source", ("conf.d/10-r1.conf", 12,
+             'invalid parameter $2 in key "params" of route "route-a": unknown source "jsn"'),
+             brokers={"10-r1.conf": BROKER_OK.replace('"json:v"', '"jsn:v"')})
+expect_error("route-bad-event-id", ("conf.d/10-r1.conf", 10,
+             'invalid value of key "event_id" in route "route-a": "payload" cannot be used as an event ID source'),
+             brokers={"10-r1.conf": BROKER_OK.replace('"json:id"', '"payload"')})
+expect_error("param-count", ("conf.d/10-r1.conf", 11,
+             'key "sql" of route "route-a" uses parameters up to $2 but key "params" lists 1'),
+             brokers={"10-r1.conf": BROKER_OK.replace('[ "event_id", "json:v" ]', '[ "event_id" ]')})
+expect_error("amqp-route-needs-queue", ("conf.d/10-r1.conf", 7, 'missing required key "queue" in route "route-a"'),
+             brokers={"10-r1.conf": BROKER_OK.replace('    queue = "q";\n', '')})
+expect_error("bad-match", ("conf.d/10-r1.conf", 10, 'invalid value of key "match" in route "route-a"'),
+             brokers={"10-r1.conf": BROKER_OK.replace('    queue = "q";\n', '    queue = "q";\n    match = "a.b#";\n')})
+expect_error("broker-syntax", ("conf.d/10-r1.conf", 2, "syntax error"),
+             brokers={"10-r1.conf": BROKER_OK.replace('name = "r1";', 'name = r1;')})
+expect_error("no-routes", ("conf.d/10-r1.conf", 0, 'missing key "routes"'),
+             brokers={"10-r1.conf": BROKER_OK.split("routes =")[0]})
+expect_error("duplicate-route", ("conf.d/20-r2.conf", 7, 'route name "route-a" is already used in'),
+             brokers={"10-r1.conf": BROKER_OK, "20-r2.conf": BROKER_OK.replace('"r1"', '"r2"')})
+expect_error("duplicate-broker", ("conf.d/20-r2.conf", 1, 'broker name "r1" is already used in'),
+             brokers={"10-r1.conf": BROKER_OK, "20-r2.conf": BROKER_OK.replace('route-a', 'route-b')})
+expect_error("no-broker-files", ("oncebridge.conf", 0, 'no broker files (*.conf) in'), brokers={})
+expect_error("secret-world-readable", ("conf.d/10-r1.conf", 1,
+             'key "password_file": secret file "%s" has group or world access; fix it with "chmod 600'
+             % os.path.join(base, "secret-world-readable", "rabbit.pw")),
+             brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n  url =')},
+             secrets={"rabbit.pw": ("guest\n", 0o644)})
+expect_error("secret-missing", ("oncebridge.conf", 1, 'key "password_file": could not open secret file'),
+             main='database = { conninfo = "dbname=x"; password_file = "nope.pw"; };\n')
+
+# several mistakes at once are all reported
+d, out = run_case("many", main=MAIN_OK + 'bogus = 1;\n',
+                  brokers={"10-r1.conf": BROKER_OK.replace('"json:v"', '"jsn:v"')})
+t.ok(out.returncode == 1 and "error" in out.stderr and "bogus" in out.stderr,
+     "errors of the main file stop before broker files and are reported", diag=out.stderr)
+d, out = run_case("many-broker", brokers={"10-r1.conf": BROKER_OK.replace('"json:v"', '"jsn:v"').replace('"json:id"', '"payload"')})
+t.ok(out.returncode == 1 and out.stderr.count(": error: ") == 2, "two route errors in one file are both reported",
+     diag=out.stderr)
+
+# a good secret file is accepted
+d, out = run_case("secret-ok", brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n  url =')},
+                  secrets={"rabbit.pw": ("guest\n", 0o600)})
+t.ok(out.returncode == 0, "a secret file with mode 600 is accepted", diag=out.stderr)
+t.ok("guest" not in out.stdout + out.stderr, "the secret does not appear in the output")
+
+# prefetch below batch size is a warning, not an error
+d, out = run_case("warn-prefetch", brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  prefetch = 10;\n  batch_size = 100;\n  url =')})
+t.ok(out.returncode == 0 and ": warning: prefetch (10) is smaller than batch_size (100)" in out.stderr,
+     "prefetch below batch_size warns", diag=out.stderr)
+
+# nonexistent main file
+out = subprocess.run([obtest.BIN, "-t", "-c", os.path.join(base, "nope.conf")], capture_output=True, text=True)
+t.ok(out.returncode == 1 and "could not read configuration file" in out.stderr, "a missing main file is an error",
+     diag=out.stderr)
+
+raise SystemExit(t.done())
