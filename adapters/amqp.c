@@ -121,7 +121,8 @@ parse_url(const char *url, char **host, int *port, char **vhost, char **user)
 	if (host) {
 		*host = xstrdup(info.host);
 		*port = info.port;
-		*vhost = xstrdup(info.vhost);
+		/* "amqp://host/" means the default vhost, as in most clients */
+		*vhost = xstrdup(info.vhost && info.vhost[0] ? info.vhost : "/");
 		*user = at ? xstrdup(info.user) : NULL;
 	}
 	free(copy);

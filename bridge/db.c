@@ -133,6 +133,18 @@ ensure_synchronous_commit(PGconn *conn)
 	PQclear(res);
 }
 
+/* Server notices (WARNING, NOTICE) go to our log, not raw to stderr. */
+static void
+notice_to_log(void *arg, const char *message)
+{
+	size_t len = strlen(message);
+
+	(void)arg;
+	while (len > 0 && message[len - 1] == '\n')
+		len--;
+	log_notice("database: %.*s", (int)len, message);
+}
+
 PGconn *
 db_connect(const struct settings *s, const struct broker *b)
 {
@@ -155,6 +167,7 @@ db_connect(const struct settings *s, const struct broker *b)
 	values[k] = NULL;
 
 	conn = PQconnectdbParams(keys, values, 1);
+	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char *msg = xstrdup(PQerrorMessage(conn));
 		size_t len = strlen(msg);

@@ -110,7 +110,7 @@ log_msg(int level, const char *fmt, ...)
 		n = sizeof(line) - 2;
 	/* one write per line so lines of several processes do not interleave */
 	for (size_t i = 0; i < n; i++)
-		if (line[i] == '\n')
+		if (line[i] == '\n' || line[i] == '\t')
 			line[i] = ' ';
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);

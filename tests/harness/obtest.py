@@ -183,3 +183,38 @@ def progress(pg, table="applied"):
 
 def note(msg):
     print("# " + msg, flush=True)
+
+
+def event_stream(n, dup_ratio=0.1, routing_key="ev.s", seed=1):
+    """n events as messages, dup_ratio of them published twice, shuffled
+    locally so duplicates are interleaved. Returns (ids, messages)."""
+    import json
+    import random
+    rng = random.Random(seed)
+    ids = ["%s-%06d" % (routing_key, i) for i in range(n)]
+    msgs = []
+    for i, e in enumerate(ids):
+        m = {"exchange": "amq.topic", "routing_key": routing_key, "body": json.dumps({"id": e, "n": i})}
+        msgs.append(m)
+        if rng.random() < dup_ratio:
+            msgs.append(dict(m))
+    # move duplicates a little later in the stream, as a retrying producer would
+    for i in range(len(msgs) - 1, 0, -1):
+        j = max(0, i - rng.randint(0, 50))
+        if rng.random() < 0.3:
+            msgs[i], msgs[j] = msgs[j], msgs[i]
+    return ids, msgs
+
+
+def wait_progress(pg, at_least, timeout=120, table="applied"):
+    """Wait until at least at_least rows were applied; returns the count."""
+    return ot.wait_until(lambda: (lambda c: c if c >= at_least else 0)(progress(pg, table)),
+                         timeout, interval=0.02, desc="%d rows applied" % at_least)
+
+
+def slow_route(name, queue, keys, per_event_ms=1.0):
+    """A route whose business SQL takes about per_event_ms per event, so
+    that a fault can be injected while the stream is being applied."""
+    return applied_route(name, queue, declare_queue=True, bind_exchange="amq.topic", bind_keys=keys,
+                         sql="INSERT INTO applied (route, event_id, n) SELECT $1, $2, $3"
+                             " FROM pg_sleep(%g)" % (per_event_ms / 1000.0))
