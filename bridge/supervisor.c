@@ -26,6 +26,7 @@
 
 struct child {
 	const struct broker *broker;
+	int index;            /* worker number within its broker, 0-based */
 	pid_t pid;            /* 0 when not running */
 	int64_t started_ms;
 	int64_t restart_at_ms;
@@ -61,11 +62,11 @@ start_child(const struct settings *s, struct child *c)
 		sa.sa_handler = SIG_DFL;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGCHLD, &sa, NULL);
-		_exit(worker_main(s, c->broker));
+		_exit(worker_main(s, c->broker, c->index));
 	}
 	c->pid = pid;
 	c->started_ms = now_ms();
-	log_info("started worker for broker \"%s\" (pid %ld)", c->broker->name, (long)pid);
+	log_info("started worker %d for broker \"%s\" (pid %ld)", c->index, c->broker->name, (long)pid);
 }
 
 static struct child *
@@ -139,6 +140,13 @@ signal_all(struct child *children, size_t n, int sig)
 			kill(children[i].pid, sig);
 }
 
+/* worker processes of a broker: its "workers" key where it has one */
+static int
+broker_workers(const struct broker *b)
+{
+	return b->workers > 1 ? (int)b->workers : 1;
+}
+
 static void
 nap(int64_t ms)
 {
@@ -150,8 +158,8 @@ nap(int64_t ms)
 int
 supervisor_run(const struct settings *s)
 {
-	struct child *children = xcalloc(s->n_brokers + 1, sizeof(struct child));
-	size_t n = s->n_brokers;
+	struct child *children;
+	size_t n = 0;
 	struct sigaction sa;
 	int64_t deadline;
 
@@ -164,10 +172,16 @@ supervisor_run(const struct settings *s)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	for (size_t i = 0; i < n; i++) {
-		children[i].broker = &s->brokers[i];
-		backoff_init(&children[i].backoff, 1000, RESTART_MAX_MS);
-		start_child(s, &children[i]);
+	for (size_t i = 0; i < s->n_brokers; i++)
+		n += (size_t)broker_workers(&s->brokers[i]);
+	children = xcalloc(n + 1, sizeof(struct child));
+	for (size_t i = 0, k = 0; i < s->n_brokers; i++) {
+		for (int w = 0; w < broker_workers(&s->brokers[i]); w++, k++) {
+			children[k].broker = &s->brokers[i];
+			children[k].index = w;
+			backoff_init(&children[k].backoff, 1000, RESTART_MAX_MS);
+			start_child(s, &children[k]);
+		}
 	}
 	while (!got_stop) {
 		reap(children, n, false);

@@ -38,7 +38,7 @@ worker_wait_for_database(struct worker *w)
 }
 
 int
-worker_main(const struct settings *s, const struct broker *b)
+worker_main(const struct settings *s, const struct broker *b, int index)
 {
 	struct sigaction sa;
 	struct worker w;
@@ -55,13 +55,14 @@ worker_main(const struct settings *s, const struct broker *b)
 	sigaction(SIGPIPE, &sa, NULL);
 	srandom((unsigned)(getpid() ^ time(NULL)));
 
-	ctx = xasprintf("broker %s", b->name);
+	ctx = b->workers > 1 ? xasprintf("broker %s[%d]", b->name, index) : xasprintf("broker %s", b->name);
 	log_set_context(ctx);
 	free(ctx);
 
 	memset(&w, 0, sizeof(w));
 	w.settings = s;
 	w.broker = b;
+	w.index = index;
 	w.stop = &worker_stop;
 	w.core = core_new(s, b);
 	backoff_init(&w.db_backoff, s->retry_initial_ms, s->retry_max_ms);

@@ -13,13 +13,14 @@ struct core;
 struct worker {
 	const struct settings *settings;
 	const struct broker *broker;
+	int index;                 /* worker number within its broker, 0-based */
 	struct core *core;
 	volatile int *stop;        /* set by SIGTERM/SIGINT: drain and return */
 	struct backoff db_backoff; /* waits while the database is unreachable */
 };
 
 /* Runs in the forked child; returns its exit status. */
-int worker_main(const struct settings *s, const struct broker *b);
+int worker_main(const struct settings *s, const struct broker *b, int index);
 
 /* Wait until the database session is ready, backing off between tries.
  * Returns 0 when ready, -1 when asked to stop first. */
