@@ -29,5 +29,6 @@ const struct adapter *adapter_find(const char *name);
 extern const struct adapter *const adapters[];
 
 extern const struct adapter amqp_adapter;
+extern const struct adapter mqtt_adapter;
 
 #endif

@@ -7,6 +7,7 @@
 
 const struct adapter *const adapters[] = {
 	&amqp_adapter,
+	&mqtt_adapter,
 	NULL,
 };
 

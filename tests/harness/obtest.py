@@ -218,3 +218,122 @@ def slow_route(name, queue, keys, per_event_ms=1.0):
     return applied_route(name, queue, declare_queue=True, bind_exchange="amq.topic", bind_keys=keys,
                          sql="INSERT INTO applied (route, event_id, n) SELECT $1, $2, $3"
                              " FROM pg_sleep(%g)" % (per_event_ms / 1000.0))
+
+
+# --------------------------------------------------------------------------
+# MQTT: a private Mosquitto (persistence on, no queue limit) instead of
+# RabbitMQ, and helpers to publish event streams and wait for oncebridge's
+# subscriptions.
+
+class MQTTBridge(Bridge):
+    """A private PostgreSQL and Mosquitto, and oncebridge configured
+    against them."""
+
+    def __init__(self, name, extra_conf=""):
+        Bridge.__init__(self, name, rabbit=False)
+        self.mqtt = ot.Mosquitto(self.dir, extra_conf=extra_conf)
+
+    def start_servers(self):
+        Bridge.start_servers(self)
+        self.mqtt.start()
+
+    def mqtt_broker(self, name="mosq", client_id=None, **overrides):
+        b = {
+            "name": name,
+            "type": "mqtt",
+            "url": "mqtt://127.0.0.1:%d" % self.mqtt.port,
+            "client_id": client_id or "oncebridge-" + name,
+            "keepalive": 10,
+            "mqtt_version": 5,
+        }
+        b.update(overrides)
+        return b
+
+    def wait_subscribed(self, broker="mosq", count=1, timeout=30):
+        """Wait until the current run's log shows count "subscribed to"
+        lines of broker (its persistent session exists: from now on the
+        broker queues messages for it)."""
+        import re
+        rx = re.compile(r"broker %s(\[\d+\])?: subscribed to " % re.escape(broker))
+        return ot.wait_until(lambda: len(rx.findall(self.daemon.log())) >= count, timeout,
+                             interval=0.05, desc="broker %s subscribed %d times" % (broker, count))
+
+
+def mqtt_route(name, topic, sql_table="applied", **extra):
+    r = {
+        "name": name,
+        "topic": topic,
+        "event_id": "json:id",
+        "sql": "INSERT INTO %s (route, event_id, n) VALUES ($1, $2, $3)" % sql_table,
+        "params": ["route", "event_id", "json:n"],
+    }
+    r.update(extra)
+    return r
+
+
+def mqtt_slow_route(name, topic, per_event_ms=1.0, **extra):
+    """A route whose business SQL takes about per_event_ms per event."""
+    return mqtt_route(name, topic, sql="INSERT INTO applied (route, event_id, n) SELECT $1, $2, $3"
+                      " FROM pg_sleep(%g)" % (per_event_ms / 1000.0), **extra)
+
+
+def mqtt_stream(n, topic="dev/1/reading", dup_ratio=0.1, seed=1, prefix=None, user_property=None):
+    """n events as (topic, payload[, properties]) items, dup_ratio of them
+    published twice, duplicates moved a little later in the stream.
+    user_property: also carry the event ID in this MQTT 5 user property.
+    Returns (ids, items)."""
+    import json
+    import random
+    rng = random.Random(seed)
+    prefix = prefix or topic.replace("/", ".")
+    ids = ["%s-%06d" % (prefix, i) for i in range(n)]
+    items = []
+    for i, e in enumerate(ids):
+        body = json.dumps({"id": e, "n": i})
+        it = (topic, body, {"UserProperty": [(user_property, e)]}) if user_property else (topic, body)
+        items.append(it)
+        if rng.random() < dup_ratio:
+            items.append(it)
+    for i in range(len(items) - 1, 0, -1):
+        j = max(0, i - rng.randint(0, 50))
+        if rng.random() < 0.3:
+            items[i], items[j] = items[j], items[i]
+    return ids, items
+
+
+def applied_events(pg, route, table="applied"):
+    return pg.scalar("SELECT count(DISTINCT event_id) FROM %s WHERE route = %%s" % table, (route,))
+
+
+def wait_applied(pg, route, n, timeout=120, settle=1.0, table="applied"):
+    """Wait until route applied n distinct events, then a little longer so
+    that a late double application would show."""
+    ot.wait_until(lambda: applied_events(pg, route, table) >= n, timeout, interval=0.1,
+                  desc="route %s applied %d events" % (route, n))
+    time.sleep(settle)
+
+
+def publish_in_background(mqtt, items, protocol=ot.MQTTv311, chunk=500):
+    """Publish items from a thread, chunk by chunk (each chunk on a new
+    connection, so that a broker restart in between costs nothing). Returns
+    the thread; its .error is set if publishing failed."""
+    import threading
+
+    def run():
+        try:
+            for i in range(0, len(items), chunk):
+                for attempt in range(30):
+                    try:
+                        mqtt.publish_many(items[i:i + chunk], protocol=protocol, timeout=60)
+                        break
+                    except Exception as e:   # broker restarting: publish the chunk again
+                        th.last_retry = e
+                        time.sleep(0.5)
+                else:
+                    raise RuntimeError("could not publish chunk %d" % i)
+        except Exception as e:
+            th.error = e
+    th = threading.Thread(target=run, daemon=True)
+    th.error = None
+    th.start()
+    return th

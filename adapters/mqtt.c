@@ -1,0 +1,738 @@
+/* MQTT 3.1.1 and 5 adapter on paho-mqtt-c's MQTTAsync API: one persistent
+ * session (fixed client ID, clean session off / clean start off with a
+ * session expiry), QoS 1 subscriptions to the routes' topic filters, and the
+ * whole transaction inside messageArrived. paho has no manual ack: it writes
+ * the PUBACK when messageArrived returns 1, and returning 0 is unsafe (the
+ * PUBACK goes out anyway, and later messages are then acked before they are
+ * delivered). So the callback returns 1 only once the core has settled the
+ * message (committed, duplicate or dead letter committed) and never 0.
+ *
+ * The database going away inside the callback: we retry inside the callback,
+ * with capped exponential backoff, until the message settles; we do not try
+ * to drop the connection. Why:
+ *  - paho offers no way out of the callback without acking: returning 0 is
+ *    unsafe (above), and MQTTAsync_disconnect cannot run while the callback
+ *    holds paho's process-wide lock (it would wait for the callback).
+ *  - Blocking is harmless for the guarantee. While the callback waits, paho
+ *    sends no keepalive and the broker closes the connection after 1.5 x
+ *    keepalive; the broker keeps the persistent session, this unacked message
+ *    and everything published meanwhile. When the database is back the
+ *    message commits, the PUBACK goes to a closed socket (or, before the
+ *    keepalive ran out, to the broker), paho reports the connection lost, we
+ *    reconnect with backoff and the broker redelivers: the redelivered copy
+ *    is a counted duplicate.
+ *  - The stall stays inside this worker: every broker connection is its own
+ *    process (paho's receive thread and lock are process-wide), so no other
+ *    broker waits for this database.
+ * On SIGTERM a message whose transaction is running finishes it and is acked;
+ * a message that cannot be settled (database down) is parked: the callback
+ * never returns, the worker exits without acking it and the broker redelivers
+ * it to the next run. */
+#include "config.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <MQTTAsync.h>
+
+#include "adapters/adapter.h"
+#include "bridge/apply.h"
+#include "bridge/backoff.h"
+#include "bridge/log.h"
+#include "bridge/pattern.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+#include "bridge/worker.h"
+
+#define POLL_MS 50
+#define DISCONNECT_WAIT_MS 3000
+
+#define B(f) offsetof(struct broker, f)
+#define R(f) offsetof(struct route, f)
+
+static const struct cfg_key mqtt_broker_keys[] = {
+	{ "client_id", CFG_STRING, B(client_id), true, NULL, 0, 0, 0, 0, NULL,
+	    "MQTT: fixed client ID of the persistent session; worker N of several adds \"-N\"" },
+	{ "keepalive", CFG_INT, B(keepalive), false, NULL, 30, 1, 65535, 0, NULL,
+	    "MQTT: keepalive in seconds; a transaction should take well under it" },
+	{ "mqtt_version", CFG_INT, B(mqtt_version), false, NULL, 5, 4, 5, 0, NULL,
+	    "MQTT: protocol version, 4 (3.1.1) or 5" },
+	{ "clean_session", CFG_BOOL, B(clean_session), false, NULL, 0, 0, 0, 0, NULL,
+	    "MQTT: start a new session on every connect (loses messages; keep false)" },
+	{ "session_expiry", CFG_INT, B(session_expiry), false, NULL, 86400, 0, 4294967295LL, 0, NULL,
+	    "MQTT 5: seconds the broker keeps the session (and queues messages) while oncebridge is away" },
+	{ "qos", CFG_INT, B(qos), false, NULL, 1, 0, 2, 0, NULL,
+	    "MQTT: subscription QoS; 1 is the only one that gives the guarantee" },
+	{ "workers", CFG_INT, B(workers), false, NULL, 1, 1, 64, 0, NULL,
+	    "MQTT: worker processes sharing the routes' subscriptions (use \"$share/GROUP/filter\" topics)" },
+	CFG_END
+};
+
+static const struct cfg_key mqtt_route_keys[] = {
+	{ "topic", CFG_STRING, R(topic), false, NULL, 0, 0, 0, 0, NULL,
+	    "MQTT: topic filter (+ one level, # the rest), or \"$share/GROUP/filter\" (required for mqtt)" },
+	CFG_END
+};
+
+enum conn_state {
+	ST_DOWN,        /* not connected; connect when the database is ready */
+	ST_CONNECTING,  /* CONNECT sent */
+	ST_SUBSCRIBING, /* CONNACK received, SUBSCRIBE sent */
+	ST_READY,       /* subscribed */
+	ST_LOST,        /* connect, subscribe or the connection failed */
+};
+
+struct mqtt_session {
+	struct worker *w;
+	const struct broker *b;
+	MQTTAsync client;
+	char *uri;             /* tcp://host:port, as paho wants it */
+	char *client_id;
+	char **filters;        /* distinct topic filters of the routes */
+	int *qos;              /* requested QoS of each, for subscribeMany */
+	size_t n_filters;
+	MQTTProperties connect_props;
+	struct backoff broker_backoff;
+	struct backoff retry_backoff;
+
+	pthread_mutex_t mu;    /* guards what follows: shared with paho's threads */
+	enum conn_state state;
+	bool in_callback;      /* messageArrived is applying a message */
+	bool closing;          /* the worker is returning: callbacks must park */
+	int parked;            /* callbacks that will never return (unacked) */
+	bool disconnected;     /* our DISCONNECT completed */
+};
+
+/* --- configuration */
+
+/* Split "mqtt://host[:port]" into host and port (default 1883). */
+static const char *
+parse_url(const char *url, char **host, int *port)
+{
+	const char *h, *colon, *end;
+	long p = 1883;
+
+	if (strncmp(url, "mqtts://", 8) == 0)
+		return "mqtts:// (TLS) is not supported by this version yet";
+	if (strncmp(url, "mqtt://", 7) != 0)
+		return "not a valid MQTT URL (mqtt://host[:port])";
+	h = url + 7;
+	if (strchr(h, '@'))
+		return "the URL must not contain a user or password; use keys \"user\" and \"password_file\"";
+	end = h + strcspn(h, "/");
+	if (*end && end[1])
+		return "an MQTT URL has no path (mqtt://host[:port])";
+	colon = memchr(h, ':', (size_t)(end - h));
+	if (colon) {
+		char *e;
+
+		p = strtol(colon + 1, &e, 10);
+		if (e == colon + 1 || e != end || p < 1 || p > 65535)
+			return "invalid port in the URL";
+	} else {
+		colon = end;
+	}
+	if (colon == h)
+		return "the URL has no host";
+	if (host) {
+		*host = xstrndup(h, (size_t)(colon - h));
+		*port = (int)p;
+	}
+	return NULL;
+}
+
+/* A client ID that looks generated per run (a UUID or a long random-looking
+ * hex run) gets a new session on every start and loses what the old one
+ * held. */
+static bool
+looks_random(const char *id)
+{
+	size_t run = 0, best = 0;
+	bool digit = false, alpha = false, best_mixed = false;
+
+	for (const char *p = id;; p++) {
+		if (*p && isxdigit((unsigned char)*p)) {
+			run++;
+			digit |= isdigit((unsigned char)*p) != 0;
+			alpha |= isalpha((unsigned char)*p) != 0;
+			continue;
+		}
+		if (run > best) {
+			best = run;
+			best_mixed = digit && alpha;
+		}
+		if (*p == '\0')
+			break;
+		run = 0;
+		digit = alpha = false;
+	}
+	return best >= 12 && best_mixed;
+}
+
+static void
+mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
+    const char *file, struct diag *d)
+{
+	const char *err = parse_url(b->url, NULL, NULL);
+	bool all_shared = true;
+
+	if (err)
+		diag_error(d, file, cfg_key_line(group, "url"),
+		    "invalid value of key \"url\" in group \"broker\": %s", err);
+	if (b->client_id && b->client_id[0] == '\0')
+		diag_error(d, file, cfg_key_line(group, "client_id"),
+		    "key \"client_id\" is empty: a persistent session needs a fixed client ID");
+	else if (b->client_id && looks_random(b->client_id))
+		diag_warn(d, file, cfg_key_line(group, "client_id"),
+		    "client ID \"%s\" looks generated: the persistent session is only resumed when every start "
+		    "uses the same client ID", b->client_id);
+	if (b->qos == 0)
+		diag_warn(d, file, cfg_key_line(group, "qos"),
+		    "qos 0: the broker does not redeliver, so messages are lost when oncebridge or the connection fails");
+	if (b->qos == 2)
+		diag_error(d, file, cfg_key_line(group, "qos"),
+		    "qos 2 is not supported: paho-mqtt-c 1.3 loses QoS 2 messages in some cases; use qos 1");
+	if (b->clean_session)
+		diag_warn(d, file, cfg_key_line(group, "clean_session"),
+		    "clean_session is true: messages published while oncebridge is disconnected are lost");
+	if (!b->clean_session && b->mqtt_version == 5 && b->session_expiry == 0)
+		diag_warn(d, file, cfg_key_line(group, "session_expiry"),
+		    "session_expiry is 0: with MQTT 5 the session ends at every disconnect and messages are lost");
+	for (size_t i = 0; i < b->n_routes; i++) {
+		const struct route *r = &b->routes[i];
+		const config_setting_t *g = config_setting_get_elem(routes, (unsigned)i);
+
+		if (r->topic == NULL) {
+			diag_error(d, file, r->line, "missing required key \"topic\" in route \"%s\"", r->name);
+			all_shared = false;
+			continue;
+		}
+		if (mqtt_filter_error(r->topic))
+			diag_error(d, file, cfg_key_line(g, "topic"), "invalid value of key \"topic\" in route \"%s\": %s",
+			    r->name, mqtt_filter_error(r->topic));
+		all_shared &= strncmp(r->topic, "$share/", 7) == 0;
+	}
+	if (b->workers > 1 && !all_shared)
+		diag_warn(d, file, cfg_key_line(group, "workers"),
+		    "workers is %lld but not every route topic is a shared subscription (\"$share/GROUP/filter\"): "
+		    "every worker receives every message", (long long)b->workers);
+}
+
+/* --- paho callbacks (on paho's threads) */
+
+static void
+set_state(struct mqtt_session *s, enum conn_state st)
+{
+	pthread_mutex_lock(&s->mu);
+	s->state = st;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static enum conn_state
+get_state(struct mqtt_session *s)
+{
+	enum conn_state st;
+
+	pthread_mutex_lock(&s->mu);
+	st = s->state;
+	pthread_mutex_unlock(&s->mu);
+	return st;
+}
+
+static void
+on_connection_lost(void *ctx, char *cause)
+{
+	struct mqtt_session *s = ctx;
+
+	log_warn("lost the broker connection%s%s", cause ? ": " : "", cause ? cause : "");
+	set_state(s, ST_LOST);
+}
+
+static void
+on_disconnected5(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
+{
+	struct mqtt_session *s = ctx;
+
+	(void)props;
+	log_warn("the broker closed the connection: %s", MQTTReasonCode_toString(rc));
+	set_state(s, ST_LOST);
+}
+
+static void
+subscribed(struct mqtt_session *s, const int *granted, size_t n)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < s->n_filters; i++) {
+		int g = i < n ? granted[i] : 0x80;
+
+		if (g >= 0x80) {
+			log_error("the broker refused the subscription to \"%s\" (reason code 0x%02x)", s->filters[i], g);
+			ok = false;
+		} else if (g < s->qos[i]) {
+			log_warn("subscribed to \"%s\" at QoS %d, below the QoS %d asked for", s->filters[i], g, s->qos[i]);
+		} else {
+			log_info("subscribed to \"%s\" at QoS %d", s->filters[i], g);
+		}
+	}
+	set_state(s, ok ? ST_READY : ST_LOST);
+}
+
+static void
+on_subscribe(void *ctx, MQTTAsync_successData *r)
+{
+	struct mqtt_session *s = ctx;
+
+	if (s->n_filters == 1)
+		subscribed(s, &r->alt.qos, 1);
+	else
+		subscribed(s, r->alt.qosList, s->n_filters);
+}
+
+static void
+on_subscribe5(void *ctx, MQTTAsync_successData5 *r)
+{
+	struct mqtt_session *s = ctx;
+	int granted[64];
+	size_t n = 0;
+
+	if (r->alt.sub.reasonCodeCount == 0 && s->n_filters == 1)
+		granted[n++] = (int)r->reasonCode;
+	for (int i = 0; i < r->alt.sub.reasonCodeCount && n < 64; i++)
+		granted[n++] = (int)r->alt.sub.reasonCodes[i];
+	subscribed(s, granted, n);
+}
+
+static void
+on_subscribe_failure(void *ctx, MQTTAsync_failureData *r)
+{
+	struct mqtt_session *s = ctx;
+
+	log_error("could not subscribe: %s", r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+	set_state(s, ST_LOST);
+}
+
+static void
+on_subscribe_failure5(void *ctx, MQTTAsync_failureData5 *r)
+{
+	struct mqtt_session *s = ctx;
+
+	log_error("could not subscribe: %s", r && r->message ? r->message : MQTTReasonCode_toString(r->reasonCode));
+	set_state(s, ST_LOST);
+}
+
+/* CONNACK: subscribe (again) from here, on paho's thread, so that the main
+ * thread never calls into paho while a message callback may hold its lock. */
+static void
+subscribe_all(struct mqtt_session *s, int session_present)
+{
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	int rc;
+
+	log_info("connected to %s as \"%s\" (MQTT %s, %s)", s->uri, s->client_id,
+	    s->b->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
+	set_state(s, ST_SUBSCRIBING);
+	opts.context = s;
+	if (s->b->mqtt_version == 5) {
+		opts.onSuccess5 = on_subscribe5;
+		opts.onFailure5 = on_subscribe_failure5;
+	} else {
+		opts.onSuccess = on_subscribe;
+		opts.onFailure = on_subscribe_failure;
+	}
+	rc = MQTTAsync_subscribeMany(s->client, (int)s->n_filters, s->filters, s->qos, &opts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("could not subscribe: %s", MQTTAsync_strerror(rc));
+		set_state(s, ST_LOST);
+	}
+}
+
+static void
+on_connect(void *ctx, MQTTAsync_successData *r)
+{
+	subscribe_all(ctx, r->alt.connect.sessionPresent);
+}
+
+static void
+on_connect5(void *ctx, MQTTAsync_successData5 *r)
+{
+	subscribe_all(ctx, r->alt.connect.sessionPresent);
+}
+
+static void
+on_connect_failure(void *ctx, MQTTAsync_failureData *r)
+{
+	struct mqtt_session *s = ctx;
+
+	log_warn("could not connect to %s: %s", s->uri,
+	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+	set_state(s, ST_LOST);
+}
+
+static void
+on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
+{
+	struct mqtt_session *s = ctx;
+
+	log_warn("could not connect to %s: %s", s->uri,
+	    r && r->message ? r->message
+	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1));
+	set_state(s, ST_LOST);
+}
+
+static void
+on_disconnect_done(void *ctx, MQTTAsync_successData *r)
+{
+	struct mqtt_session *s = ctx;
+
+	(void)r;
+	pthread_mutex_lock(&s->mu);
+	s->disconnected = true;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+on_disconnect_done5(void *ctx, MQTTAsync_successData5 *r)
+{
+	(void)r;
+	on_disconnect_done(ctx, NULL);
+}
+
+/* --- messages */
+
+/* The filter of the first route that matches topic: the message's source. */
+static const char *
+filter_of(const struct mqtt_session *s, const char *topic)
+{
+	for (size_t i = 0; i < s->n_filters; i++)
+		if (mqtt_filter_match(s->filters[i], topic))
+			return s->filters[i];
+	return NULL;
+}
+
+/* MQTT 5 user properties become headers, the content type property the
+ * content type; both point into props, which outlives the message. */
+static void
+message_properties(const MQTTProperties *props, struct message *m, struct msg_header **headers,
+    char **content_type)
+{
+	size_t n = 0;
+
+	*headers = xcalloc((size_t)props->count + 1, sizeof(struct msg_header));
+	for (int i = 0; i < props->count; i++) {
+		const MQTTProperty *p = &props->array[i];
+
+		if (p->identifier == MQTTPROPERTY_CODE_USER_PROPERTY) {
+			(*headers)[n].name = xstrndup(p->value.data.data, (size_t)p->value.data.len);
+			(*headers)[n].value = xstrndup(p->value.value.data, (size_t)p->value.value.len);
+			(*headers)[n].value_len = (size_t)p->value.value.len;
+			n++;
+		} else if (p->identifier == MQTTPROPERTY_CODE_CONTENT_TYPE && *content_type == NULL) {
+			*content_type = xstrndup(p->value.data.data, (size_t)p->value.data.len);
+		}
+	}
+	m->headers = *headers;
+	m->n_headers = n;
+	m->content_type = *content_type;
+}
+
+/* Wait forever: the message stays unacked and the broker redelivers it
+ * after the worker exits. */
+static void
+park(struct mqtt_session *s, bool counted)
+{
+	pthread_mutex_lock(&s->mu);
+	s->parked++;
+	if (counted)
+		s->in_callback = false;
+	pthread_mutex_unlock(&s->mu);
+	for (;;)
+		pause();
+}
+
+static int
+on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
+{
+	struct mqtt_session *s = ctx;
+	struct message m;
+	struct msg_header *headers = NULL;
+	char *topic, *content_type = NULL;
+	bool settled = false, closing;
+	int tries = 0;
+
+	pthread_mutex_lock(&s->mu);
+	closing = s->closing || *s->w->stop;
+	if (!closing)
+		s->in_callback = true;
+	pthread_mutex_unlock(&s->mu);
+	if (closing)
+		park(s, false); /* never returns: not acked */
+
+	topic = topic_len > 0 ? xstrndup(topic_name, (size_t)topic_len) : xstrdup(topic_name);
+	memset(&m, 0, sizeof(m));
+	m.payload = mm->payload;
+	m.payload_len = (size_t)mm->payloadlen;
+	m.topic = topic;
+	m.topic_separator = '/';
+	m.source = filter_of(s, topic);
+	m.redelivered = mm->dup != 0;
+	m.received_at_us = now_us();
+	message_properties(&mm->properties, &m, &headers, &content_type);
+
+	for (;;) {
+		int64_t delay;
+
+		tries++;
+		if (core_apply(s->w->core, &m, 1, &settled) == APPLY_OK && settled)
+			break;
+		if (*s->w->stop) {
+			log_notice("stopping with a message on \"%s\" not applied; the broker will redeliver it", topic);
+			park(s, true); /* never returns: not acked */
+		}
+		delay = backoff_next(&s->retry_backoff);
+		log_info("retrying the message on \"%s\" in %lld ms (attempt %d)", topic, (long long)delay, tries + 1);
+		sleep_ms_unless(delay, s->w->stop);
+	}
+	if (tries > 1)
+		log_info("the message on \"%s\" settled after %d attempts", topic, tries);
+	backoff_reset(&s->retry_backoff);
+
+	for (size_t i = 0; i < m.n_headers; i++) {
+		free((char *)headers[i].name);
+		free((char *)headers[i].value);
+	}
+	free(headers);
+	free(content_type);
+	free(topic);
+	MQTTAsync_freeMessage(&mm);
+	MQTTAsync_free(topic_name);
+	pthread_mutex_lock(&s->mu);
+	s->in_callback = false;
+	pthread_mutex_unlock(&s->mu);
+	return 1; /* settled: paho writes the PUBACK now */
+}
+
+/* --- connection, on the worker's main thread */
+
+static int
+start_connect(struct mqtt_session *s)
+{
+	const struct broker *b = s->b;
+	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+	MQTTAsync_connectOptions opts5 = MQTTAsync_connectOptions_initializer5;
+	MQTTAsync_connectOptions *o = b->mqtt_version == 5 ? &opts5 : &opts;
+	int rc;
+
+	o->keepAliveInterval = (int)b->keepalive;
+	o->connectTimeout = (int)((b->connect_timeout_ms + 999) / 1000);
+	o->automaticReconnect = 0; /* our own loop: it waits for the database first */
+	o->context = s;
+	o->username = b->user;
+	o->password = b->password;
+	if (b->mqtt_version == 5) {
+		o->MQTTVersion = MQTTVERSION_5;
+		o->cleanstart = b->clean_session;
+		o->connectProperties = &s->connect_props;
+		o->onSuccess5 = on_connect5;
+		o->onFailure5 = on_connect_failure5;
+	} else {
+		o->MQTTVersion = MQTTVERSION_3_1_1;
+		o->cleansession = b->clean_session;
+		o->onSuccess = on_connect;
+		o->onFailure = on_connect_failure;
+	}
+	set_state(s, ST_CONNECTING);
+	rc = MQTTAsync_connect(s->client, o);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warn("could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
+		set_state(s, ST_LOST);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+session_init(struct mqtt_session *s)
+{
+	const struct broker *b = s->b;
+	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
+	char *host = NULL;
+	int port = 0, rc;
+	const char *err = parse_url(b->url, &host, &port);
+
+	if (err) {
+		log_error("invalid url: %s", err);
+		return -1;
+	}
+	s->uri = xasprintf("tcp://%s:%d", host, port);
+	free(host);
+	s->client_id = b->workers > 1 ? xasprintf("%s-%d", b->client_id, s->w->index) : xstrdup(b->client_id);
+	for (size_t i = 0; i < b->n_routes; i++) {
+		bool seen = false;
+
+		for (size_t f = 0; f < s->n_filters; f++)
+			seen |= strcmp(s->filters[f], b->routes[i].topic) == 0;
+		if (seen)
+			continue;
+		s->filters = xrealloc(s->filters, (s->n_filters + 1) * sizeof(char *));
+		s->qos = xrealloc(s->qos, (s->n_filters + 1) * sizeof(int));
+		s->filters[s->n_filters] = xstrdup(b->routes[i].topic);
+		s->qos[s->n_filters++] = (int)b->qos;
+	}
+	if (b->mqtt_version == 5 && !b->clean_session) {
+		MQTTProperty p = { .identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL };
+
+		p.value.integer4 = (unsigned int)b->session_expiry;
+		MQTTProperties_add(&s->connect_props, &p);
+	}
+	copts.MQTTVersion = b->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+	rc = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
+	    &copts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("could not create the MQTT client: %s", MQTTAsync_strerror(rc));
+		s->client = NULL;
+		return -1;
+	}
+	rc = MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message, NULL);
+	if (rc == MQTTASYNC_SUCCESS && b->mqtt_version == 5)
+		rc = MQTTAsync_setDisconnected(s->client, s, on_disconnected5);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("could not set the MQTT callbacks: %s", MQTTAsync_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Send DISCONNECT and wait a little for it. Runs on its own thread: a
+ * parked callback holds paho's lock, and the call would wait forever. */
+static void *
+disconnect_thread(void *arg)
+{
+	struct mqtt_session *s = arg;
+	MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+	MQTTAsync_disconnectOptions opts5 = MQTTAsync_disconnectOptions_initializer5;
+	MQTTAsync_disconnectOptions *o = s->b->mqtt_version == 5 ? &opts5 : &opts;
+
+	o->timeout = 1000;
+	o->context = s;
+	if (s->b->mqtt_version == 5)
+		o->onSuccess5 = on_disconnect_done5;
+	else
+		o->onSuccess = on_disconnect_done;
+	if (MQTTAsync_disconnect(s->client, o) != MQTTASYNC_SUCCESS)
+		on_disconnect_done(s, NULL); /* not connected: nothing to say */
+	return NULL;
+}
+
+/* Drain: let a running transaction finish, stop taking messages, say
+ * DISCONNECT. Returns true when paho is idle and may be destroyed. */
+static bool
+drain(struct mqtt_session *s)
+{
+	pthread_t t;
+	int64_t deadline;
+	bool done, busy;
+
+	pthread_mutex_lock(&s->mu);
+	s->closing = true;
+	pthread_mutex_unlock(&s->mu);
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		busy = s->in_callback;
+		pthread_mutex_unlock(&s->mu);
+		if (!busy)
+			break;
+		sleep_ms_unless(POLL_MS, NULL);
+	}
+	if (pthread_create(&t, NULL, disconnect_thread, s) != 0)
+		return false;
+	pthread_detach(t);
+	deadline = now_ms() + DISCONNECT_WAIT_MS;
+	do {
+		sleep_ms_unless(POLL_MS, NULL);
+		pthread_mutex_lock(&s->mu);
+		done = s->disconnected;
+		busy = s->parked > 0;
+		pthread_mutex_unlock(&s->mu);
+	} while (!done && now_ms() < deadline);
+	if (busy)
+		log_info("%d message%s left unacked for redelivery", s->parked, s->parked == 1 ? "" : "s");
+	else if (done)
+		log_info("disconnected from the broker");
+	return done && !busy;
+}
+
+static void
+session_free(struct mqtt_session *s)
+{
+	MQTTProperties_free(&s->connect_props);
+	for (size_t i = 0; i < s->n_filters; i++)
+		free(s->filters[i]);
+	free(s->filters);
+	free(s->qos);
+	free(s->uri);
+	free(s->client_id);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+static int
+mqtt_run(struct worker *w)
+{
+	/* on the heap: when a parked callback keeps paho from being destroyed,
+	 * paho's threads may still call back into it until the process exits */
+	struct mqtt_session *s = xcalloc(1, sizeof(*s));
+	int status = 0;
+
+	s->w = w;
+	s->b = w->broker;
+	pthread_mutex_init(&s->mu, NULL);
+	backoff_init(&s->broker_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
+	backoff_init(&s->retry_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
+	if (session_init(s) < 0) {
+		status = 1;
+		goto out;
+	}
+	while (!*w->stop) {
+		enum conn_state st = get_state(s);
+
+		if (st == ST_READY) {
+			backoff_reset(&s->broker_backoff);
+			sleep_ms_unless(POLL_MS, w->stop);
+		} else if (st == ST_CONNECTING || st == ST_SUBSCRIBING) {
+			sleep_ms_unless(POLL_MS, w->stop);
+		} else if (st == ST_LOST) {
+			int64_t delay = backoff_next(&s->broker_backoff);
+
+			log_info("reconnecting to the broker in %lld ms", (long long)delay);
+			sleep_ms_unless(delay, w->stop);
+			set_state(s, ST_DOWN);
+		} else {
+			/* ST_DOWN: stay away from the broker until the database is usable */
+			if (worker_wait_for_database(w) < 0)
+				break;
+			start_connect(s);
+		}
+	}
+out:
+	if (s->client == NULL || drain(s)) {
+		if (s->client)
+			MQTTAsync_destroy(&s->client);
+		session_free(s);
+	}
+	/* else: a parked callback or an unfinished DISCONNECT still holds paho;
+	 * the worker exits with that message unacked and s stays allocated */
+	return status;
+}
+
+const struct adapter mqtt_adapter = {
+	.name = "mqtt",
+	.broker_keys = mqtt_broker_keys,
+	.route_keys = mqtt_route_keys,
+	.check = mqtt_check,
+	.run = mqtt_run,
+};
