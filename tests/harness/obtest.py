@@ -172,7 +172,7 @@ def log_errors(text):
     """Lines of the daemon log that show a bug rather than an injected fault."""
     bad = []
     for line in text.splitlines():
-        if "AddressSanitizer" in line or "runtime error" in line or "Segmentation" in line:
+        if "Sanitizer" in line or "runtime error" in line or "Segmentation" in line:
             bad.append(line)
     return bad
 
