@@ -14,15 +14,8 @@
 #include <string.h>
 #include <sys/time.h>
 
-#ifdef HAVE_RABBITMQ_C_AMQP_H
-#include <rabbitmq-c/amqp.h>
-#include <rabbitmq-c/tcp_socket.h>
-#else
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
-#endif
-
 #include "adapters/adapter.h"
+#include "adapters/amqp_conn.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
@@ -31,7 +24,7 @@
 #include "bridge/util.h"
 #include "bridge/worker.h"
 
-#define CHANNEL 1
+#define CHANNEL AMQP_CHANNEL
 #define IDLE_WAIT_MS 500
 
 #define B(f) offsetof(struct broker, f)
@@ -79,11 +72,7 @@ struct amqp_session {
 	struct worker *w;
 	const struct broker *b;
 	amqp_connection_state_t conn;
-	char *host;
-	int port;
-	char *vhost;
-	char *user;
-	const char *password;
+	struct amqp_target target;
 	char **queues; /* distinct queues of the routes, in route order */
 	size_t n_queues;
 	struct delivery *batch;
@@ -96,44 +85,11 @@ struct amqp_session {
 
 /* --- configuration */
 
-/* Split url into its parts; the URL must not carry a password. */
-static const char *
-parse_url(const char *url, char **host, int *port, char **vhost, char **user)
-{
-	struct amqp_connection_info info;
-	char *copy = xstrdup(url);
-	const char *scheme_end = strstr(url, "://");
-	const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
-	const char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
-
-	if (at && (slash == NULL || at < slash) && memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3))) {
-		free(copy);
-		return "the URL must not contain a password; put it in password_file";
-	}
-	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
-		free(copy);
-		return "not a valid AMQP URL (amqp://[user@]host[:port][/vhost])";
-	}
-	if (info.ssl) {
-		free(copy);
-		return "amqps:// (TLS) is not supported by this version yet";
-	}
-	if (host) {
-		*host = xstrdup(info.host);
-		*port = info.port;
-		/* "amqp://host/" means the default vhost, as in most clients */
-		*vhost = xstrdup(info.vhost && info.vhost[0] ? info.vhost : "/");
-		*user = at ? xstrdup(info.user) : NULL;
-	}
-	free(copy);
-	return NULL;
-}
-
 static void
 amqp_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d)
 {
-	const char *err = parse_url(b->url, NULL, NULL, NULL, NULL);
+	const char *err = amqp_url_error(b->url);
 
 	if (err)
 		diag_error(d, file, cfg_key_line(group, "url"),
@@ -162,80 +118,22 @@ amqp_check(const struct broker *b, const config_setting_t *group, const config_s
 
 /* --- connection */
 
-static bool
-rpc_ok(struct amqp_session *s, amqp_rpc_reply_t r, const char *what)
-{
-	switch (r.reply_type) {
-	case AMQP_RESPONSE_NORMAL:
-		return true;
-	case AMQP_RESPONSE_NONE:
-		log_warn("could not %s: missing RPC reply", what);
-		break;
-	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-		log_warn("could not %s: %s", what, amqp_error_string2(r.library_error));
-		break;
-	case AMQP_RESPONSE_SERVER_EXCEPTION:
-		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-			amqp_connection_close_t *m = r.reply.decoded;
-
-			log_warn("could not %s: server closed the connection: %u %.*s", what, m->reply_code,
-			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
-		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-			amqp_channel_close_t *m = r.reply.decoded;
-
-			log_warn("could not %s: server closed the channel: %u %.*s", what, m->reply_code,
-			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
-		} else {
-			log_warn("could not %s: server error, method 0x%08x", what, r.reply.id);
-		}
-		break;
-	}
-	(void)s;
-	return false;
-}
-
 static void
 broker_disconnect(struct amqp_session *s, bool graceful)
 {
-	if (s->conn == NULL)
-		return;
-	if (graceful) {
-		amqp_channel_close(s->conn, CHANNEL, AMQP_REPLY_SUCCESS);
-		amqp_connection_close(s->conn, AMQP_REPLY_SUCCESS);
-	}
-	amqp_destroy_connection(s->conn);
-	s->conn = NULL;
+	amqp_close(&s->conn, graceful);
 }
 
 static int
 broker_connect(struct amqp_session *s)
 {
 	const struct broker *b = s->b;
-	struct timeval tv = { b->connect_timeout_ms / 1000, (b->connect_timeout_ms % 1000) * 1000 };
-	amqp_socket_t *sock;
-	int rc;
 
-	s->conn = amqp_new_connection();
-	sock = amqp_tcp_socket_new(s->conn);
-	if (sock == NULL) {
-		log_warn("could not create a socket");
-		goto fail;
-	}
-	amqp_set_handshake_timeout(s->conn, &tv);
-	amqp_set_rpc_timeout(s->conn, &tv);
-	rc = amqp_socket_open_noblock(sock, s->host, s->port, &tv);
-	if (rc != AMQP_STATUS_OK) {
-		log_warn("could not connect to %s:%d: %s", s->host, s->port, amqp_error_string2(rc));
-		goto fail;
-	}
-	if (!rpc_ok(s, amqp_login(s->conn, s->vhost, 0, 131072, (int)b->heartbeat, AMQP_SASL_METHOD_PLAIN,
-	    s->user, s->password), "log in"))
-		goto fail;
-	amqp_channel_open(s->conn, CHANNEL);
-	if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "open a channel"))
-		goto fail;
+	s->conn = amqp_open(&s->target);
+	if (s->conn == NULL)
+		return -1;
 	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)b->prefetch, 0);
-	if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "set the prefetch count"))
+	if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "set the prefetch count"))
 		goto fail;
 	for (size_t i = 0; i < b->n_routes; i++) {
 		const struct route *r = &b->routes[i];
@@ -243,12 +141,12 @@ broker_connect(struct amqp_session *s)
 		if (!r->declare_queue)
 			continue;
 		amqp_queue_declare(s->conn, CHANNEL, amqp_cstring_bytes(r->queue), 0, 1, 0, 0, amqp_empty_table);
-		if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "declare the queue"))
+		if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "declare the queue"))
 			goto fail;
 		for (size_t k = 0; k < r->n_bind_keys; k++) {
 			amqp_queue_bind(s->conn, CHANNEL, amqp_cstring_bytes(r->queue),
 			    amqp_cstring_bytes(r->bind_exchange), amqp_cstring_bytes(r->bind_keys[k]), amqp_empty_table);
-			if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "bind the queue"))
+			if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "bind the queue"))
 				goto fail;
 		}
 	}
@@ -258,10 +156,10 @@ broker_connect(struct amqp_session *s)
 		snprintf(tag, sizeof(tag), "oncebridge.%zu", q);
 		amqp_basic_consume(s->conn, CHANNEL, amqp_cstring_bytes(s->queues[q]), amqp_cstring_bytes(tag),
 		    0, 0 /* no_ack: we ack after COMMIT */, 0, amqp_empty_table);
-		if (!rpc_ok(s, amqp_get_rpc_reply(s->conn), "start consuming"))
+		if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "start consuming"))
 			goto fail;
 	}
-	log_info("connected to %s:%d, consuming %zu queue%s", s->host, s->port, s->n_queues,
+	log_info("connected to %s:%d, consuming %zu queue%s", s->target.host, s->target.port, s->n_queues,
 	    s->n_queues == 1 ? "" : "s");
 	return 0;
 fail:
@@ -400,23 +298,11 @@ other_frame(struct amqp_session *s)
 		log_warn("lost the broker connection: %s", amqp_error_string2(rc));
 		return -1;
 	}
+	if (amqp_close_frame(&frame))
+		return -1;
 	if (frame.frame_type != AMQP_FRAME_METHOD)
 		return 0;
 	switch (frame.payload.method.id) {
-	case AMQP_CHANNEL_CLOSE_METHOD: {
-		amqp_channel_close_t *m = frame.payload.method.decoded;
-
-		log_warn("the broker closed the channel: %u %.*s", m->reply_code, (int)m->reply_text.len,
-		    (char *)m->reply_text.bytes);
-		return -1;
-	}
-	case AMQP_CONNECTION_CLOSE_METHOD: {
-		amqp_connection_close_t *m = frame.payload.method.decoded;
-
-		log_warn("the broker closed the connection: %u %.*s", m->reply_code, (int)m->reply_text.len,
-		    (char *)m->reply_text.bytes);
-		return -1;
-	}
 	case AMQP_BASIC_CANCEL_METHOD:
 		log_warn("the broker cancelled a consumer (queue deleted?); reconnecting");
 		return -1;
@@ -466,7 +352,7 @@ gather_batch(struct amqp_session *s)
 				return -1;
 			continue;
 		}
-		rpc_ok(s, r, "receive a message");
+		amqp_reply_ok(r, "receive a message");
 		return -1;
 	}
 	return 0;
@@ -557,9 +443,7 @@ session_free(struct amqp_session *s)
 	for (size_t i = 0; i < s->n_queues; i++)
 		free(s->queues[i]);
 	free(s->queues);
-	free(s->host);
-	free(s->vhost);
-	free(s->user);
+	amqp_target_free(&s->target);
 }
 
 static int
@@ -567,21 +451,16 @@ amqp_run(struct worker *w)
 {
 	const struct broker *b = w->broker;
 	struct amqp_session s;
-	char *url_user = NULL;
 	const char *err;
 
 	memset(&s, 0, sizeof(s));
 	s.w = w;
 	s.b = b;
-	err = parse_url(b->url, &s.host, &s.port, &s.vhost, &url_user);
+	err = amqp_target_init(&s.target, b);
 	if (err) {
 		log_error("invalid url: %s", err);
 		return 1;
 	}
-	s.user = b->user ? xstrdup(b->user) : url_user ? url_user : xstrdup("guest");
-	if (s.user != url_user)
-		free(url_user);
-	s.password = b->password ? b->password : "guest";
 	for (size_t i = 0; i < b->n_routes; i++) {
 		bool seen = false;
 

@@ -1,0 +1,175 @@
+/* AMQP connection setup shared by the consumer and the outbox publisher:
+ * the URL (never with a password in it), login with the password from its
+ * file, heartbeats, timeouts and one channel; and the wording of the
+ * broker's errors in our logs. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "adapters/amqp_conn.h"
+#include "bridge/log.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+
+static const char *
+parse_url(const char *url, struct amqp_target *t)
+{
+	struct amqp_connection_info info;
+	char *copy;
+	const char *scheme_end = strstr(url, "://");
+	const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+	const char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+	const char *err = NULL;
+
+	if (at && (slash == NULL || at < slash) && memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)))
+		return "the URL must not contain a password; put it in password_file";
+	copy = xstrdup(url);
+	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
+		err = "not a valid AMQP URL (amqp://[user@]host[:port][/vhost])";
+	} else if (info.ssl) {
+		err = "amqps:// (TLS) is not supported by this version yet";
+	} else if (t) {
+		t->host = xstrdup(info.host);
+		t->port = info.port;
+		/* "amqp://host/" means the default vhost, as in most clients */
+		t->vhost = xstrdup(info.vhost && info.vhost[0] ? info.vhost : "/");
+		t->user = at ? xstrdup(info.user) : NULL;
+	}
+	free(copy);
+	return err;
+}
+
+const char *
+amqp_url_error(const char *url)
+{
+	return parse_url(url, NULL);
+}
+
+const char *
+amqp_target_init(struct amqp_target *t, const struct broker *b)
+{
+	const char *err;
+
+	memset(t, 0, sizeof(*t));
+	err = parse_url(b->url, t);
+	if (err)
+		return err;
+	if (b->user) {
+		free(t->user);
+		t->user = xstrdup(b->user);
+	} else if (t->user == NULL) {
+		t->user = xstrdup("guest");
+	}
+	t->password = b->password ? b->password : "guest";
+	t->heartbeat = (int)b->heartbeat;
+	t->timeout_ms = b->connect_timeout_ms;
+	return NULL;
+}
+
+void
+amqp_target_free(struct amqp_target *t)
+{
+	free(t->host);
+	free(t->vhost);
+	free(t->user);
+	memset(t, 0, sizeof(*t));
+}
+
+bool
+amqp_reply_ok(amqp_rpc_reply_t r, const char *what)
+{
+	switch (r.reply_type) {
+	case AMQP_RESPONSE_NORMAL:
+		return true;
+	case AMQP_RESPONSE_NONE:
+		log_warn("could not %s: missing RPC reply", what);
+		break;
+	case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+		log_warn("could not %s: %s", what, amqp_error_string2(r.library_error));
+		break;
+	case AMQP_RESPONSE_SERVER_EXCEPTION:
+		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+			amqp_connection_close_t *m = r.reply.decoded;
+
+			log_warn("could not %s: server closed the connection: %u %.*s", what, m->reply_code,
+			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+			amqp_channel_close_t *m = r.reply.decoded;
+
+			log_warn("could not %s: server closed the channel: %u %.*s", what, m->reply_code,
+			    (int)m->reply_text.len, (char *)m->reply_text.bytes);
+		} else {
+			log_warn("could not %s: server error, method 0x%08x", what, r.reply.id);
+		}
+		break;
+	}
+	return false;
+}
+
+bool
+amqp_close_frame(const amqp_frame_t *frame)
+{
+	if (frame->frame_type != AMQP_FRAME_METHOD)
+		return false;
+	if (frame->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+		amqp_channel_close_t *m = frame->payload.method.decoded;
+
+		log_warn("the broker closed the channel: %u %.*s", m->reply_code, (int)m->reply_text.len,
+		    (char *)m->reply_text.bytes);
+		return true;
+	}
+	if (frame->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+		amqp_connection_close_t *m = frame->payload.method.decoded;
+
+		log_warn("the broker closed the connection: %u %.*s", m->reply_code, (int)m->reply_text.len,
+		    (char *)m->reply_text.bytes);
+		return true;
+	}
+	return false;
+}
+
+void
+amqp_close(amqp_connection_state_t *conn, bool graceful)
+{
+	if (*conn == NULL)
+		return;
+	if (graceful) {
+		amqp_channel_close(*conn, AMQP_CHANNEL, AMQP_REPLY_SUCCESS);
+		amqp_connection_close(*conn, AMQP_REPLY_SUCCESS);
+	}
+	amqp_destroy_connection(*conn);
+	*conn = NULL;
+}
+
+amqp_connection_state_t
+amqp_open(const struct amqp_target *t)
+{
+	struct timeval tv = { t->timeout_ms / 1000, (t->timeout_ms % 1000) * 1000 };
+	amqp_connection_state_t conn = amqp_new_connection();
+	amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+	int rc;
+
+	if (sock == NULL) {
+		log_warn("could not create a socket");
+		goto fail;
+	}
+	amqp_set_handshake_timeout(conn, &tv);
+	amqp_set_rpc_timeout(conn, &tv);
+	rc = amqp_socket_open_noblock(sock, t->host, t->port, &tv);
+	if (rc != AMQP_STATUS_OK) {
+		log_warn("could not connect to %s:%d: %s", t->host, t->port, amqp_error_string2(rc));
+		goto fail;
+	}
+	if (!amqp_reply_ok(amqp_login(conn, t->vhost, 0, 131072, t->heartbeat, AMQP_SASL_METHOD_PLAIN, t->user,
+	    t->password), "log in"))
+		goto fail;
+	amqp_channel_open(conn, AMQP_CHANNEL);
+	if (!amqp_reply_ok(amqp_get_rpc_reply(conn), "open a channel"))
+		goto fail;
+	return conn;
+fail:
+	amqp_close(&conn, false);
+	return NULL;
+}

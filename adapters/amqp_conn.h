@@ -1,0 +1,51 @@
+/* AMQP connection setup shared by the consumer (amqp.c) and the outbox
+ * publisher (amqp_publish.c): URL parsing, login, one channel. */
+#ifndef ONCEBRIDGE_AMQP_CONN_H
+#define ONCEBRIDGE_AMQP_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef HAVE_RABBITMQ_C_AMQP_H
+#include <rabbitmq-c/amqp.h>
+#include <rabbitmq-c/tcp_socket.h>
+#else
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#endif
+
+struct broker;
+
+#define AMQP_CHANNEL 1
+
+struct amqp_target {
+	char *host;
+	int port;
+	char *vhost;
+	char *user;
+	const char *password;
+	int heartbeat;
+	int64_t timeout_ms;
+};
+
+/* Check an AMQP URL without I/O: NULL when valid, else a static reason. */
+const char *amqp_url_error(const char *url);
+
+/* Fill t from the broker's url, user and password. Returns NULL, or the
+ * reason the URL is invalid. */
+const char *amqp_target_init(struct amqp_target *t, const struct broker *b);
+void amqp_target_free(struct amqp_target *t);
+
+/* Connect, log in and open channel AMQP_CHANNEL; NULL after logging why. */
+amqp_connection_state_t amqp_open(const struct amqp_target *t);
+/* Close (politely when graceful) and destroy; sets *conn to NULL. */
+void amqp_close(amqp_connection_state_t *conn, bool graceful);
+
+/* true for a normal reply; otherwise logs "could not WHAT: reason". */
+bool amqp_reply_ok(amqp_rpc_reply_t r, const char *what);
+
+/* Log a channel.close or connection.close method frame; returns true when
+ * the frame was one (the connection or channel is gone). */
+bool amqp_close_frame(const amqp_frame_t *frame);
+
+#endif
