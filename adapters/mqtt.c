@@ -300,10 +300,13 @@ on_subscribe5(void *ctx, MQTTAsync_successData5 *r)
 	int granted[64];
 	size_t n = 0;
 
-	if (r->alt.sub.reasonCodeCount == 0 && s->n_filters == 1)
+	/* paho 1.3.12 fills reasonCodes only for more than one filter; for one
+	 * it sets reasonCodeCount to 1 and leaves the pointer uninitialized */
+	if (r->alt.sub.reasonCodeCount <= 1)
 		granted[n++] = (int)r->reasonCode;
-	for (int i = 0; i < r->alt.sub.reasonCodeCount && n < 64; i++)
-		granted[n++] = (int)r->alt.sub.reasonCodes[i];
+	else
+		for (int i = 0; i < r->alt.sub.reasonCodeCount && n < 64; i++)
+			granted[n++] = (int)r->alt.sub.reasonCodes[i];
 	subscribed(s, granted, n);
 }
 

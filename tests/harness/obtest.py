@@ -250,11 +250,13 @@ class MQTTBridge(Bridge):
         return b
 
     def wait_subscribed(self, broker="mosq", count=1, timeout=30):
-        """Wait until the current run's log shows count "subscribed to"
-        lines of broker (its persistent session exists: from now on the
-        broker queues messages for it)."""
+        """Wait until the current run's log shows count "subscribed to" or
+        "session resumed" lines of broker (its persistent session exists:
+        from now on the broker queues messages for it). A resumed session
+        delivers its backlog before the SUBACK, so "subscribed to" can come
+        late."""
         import re
-        rx = re.compile(r"broker %s(\[\d+\])?: subscribed to " % re.escape(broker))
+        rx = re.compile(r"broker %s(\[\d+\])?: (subscribed to |connected to .*session resumed)" % re.escape(broker))
         return ot.wait_until(lambda: len(rx.findall(self.daemon.log())) >= count, timeout,
                              interval=0.05, desc="broker %s subscribed %d times" % (broker, count))
 
