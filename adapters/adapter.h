@@ -1,15 +1,36 @@
-/* The one interface every broker protocol implements. An adapter owns the
- * broker connection of one worker process: it receives messages, hands them
- * to the core (bridge/apply.h) and acks the broker only for messages the
- * core reports settled, i.e. committed, duplicate or dead-lettered. */
+/* The one interface every broker protocol implements. Inbound, an adapter
+ * owns the broker connection of one worker process: it receives messages,
+ * hands them to the core (bridge/apply.h) and acks the broker only for
+ * messages the core reports settled, i.e. committed, duplicate or
+ * dead-lettered. Outbound, a publisher sends outbox rows for the relay
+ * (bridge/relay.c) and reports which ones the broker confirmed. */
 #ifndef ONCEBRIDGE_ADAPTER_H
 #define ONCEBRIDGE_ADAPTER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "bridge/cfgtable.h"
 #include "bridge/diag.h"
+#include "bridge/message.h"
 
 struct broker;
 struct worker;
+struct publisher;
+
+/* One outbox row to publish. */
+struct outbound {
+	int64_t id;                /* outbox order */
+	const char *event_id;      /* travels with the message */
+	const char *topic;         /* AMQP routing key or MQTT topic */
+	const char *exchange;      /* AMQP exchange; NULL: the destination's default */
+	const void *payload;
+	size_t payload_len;
+	const char *content_type;  /* NULL when unset */
+	const struct msg_header *headers;
+	size_t n_headers;
+};
 
 struct adapter {
 	const char *name;                  /* value of "type" in the broker group */
@@ -22,6 +43,18 @@ struct adapter {
 	/* Consume until w->stop is set; reconnects by itself. Returns the
 	 * worker's exit status. */
 	int (*run)(struct worker *w);
+
+	/* Outbound, for the outbox relay; NULL when the protocol cannot
+	 * publish. open connects (NULL after logging why). publish sends
+	 * msgs[0..n) with all of them in flight and waits up to timeout_ms for
+	 * the broker's confirms, setting confirmed[i]; it returns -1 when the
+	 * connection is gone (close and open again). idle services heartbeats
+	 * while there is nothing to publish; -1 when the connection is gone. */
+	struct publisher *(*publisher_open)(const struct broker *b, int index);
+	int (*publish)(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed,
+	    int64_t timeout_ms);
+	int (*publisher_idle)(struct publisher *p);
+	void (*publisher_close)(struct publisher *p);
 };
 
 const struct adapter *adapter_find(const char *name);

@@ -514,4 +514,8 @@ const struct adapter amqp_adapter = {
 	.route_keys = amqp_route_keys,
 	.check = amqp_check,
 	.run = amqp_run,
+	.publisher_open = amqpub_open,
+	.publish = amqpub_publish,
+	.publisher_idle = amqpub_idle,
+	.publisher_close = amqpub_close,
 };

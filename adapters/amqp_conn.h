@@ -4,6 +4,7 @@
 #define ONCEBRIDGE_AMQP_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef HAVE_RABBITMQ_C_AMQP_H
@@ -47,5 +48,13 @@ bool amqp_reply_ok(amqp_rpc_reply_t r, const char *what);
 /* Log a channel.close or connection.close method frame; returns true when
  * the frame was one (the connection or channel is gone). */
 bool amqp_close_frame(const amqp_frame_t *frame);
+
+/* The outbox publisher (amqp_publish.c), for struct adapter. */
+struct publisher;
+struct outbound;
+struct publisher *amqpub_open(const struct broker *b, int index);
+int amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms);
+int amqpub_idle(struct publisher *p);
+void amqpub_close(struct publisher *p);
 
 #endif

@@ -146,15 +146,14 @@ notice_to_log(void *arg, const char *message)
 }
 
 PGconn *
-db_connect(const struct settings *s, const struct broker *b)
+db_open(const struct settings *s, const char *appname)
 {
-	const char *keys[6], *values[6];
-	char appname[96], timeout[64];
+	const char *keys[4], *values[4];
+	char timeout[64];
 	PGconn *conn;
+	PGresult *res;
 	int k = 0;
-	const Oid dead_types[13] = { 0 };
 
-	snprintf(appname, sizeof(appname), "oncebridge/%s", b->name);
 	keys[k] = "dbname";
 	values[k++] = s->db_conninfo;
 	keys[k] = "application_name";
@@ -181,13 +180,26 @@ db_connect(const struct settings *s, const struct broker *b)
 	if (!check_schema(conn))
 		goto fail;
 	ensure_synchronous_commit(conn);
-	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld",
-	    (long long)s->db_statement_timeout_ms);
-	{
-		PGresult *res = PQexec(conn, timeout);
+	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld", (long long)s->db_statement_timeout_ms);
+	res = PQexec(conn, timeout);
+	PQclear(res);
+	return conn;
+fail:
+	PQfinish(conn);
+	return NULL;
+}
 
-		PQclear(res);
-	}
+PGconn *
+db_connect(const struct settings *s, const struct broker *b)
+{
+	char appname[96];
+	PGconn *conn;
+	const Oid dead_types[13] = { 0 };
+
+	snprintf(appname, sizeof(appname), "oncebridge/%s", b->name);
+	conn = db_open(s, appname);
+	if (conn == NULL)
+		return NULL;
 	if (!prepare(conn, "ob_dedupe", SQL_DEDUPE, 2, NULL, "the dedupe statement") ||
 	    !prepare(conn, "ob_claim", SQL_CLAIM, 2, NULL, "the claim statement") ||
 	    !prepare(conn, "ob_unclaim", SQL_UNCLAIM, 2, NULL, "the unclaim statement") ||

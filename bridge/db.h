@@ -10,10 +10,15 @@
 struct settings;
 struct broker;
 
-#define ONCEBRIDGE_SCHEMA_VERSION 1
+#define ONCEBRIDGE_SCHEMA_VERSION 2
 
-/* Connect and prepare. Returns a ready connection, or NULL after logging
- * why (the caller backs off and tries again). */
+/* Connect as application_name appname and check the schema version.
+ * Returns a ready connection, or NULL after logging why (the caller backs
+ * off and tries again). */
+PGconn *db_open(const struct settings *s, const char *appname);
+
+/* db_open, then prepare the core's statements and each route's business
+ * SQL. */
 PGconn *db_connect(const struct settings *s, const struct broker *b);
 
 /* Run a command without parameters; returns its SQLSTATE class failure

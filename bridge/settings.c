@@ -82,6 +82,26 @@ static const struct cfg_key broker_common_keys[] = {
 	CFG_END
 };
 
+static const struct cfg_key outbox_keys[] = {
+	{ "ordered", CFG_BOOL, B(outbox_ordered), false, NULL, 1, 0, 0, 0, NULL,
+	    "publish in outbox order with one active relay (the others stand by); false: relays share the work" },
+	{ "relays", CFG_INT, B(outbox_relays), false, NULL, 1, 1, 64, 0, NULL,
+	    "relay processes for this destination" },
+	{ "batch_size", CFG_INT, B(outbox_batch_size), false, NULL, 500, 1, 10000, 0, NULL,
+	    "rows claimed and published (all in flight) per round" },
+	{ "confirm_timeout_ms", CFG_INT, B(outbox_confirm_timeout_ms), false, NULL, 10000, 100, 600000, 0, NULL,
+	    "how long to wait for the broker's confirms before republishing" },
+	{ "poll_interval_ms", CFG_INT, B(outbox_poll_interval_ms), false, NULL, 1000, 10, 600000, 0, NULL,
+	    "look for rows this often even without a notification" },
+	{ "retention_s", CFG_INT, B(outbox_retention_s), false, NULL, 604800, 0, 315360000, 0, NULL,
+	    "published rows are deleted after this many seconds" },
+	{ "stats_interval_s", CFG_INT, B(outbox_stats_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
+	    "how often the relay logs pending rows, the oldest one's age and its counts" },
+	{ "exchange", CFG_STRING, B(outbox_exchange), false, "amq.topic", 0, 0, 0, 0, NULL,
+	    "AMQP: exchange for rows that name none" },
+	CFG_END
+};
+
 static const struct cfg_key route_common_keys[] = {
 	{ "name", CFG_STRING, R(name), true, NULL, 0, 0, 0, 0, NULL,
 	    "unique route name; it is the consumer in the dedupe key (consumer, event_id)" },
@@ -259,9 +279,10 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 		const config_setting_t *m = config_setting_get_elem(root, (unsigned)i);
 		const char *name = config_setting_name(m);
 
-		if (strcmp(name, "broker") != 0 && strcmp(name, "routes") != 0)
+		if (strcmp(name, "broker") != 0 && strcmp(name, "routes") != 0 && strcmp(name, "outbox") != 0)
 			diag_error(d, file, cfg_line(m),
-			    "unknown key \"%s\" at top level (a broker file holds \"broker\" and \"routes\")", name);
+			    "unknown key \"%s\" at top level (a broker file holds \"broker\", \"routes\" and \"outbox\")",
+			    name);
 	}
 	group = config_lookup(&cfg, "broker");
 	if (group == NULL || config_setting_type(group) != CONFIG_TYPE_GROUP) {
@@ -301,10 +322,26 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 			diag_error(d, file, b->line, "broker name \"%s\" is already used in \"%s\"", b->name,
 			    s->brokers[i].file);
 	load_secret(s->path, &b->password_file, &b->password, file, b->line, "password_file", d);
+	{
+		const struct cfg_key *const otables[] = { outbox_keys, NULL };
+		const config_setting_t *outbox = config_lookup(&cfg, "outbox");
+
+		cfg_defaults(otables, b);
+		if (outbox && config_setting_type(outbox) != CONFIG_TYPE_GROUP) {
+			diag_error(d, file, cfg_line(outbox), "key \"outbox\" must be a group");
+		} else if (outbox) {
+			b->outbox = true;
+			cfg_read_group(outbox, otables, b, file, "group \"outbox\"", d);
+			if (b->adapter->publisher_open == NULL)
+				diag_error(d, file, cfg_line(outbox), "broker type \"%s\" cannot publish an outbox yet",
+				    b->adapter->name);
+		}
+	}
 	routes = config_lookup(&cfg, "routes");
-	if (routes == NULL)
-		diag_error(d, file, 0, "missing key \"routes\": a broker file needs at least one route");
-	else
+	if (routes == NULL && !b->outbox)
+		diag_error(d, file, 0,
+		    "missing key \"routes\": a broker file needs at least one route or an \"outbox\" group");
+	else if (routes)
 		read_routes(b, routes, file, d);
 	if (d->errors == 0)
 		b->adapter->check(b, group, routes, file, d);
@@ -428,10 +465,12 @@ settings_free(struct settings *s)
 
 		if (b->adapter) {
 			const struct cfg_key *const btables[] = { broker_common_keys, b->adapter->broker_keys, NULL };
+			const struct cfg_key *const otables[] = { outbox_keys, NULL };
 
 			for (size_t r = 0; r < b->n_routes; r++)
 				route_free(b, &b->routes[r]);
 			cfg_free(btables, b);
+			cfg_free(otables, b);
 		}
 		if (b->password) {
 			explicit_bzero(b->password, strlen(b->password));

@@ -55,6 +55,16 @@ struct broker {
 	int64_t workers;
 	struct route *routes;
 	size_t n_routes;
+	/* outbox relay to this broker, when the file has an "outbox" group */
+	bool outbox;
+	bool outbox_ordered;
+	int64_t outbox_relays;
+	int64_t outbox_batch_size;
+	int64_t outbox_confirm_timeout_ms;
+	int64_t outbox_poll_interval_ms;
+	int64_t outbox_retention_s;
+	int64_t outbox_stats_interval_s;
+	char *outbox_exchange;
 	const struct adapter *adapter;
 	char *file;
 	int line;

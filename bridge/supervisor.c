@@ -26,7 +26,8 @@
 
 struct child {
 	const struct broker *broker;
-	int index;            /* worker number within its broker, 0-based */
+	bool relay;           /* outbox relay, else inbound worker */
+	int index;            /* number within its broker and role, 0-based */
 	pid_t pid;            /* 0 when not running */
 	int64_t started_ms;
 	int64_t restart_at_ms;
@@ -63,11 +64,12 @@ start_child(const struct settings *s, struct child *c)
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGCHLD, &sa, NULL);
 		/* exit(), not _exit(): LeakSanitizer checks the worker at exit */
-		exit(worker_main(s, c->broker, c->index));
+		exit(worker_main(s, c->broker, c->relay, c->index));
 	}
 	c->pid = pid;
 	c->started_ms = now_ms();
-	log_info("started worker %d for broker \"%s\" (pid %ld)", c->index, c->broker->name, (long)pid);
+	log_info("started %s %d for broker \"%s\" (pid %ld)", c->relay ? "relay" : "worker", c->index,
+	    c->broker->name, (long)pid);
 }
 
 static struct child *
@@ -141,11 +143,20 @@ signal_all(struct child *children, size_t n, int sig)
 			kill(children[i].pid, sig);
 }
 
-/* worker processes of a broker: its "workers" key where it has one */
+/* inbound worker processes of a broker: its "workers" key where it has one */
 static int
 broker_workers(const struct broker *b)
 {
+	if (b->n_routes == 0)
+		return 0;
 	return b->workers > 1 ? (int)b->workers : 1;
+}
+
+/* outbox relay processes of a broker */
+static int
+broker_relays(const struct broker *b)
+{
+	return b->outbox ? (int)b->outbox_relays : 0;
 }
 
 static void
@@ -174,12 +185,15 @@ supervisor_run(const struct settings *s)
 	sigaction(SIGPIPE, &sa, NULL);
 
 	for (size_t i = 0; i < s->n_brokers; i++)
-		n += (size_t)broker_workers(&s->brokers[i]);
+		n += (size_t)(broker_workers(&s->brokers[i]) + broker_relays(&s->brokers[i]));
 	children = xcalloc(n + 1, sizeof(struct child));
 	for (size_t i = 0, k = 0; i < s->n_brokers; i++) {
-		for (int w = 0; w < broker_workers(&s->brokers[i]); w++, k++) {
+		int workers = broker_workers(&s->brokers[i]);
+
+		for (int w = 0; w < workers + broker_relays(&s->brokers[i]); w++, k++) {
 			children[k].broker = &s->brokers[i];
-			children[k].index = w;
+			children[k].relay = w >= workers;
+			children[k].index = w >= workers ? w - workers : w;
 			backoff_init(&children[k].backoff, 1000, RESTART_MAX_MS);
 			start_child(s, &children[k]);
 		}

@@ -11,6 +11,7 @@
 #include "adapters/adapter.h"
 #include "bridge/apply.h"
 #include "bridge/log.h"
+#include "bridge/relay.h"
 #include "bridge/settings.h"
 #include "bridge/util.h"
 #include "bridge/worker.h"
@@ -38,7 +39,7 @@ worker_wait_for_database(struct worker *w)
 }
 
 int
-worker_main(const struct settings *s, const struct broker *b, int index)
+worker_main(const struct settings *s, const struct broker *b, bool relay, int index)
 {
 	struct sigaction sa;
 	struct worker w;
@@ -55,7 +56,10 @@ worker_main(const struct settings *s, const struct broker *b, int index)
 	sigaction(SIGPIPE, &sa, NULL);
 	srandom((unsigned)(getpid() ^ time(NULL)));
 
-	ctx = b->workers > 1 ? xasprintf("broker %s[%d]", b->name, index) : xasprintf("broker %s", b->name);
+	if (relay)
+		ctx = b->outbox_relays > 1 ? xasprintf("relay %s[%d]", b->name, index) : xasprintf("relay %s", b->name);
+	else
+		ctx = b->workers > 1 ? xasprintf("broker %s[%d]", b->name, index) : xasprintf("broker %s", b->name);
 	log_set_context(ctx);
 	free(ctx);
 
@@ -64,9 +68,14 @@ worker_main(const struct settings *s, const struct broker *b, int index)
 	w.broker = b;
 	w.index = index;
 	w.stop = &worker_stop;
-	w.core = core_new(s, b);
 	backoff_init(&w.db_backoff, s->retry_initial_ms, s->retry_max_ms);
-
+	if (relay) {
+		log_info("relay started (%s, %s)", b->adapter->name, b->outbox_ordered ? "ordered" : "parallel");
+		status = relay_run(&w);
+		log_info("relay stopped");
+		return status;
+	}
+	w.core = core_new(s, b);
 	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);
 	status = b->adapter->run(&w);
 	{

@@ -3,6 +3,7 @@
 #define ONCEBRIDGE_WORKER_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "bridge/backoff.h"
 
@@ -20,7 +21,7 @@ struct worker {
 };
 
 /* Runs in the forked child; returns its exit status. */
-int worker_main(const struct settings *s, const struct broker *b, int index);
+int worker_main(const struct settings *s, const struct broker *b, bool relay, int index);
 
 /* Wait until the database session is ready, backing off between tries.
  * Returns 0 when ready, -1 when asked to stop first. */

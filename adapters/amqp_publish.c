@@ -1,0 +1,227 @@
+/* AMQP publisher for the outbox relay: persistent messages with publisher
+ * confirms. rabbitmq-c 0.11 has no confirm-wait helper, so after
+ * confirm.select we read basic.ack / basic.nack frames ourselves; their
+ * delivery tags (with "multiple") cover the per-channel publish sequence
+ * 1, 2, 3 ... A mandatory message the broker cannot route comes back as
+ * basic.return (before its ack) and is not counted as confirmed. The event
+ * ID travels as message_id and as the header "event_id". */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "adapters/adapter.h"
+#include "adapters/amqp_conn.h"
+#include "bridge/log.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+
+#define EVENT_ID_HEADER "event_id"
+
+struct publisher {
+	const struct broker *b;
+	struct amqp_target target;
+	amqp_connection_state_t conn;
+	uint64_t next_seq;
+};
+
+struct publisher *
+amqpub_open(const struct broker *b, int index)
+{
+	struct publisher *p = xcalloc(1, sizeof(*p));
+	const char *err = amqp_target_init(&p->target, b);
+
+	(void)index;
+	p->b = b;
+	if (err) {
+		log_error("invalid url: %s", err);
+		goto fail;
+	}
+	p->conn = amqp_open(&p->target);
+	if (p->conn == NULL)
+		goto fail;
+	amqp_confirm_select(p->conn, AMQP_CHANNEL);
+	if (!amqp_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms"))
+		goto fail;
+	p->next_seq = 1;
+	log_info("connected to %s:%d for publishing", p->target.host, p->target.port);
+	return p;
+fail:
+	amqp_close(&p->conn, false);
+	amqp_target_free(&p->target);
+	free(p);
+	return NULL;
+}
+
+void
+amqpub_close(struct publisher *p)
+{
+	if (p == NULL)
+		return;
+	amqp_close(&p->conn, true);
+	amqp_target_free(&p->target);
+	free(p);
+}
+
+static int
+send_one(struct publisher *p, const struct outbound *m)
+{
+	amqp_basic_properties_t props;
+	amqp_table_entry_t *entries = xcalloc(m->n_headers + 1, sizeof(amqp_table_entry_t));
+	const char *exchange = m->exchange ? m->exchange : p->b->outbox_exchange;
+	amqp_bytes_t body = { m->payload_len, (void *)m->payload };
+	int rc;
+
+	memset(&props, 0, sizeof(props));
+	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+	props.delivery_mode = 2; /* persistent */
+	props.message_id = amqp_cstring_bytes(m->event_id);
+	if (m->content_type) {
+		props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+		props.content_type = amqp_cstring_bytes(m->content_type);
+	}
+	entries[0].key = amqp_cstring_bytes(EVENT_ID_HEADER);
+	entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+	entries[0].value.value.bytes = amqp_cstring_bytes(m->event_id);
+	props.headers.num_entries = 1;
+	for (size_t i = 0; i < m->n_headers; i++) {
+		amqp_table_entry_t *e;
+
+		if (strcmp(m->headers[i].name, EVENT_ID_HEADER) == 0)
+			continue;
+		e = &entries[props.headers.num_entries++];
+		e->key = amqp_cstring_bytes(m->headers[i].name);
+		e->value.kind = AMQP_FIELD_KIND_UTF8;
+		e->value.value.bytes = (amqp_bytes_t){ m->headers[i].value_len, (void *)m->headers[i].value };
+	}
+	props.headers.entries = entries;
+	rc = amqp_basic_publish(p->conn, AMQP_CHANNEL, amqp_cstring_bytes(exchange), amqp_cstring_bytes(m->topic),
+	    1 /* mandatory: learn when nothing is bound */, 0, &props, body);
+	free(entries);
+	if (rc != AMQP_STATUS_OK) {
+		log_warn("could not publish: %s", amqp_error_string2(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* A basic.return: read the returned message and mark it by its message_id. */
+static int
+read_return(struct publisher *p, const struct outbound *msgs, size_t n, bool *returned)
+{
+	amqp_message_t msg;
+	amqp_rpc_reply_t r = amqp_read_message(p->conn, AMQP_CHANNEL, &msg, 0);
+
+	if (r.reply_type != AMQP_RESPONSE_NORMAL)
+		return -1;
+	if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+		for (size_t i = 0; i < n; i++) {
+			if (strlen(msgs[i].event_id) == msg.properties.message_id.len &&
+			    memcmp(msgs[i].event_id, msg.properties.message_id.bytes, msg.properties.message_id.len) == 0) {
+				returned[i] = true;
+				log_warn("the broker could not route event %s to \"%s\" (no queue bound?); will retry",
+				    msgs[i].event_id, msgs[i].topic);
+			}
+		}
+	}
+	amqp_destroy_message(&msg);
+	return 0;
+}
+
+int
+amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
+{
+	uint64_t first = p->next_seq;
+	bool *acked = xcalloc(n + 1, sizeof(bool)), *returned = xcalloc(n + 1, sizeof(bool));
+	size_t pending = n;
+	int64_t deadline = now_ms() + timeout_ms;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		confirmed[i] = false;
+		if (send_one(p, &msgs[i]) < 0) {
+			rc = -1;
+			goto out;
+		}
+		p->next_seq++;
+	}
+	while (pending > 0) {
+		int64_t left = deadline - now_ms();
+		struct timeval tv;
+		amqp_frame_t frame;
+		int st;
+
+		if (left <= 0) {
+			log_warn("%zu of %zu messages not confirmed within %lld ms; will republish", pending, n,
+			    (long long)timeout_ms);
+			break;
+		}
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		st = amqp_simple_wait_frame_noblock(p->conn, &frame, &tv);
+		if (st == AMQP_STATUS_TIMEOUT)
+			continue;
+		if (st != AMQP_STATUS_OK) {
+			log_warn("lost the broker connection while waiting for confirms: %s", amqp_error_string2(st));
+			rc = -1;
+			goto out;
+		}
+		if (amqp_close_frame(&frame)) {
+			rc = -1;
+			goto out;
+		}
+		if (frame.frame_type != AMQP_FRAME_METHOD)
+			continue;
+		if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+			if (read_return(p, msgs, n, returned) < 0) {
+				rc = -1;
+				goto out;
+			}
+		} else if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD ||
+		    frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+			bool ack = frame.payload.method.id == AMQP_BASIC_ACK_METHOD;
+			uint64_t tag = ack ? ((amqp_basic_ack_t *)frame.payload.method.decoded)->delivery_tag
+					   : ((amqp_basic_nack_t *)frame.payload.method.decoded)->delivery_tag;
+			bool multiple = ack ? ((amqp_basic_ack_t *)frame.payload.method.decoded)->multiple
+					    : ((amqp_basic_nack_t *)frame.payload.method.decoded)->multiple;
+
+			for (size_t i = 0; i < n; i++) {
+				uint64_t seq = first + i;
+
+				if (acked[i] || !(seq == tag || (multiple && seq < tag)))
+					continue;
+				acked[i] = true; /* answered, one way or the other */
+				pending--;
+				confirmed[i] = ack && !returned[i];
+				if (!ack)
+					log_warn("the broker nacked event %s; will republish", msgs[i].event_id);
+			}
+		}
+	}
+out:
+	if (rc < 0)
+		for (size_t i = 0; i < n; i++)
+			confirmed[i] = false;
+	free(acked);
+	free(returned);
+	return rc;
+}
+
+int
+amqpub_idle(struct publisher *p)
+{
+	struct timeval tv = { 0, 0 };
+	amqp_frame_t frame;
+	int st;
+
+	/* a zero wait still sends a due heartbeat and reads what arrived */
+	while ((st = amqp_simple_wait_frame_noblock(p->conn, &frame, &tv)) == AMQP_STATUS_OK)
+		if (amqp_close_frame(&frame))
+			return -1;
+	if (st != AMQP_STATUS_TIMEOUT) {
+		log_warn("lost the broker connection: %s", amqp_error_string2(st));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,442 @@
+/* The outbox relay for one destination broker. Applications insert rows
+ * into oncebridge.outbox in their own transactions (oncebridge.emit());
+ * the relay reads committed rows in outbox order, publishes them with all
+ * of a batch in flight, waits for the broker's confirms and only then marks
+ * them published. A nack, a confirm timeout or a crash means the row is
+ * published again later: consumers deduplicate by the event ID that travels
+ * with every message.
+ *
+ * Ordered mode (the default): one relay per destination is active, the one
+ * holding a session-level advisory lock on it; the others stand by and take
+ * over when its session ends. Parallel mode: every relay claims rows with
+ * FOR UPDATE SKIP LOCKED inside a transaction that lasts until the marks.
+ * The relay wakes on NOTIFY oncebridge_outbox and polls as a fallback. */
+#include "config.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "adapters/adapter.h"
+#include "bridge/backoff.h"
+#include "bridge/db.h"
+#include "bridge/log.h"
+#include "bridge/relay.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+#include "bridge/worker.h"
+
+#define SQL_FETCH \
+	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
+	" WHERE destination = $1 AND published_at IS NULL ORDER BY id LIMIT $2"
+#define SQL_MARK \
+	"UPDATE oncebridge.outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+#define SQL_FAILED \
+	"UPDATE oncebridge.outbox SET attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+#define SQL_PRUNE \
+	"DELETE FROM oncebridge.outbox WHERE id IN (SELECT id FROM oncebridge.outbox" \
+	" WHERE destination = $1 AND published_at < now() - make_interval(secs => $2::double precision)" \
+	" LIMIT 1000)"
+#define SQL_PENDING \
+	"SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8::text" \
+	" FROM oncebridge.outbox WHERE destination = $1 AND published_at IS NULL"
+#define SQL_LOCK "SELECT pg_try_advisory_lock(hashtext('oncebridge.outbox'), hashtext($1))"
+
+#define PRUNE_EVERY_MS 60000
+#define PRUNE_ROUNDS 20
+#define WAIT_SLICE_MS 200
+
+struct relay {
+	struct worker *w;
+	const struct broker *b;
+	const struct adapter *a;
+	PGconn *conn;
+	struct publisher *pub;
+	bool active;
+	bool standby_logged;
+	int64_t next_prune_ms;
+	int64_t next_stats_ms;
+	uint64_t published, confirmed, unconfirmed;
+	int round_unconfirmed;      /* rows of the last round not confirmed */
+	struct backoff db_backoff, broker_backoff, retry_backoff;
+};
+
+static void
+relay_disconnect_db(struct relay *r)
+{
+	if (r->conn)
+		PQfinish(r->conn);
+	r->conn = NULL;
+	r->active = false;
+}
+
+static bool
+exec_ok(PGresult *res, const char *what)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return true;
+	log_warn("could not %s: %s", what, PQresultErrorMessage(res));
+	return false;
+}
+
+static bool
+command(struct relay *r, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(r->conn, sql);
+	bool ok = exec_ok(res, what);
+
+	PQclear(res);
+	return ok;
+}
+
+static bool
+relay_connect_db(struct relay *r)
+{
+	char appname[96];
+
+	if (r->conn && PQstatus(r->conn) == CONNECTION_OK)
+		return true;
+	relay_disconnect_db(r);
+	snprintf(appname, sizeof(appname), "oncebridge/%s/relay", r->b->name);
+	r->conn = db_open(r->w->settings, appname);
+	if (r->conn == NULL)
+		return false;
+	if (!command(r, "LISTEN oncebridge_outbox", "listen for outbox notifications")) {
+		relay_disconnect_db(r);
+		return false;
+	}
+	log_info("connected to the database");
+	return true;
+}
+
+/* Ordered mode: become the active relay if nobody else is. */
+static bool
+relay_take_lock(struct relay *r)
+{
+	const char *values[1] = { r->b->name };
+	PGresult *res = PQexecParams(r->conn, SQL_LOCK, 1, NULL, values, NULL, NULL, 0);
+	bool got = false;
+
+	if (exec_ok(res, "try the relay lock"))
+		got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	else if (PQstatus(r->conn) != CONNECTION_OK)
+		relay_disconnect_db(r);
+	PQclear(res);
+	if (got) {
+		log_info("active relay for \"%s\" (ordered)", r->b->name);
+		r->standby_logged = false;
+	} else if (!r->standby_logged && r->conn) {
+		log_info("standing by: another relay is active for \"%s\"", r->b->name);
+		r->standby_logged = true;
+	}
+	return got;
+}
+
+/* Wait up to ms for a notification about this destination, servicing the
+ * broker connection meanwhile. */
+static void
+relay_wait(struct relay *r, int64_t ms)
+{
+	int64_t until = now_ms() + ms;
+	int sock = PQsocket(r->conn);
+
+	while (!*r->w->stop && now_ms() < until) {
+		int64_t left = until - now_ms();
+		struct timeval tv;
+		fd_set fds;
+		PGnotify *n;
+		bool woken = false;
+
+		if (left > WAIT_SLICE_MS)
+			left = WAIT_SLICE_MS;
+		tv.tv_sec = 0;
+		tv.tv_usec = left * 1000;
+		FD_ZERO(&fds);
+		FD_SET(sock, &fds);
+		if (select(sock + 1, &fds, NULL, NULL, &tv) < 0 && errno != EINTR)
+			break;
+		if (!PQconsumeInput(r->conn)) {
+			log_warn("lost the database connection: %s", PQerrorMessage(r->conn));
+			relay_disconnect_db(r);
+			return;
+		}
+		while ((n = PQnotifies(r->conn)) != NULL) {
+			woken |= n->extra && strcmp(n->extra, r->b->name) == 0;
+			PQfreemem(n);
+		}
+		if (r->pub && r->a->publisher_idle(r->pub) < 0) {
+			r->a->publisher_close(r->pub);
+			r->pub = NULL;
+		}
+		if (woken)
+			return;
+	}
+}
+
+/* Append s (ids) as a PostgreSQL array literal element. */
+static void
+array_add_id(struct buf *b, int64_t id)
+{
+	buf_appendf(b, "%s%lld", b->len ? "," : "{", (long long)id);
+}
+
+static bool
+mark(struct relay *r, const char *sql, const struct buf *ids, const char *what)
+{
+	const char *values[1] = { ids->data };
+	PGresult *res = PQexecParams(r->conn, sql, 1, NULL, values, NULL, NULL, 0);
+	bool ok = exec_ok(res, what);
+
+	PQclear(res);
+	return ok;
+}
+
+static struct msg_header *
+headers_of(const char *json, size_t *n)
+{
+	struct json_object *obj = json_tokener_parse(json);
+	struct msg_header *h = NULL;
+	size_t k = 0;
+
+	*n = 0;
+	if (obj == NULL)
+		return NULL;
+	if (json_object_is_type(obj, json_type_object)) {
+		h = xcalloc((size_t)json_object_object_length(obj) + 1, sizeof(*h));
+		json_object_object_foreach(obj, key, val)
+		{
+			const char *text = json_object_is_type(val, json_type_string)
+			    ? json_object_get_string(val)
+			    : json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
+
+			h[k].name = xstrdup(key);
+			h[k].value = xstrdup(text);
+			h[k].value_len = strlen(text);
+			k++;
+		}
+	}
+	json_object_put(obj);
+	*n = k;
+	return h;
+}
+
+static const char *
+field(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* One round: fetch, publish, mark. Returns the number of rows fetched, or
+ * -1 when the database failed; sets r->round_unconfirmed. */
+static int
+relay_round(struct relay *r)
+{
+	const struct broker *b = r->b;
+	char limit[24];
+	const char *values[2] = { b->name, limit };
+	const int formats[2] = { 0, 0 };
+	struct outbound *msgs = NULL;
+	bool *confirmed = NULL;
+	struct buf ok_ids = { 0 }, failed_ids = { 0 };
+	PGresult *res = NULL;
+	int n = -1, fetched = 0, rc;
+	char *sql;
+
+	r->round_unconfirmed = 0;
+	if (!b->outbox_ordered && !command(r, "BEGIN", "begin a relay transaction"))
+		goto out;
+	snprintf(limit, sizeof(limit), "%lld", (long long)b->outbox_batch_size);
+	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
+	res = PQexecParams(r->conn, sql, 2, NULL, values, NULL, formats, 1 /* binary results */);
+	free(sql);
+	if (!exec_ok(res, "read the outbox"))
+		goto out;
+	n = fetched = PQntuples(res);
+	if (n == 0)
+		goto done;
+	msgs = xcalloc((size_t)n, sizeof(*msgs));
+	confirmed = xcalloc((size_t)n, sizeof(bool));
+	for (int i = 0; i < n; i++) {
+		uint64_t be;
+		char *headers;
+
+		memcpy(&be, PQgetvalue(res, i, 0), sizeof(be));
+		msgs[i].id = (int64_t)be64toh(be);
+		msgs[i].event_id = field(res, i, 1);
+		msgs[i].topic = field(res, i, 2);
+		msgs[i].exchange = field(res, i, 3);
+		msgs[i].payload = PQgetvalue(res, i, 4);
+		msgs[i].payload_len = (size_t)PQgetlength(res, i, 4);
+		msgs[i].content_type = field(res, i, 5);
+		headers = xstrndup(PQgetvalue(res, i, 6), (size_t)PQgetlength(res, i, 6));
+		msgs[i].headers = headers_of(headers, &msgs[i].n_headers);
+		free(headers);
+	}
+	rc = r->a->publish(r->pub, msgs, (size_t)n, confirmed, b->outbox_confirm_timeout_ms);
+	if (rc < 0) {
+		r->a->publisher_close(r->pub);
+		r->pub = NULL;
+	}
+	for (int i = 0; i < n; i++) {
+		array_add_id(confirmed[i] ? &ok_ids : &failed_ids, msgs[i].id);
+		r->published++;
+		if (confirmed[i]) {
+			r->confirmed++;
+		} else {
+			r->unconfirmed++;
+			r->round_unconfirmed++;
+		}
+	}
+	if (ok_ids.len) {
+		buf_append(&ok_ids, "}", 1);
+		if (!mark(r, SQL_MARK, &ok_ids, "mark outbox rows published")) {
+			n = -1;
+			goto out;
+		}
+	}
+	if (failed_ids.len) {
+		buf_append(&failed_ids, "}", 1);
+		if (!mark(r, SQL_FAILED, &failed_ids, "count failed outbox attempts")) {
+			n = -1;
+			goto out;
+		}
+	}
+done:
+	if (!b->outbox_ordered && !command(r, "COMMIT", "commit the relay transaction"))
+		n = -1;
+out:
+	for (int i = 0; msgs && i < fetched; i++) {
+		for (size_t k = 0; k < msgs[i].n_headers; k++) {
+			free((char *)msgs[i].headers[k].name);
+			free((char *)msgs[i].headers[k].value);
+		}
+		free((void *)msgs[i].headers);
+	}
+	free(msgs);
+	free(confirmed);
+	buf_free(&ok_ids);
+	buf_free(&failed_ids);
+	PQclear(res);
+	if (n < 0 && r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
+		command(r, "ROLLBACK", "roll back the relay transaction");
+	return n;
+}
+
+static void
+relay_prune(struct relay *r)
+{
+	char secs[24];
+	const char *values[2] = { r->b->name, secs };
+	long long total = 0;
+
+	snprintf(secs, sizeof(secs), "%lld", (long long)r->b->outbox_retention_s);
+	for (int i = 0; i < PRUNE_ROUNDS && !*r->w->stop; i++) {
+		PGresult *res = PQexecParams(r->conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
+		long long n = 0;
+
+		if (exec_ok(res, "prune published outbox rows"))
+			n = strtoll(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		total += n;
+		if (n < 1000)
+			break;
+	}
+	if (total > 0)
+		log_info("pruned %lld published outbox rows older than %lld s", total,
+		    (long long)r->b->outbox_retention_s);
+}
+
+static void
+relay_stats(struct relay *r)
+{
+	const char *values[1] = { r->b->name };
+	PGresult *res = PQexecParams(r->conn, SQL_PENDING, 1, NULL, values, NULL, NULL, 0);
+
+	if (exec_ok(res, "count pending outbox rows"))
+		log_info("outbox \"%s\": %s waiting, oldest %.1f s; %llu published, %llu confirmed, %llu not confirmed",
+		    r->b->name, PQgetvalue(res, 0, 0), atof(PQgetvalue(res, 0, 1)),
+		    (unsigned long long)r->published, (unsigned long long)r->confirmed,
+		    (unsigned long long)r->unconfirmed);
+	PQclear(res);
+}
+
+int
+relay_run(struct worker *w)
+{
+	const struct settings *s = w->settings;
+	struct relay r;
+
+	memset(&r, 0, sizeof(r));
+	r.w = w;
+	r.b = w->broker;
+	r.a = w->broker->adapter;
+	backoff_init(&r.db_backoff, s->retry_initial_ms, s->retry_max_ms);
+	backoff_init(&r.broker_backoff, s->retry_initial_ms, s->retry_max_ms);
+	backoff_init(&r.retry_backoff, s->retry_initial_ms, s->retry_max_ms);
+	r.next_stats_ms = now_ms() + r.b->outbox_stats_interval_s * 1000;
+
+	while (!*w->stop) {
+		int n;
+
+		if (!relay_connect_db(&r)) {
+			sleep_ms_unless(backoff_next(&r.db_backoff), w->stop);
+			continue;
+		}
+		backoff_reset(&r.db_backoff);
+		if (r.b->outbox_ordered && !r.active) {
+			r.active = relay_take_lock(&r);
+			if (!r.active) {
+				if (r.conn)
+					relay_wait(&r, r.b->outbox_poll_interval_ms);
+				continue;
+			}
+		}
+		if (r.pub == NULL) {
+			r.pub = r.a->publisher_open(r.b, w->index);
+			if (r.pub == NULL) {
+				int64_t delay = backoff_next(&r.broker_backoff);
+
+				log_info("reconnecting to the broker in %lld ms", (long long)delay);
+				sleep_ms_unless(delay, w->stop);
+				continue;
+			}
+			backoff_reset(&r.broker_backoff);
+		}
+		n = relay_round(&r);
+		if (n < 0) {
+			if (r.conn && PQstatus(r.conn) != CONNECTION_OK)
+				relay_disconnect_db(&r);
+			sleep_ms_unless(backoff_next(&r.db_backoff), w->stop);
+			continue;
+		}
+		if (r.pub == NULL || r.round_unconfirmed > 0)
+			/* not confirmed or connection lost: give the broker a moment */
+			sleep_ms_unless(backoff_next(&r.retry_backoff), w->stop);
+		else if (n > 0)
+			backoff_reset(&r.retry_backoff);
+		if (now_ms() >= r.next_prune_ms) {
+			relay_prune(&r);
+			r.next_prune_ms = now_ms() + PRUNE_EVERY_MS;
+		}
+		if (now_ms() >= r.next_stats_ms) {
+			relay_stats(&r);
+			r.next_stats_ms = now_ms() + r.b->outbox_stats_interval_s * 1000;
+		}
+		if (n == 0 && r.conn)
+			relay_wait(&r, r.b->outbox_poll_interval_ms);
+	}
+	if (r.conn)
+		relay_stats(&r);
+	if (r.pub)
+		r.a->publisher_close(r.pub);
+	relay_disconnect_db(&r);
+	return 0;
+}
