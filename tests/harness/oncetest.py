@@ -307,6 +307,7 @@ def _wait_gone(procs, timeout):
 
 _registry = []
 _tearing_down = False
+_owner_pid = os.getpid()      # a fork()ed child must not tear down our things
 
 
 def _register(obj):
@@ -319,6 +320,8 @@ def teardown():
     """Kill everything started (newest first) and remove the temp dirs.
     Safe to call more than once; runs automatically at exit."""
     global _tearing_down
+    if os.getpid() != _owner_pid:
+        return
     with _lock:
         if _tearing_down:
             return
@@ -351,6 +354,10 @@ def teardown():
 
 
 def _on_signal(signum, frame):
+    if os.getpid() != _owner_pid:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     if _tearing_down:       # already tearing down (atexit): let it finish
         return
     try:
@@ -405,11 +412,6 @@ class _Proc:
             return self._popen.poll() is None
         return (self._pid_start is not None and
                 _same_proc(self.pid, self._pid_start))
-
-    def _ours(self):
-        """Our own child (not reaped yet, so its pid cannot be reused)?"""
-        return (self._popen is not None and self._popen.pid == self.pid and
-                self._popen.returncode is None)
 
     def _reap(self, timeout):
         if self._popen is not None:
@@ -749,6 +751,10 @@ class RabbitMQ(_Proc):
                     'loopback_users.guest = true\n'
                     'log.console = false\n'
                     'log.file.level = info\n' % self.port)
+        with open(os.path.join(d, 'advanced.config'), 'w') as f:
+            # quorum queues report their counts on every Ra tick (default
+            # 5 s): a shorter tick makes queue_counts() catch up sooner
+            f.write('[{rabbit, [{quorum_tick_interval, 500}]}].\n')
         cookie = os.path.join(d, 'home', '.erlang.cookie')
         if not os.path.exists(cookie):
             with open(os.open(cookie, os.O_WRONLY | os.O_CREAT, 0o400),
@@ -1075,7 +1081,9 @@ class RabbitMQ(_Proc):
 
     def queue_counts(self, name, timeout=60):
         """(messages_ready, messages_unacknowledged) of a queue, from
-        rabbitmqctl list_queues. Raises LookupError if it does not exist."""
+        rabbitmqctl list_queues. Raises LookupError if it does not exist.
+        Exact for classic queues; quorum queues report on each Ra tick
+        (set to 0.5 s here), so poll them with wait_until."""
         out = self.ctl('-q', 'list_queues', '--formatter', 'json', 'name',
                        'messages_ready', 'messages_unacknowledged',
                        timeout=timeout)

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -182,10 +181,14 @@ def main():
          'TAP done() with no tests: "1..0", status 1')
     p = run_child('bail')
     info = json.loads(p.stdout.readline())
-    out, _ = p.communicate(60)
+    out = p.stdout.read()        # the same buffered reader as readline()
+    p.wait(60)
+    out += p.stderr.read()
+    p.stdout.close()
+    p.stderr.close()
     t.ok(p.returncode == 1 and b'Bail out! deliberate bail' in out and
          b'NOT REACHED' not in out, 'bail() prints "Bail out!" and exits 1',
-         diag=out.decode())
+         diag='rc=%s\n%s' % (p.returncode, out.decode()))
     t.ok(not [x for x, st in info['procs'].items()
               if ot._same_proc(int(x), st)] and
          not os.path.exists(info['tmpdir']),
@@ -312,8 +315,8 @@ def main():
     rmq.declare_queue('selftest.quorum', keys=['sel.quorum'],
                       arguments={'x-queue-type': 'quorum'})
     rmq.publish('amq.topic', 'sel.quorum', 'q')
-    t.is_(rmq.queue_counts('selftest.quorum'), (1, 0),
-          'rabbitmq: quorum queue works')
+    t.ok(wait_until(lambda: rmq.queue_counts('selftest.quorum') == (1, 0),
+                    15, 0.2), 'rabbitmq: quorum queue works')
     old_pid = rmq.pid
     t1 = time.monotonic()
     rmq.restart()
@@ -324,8 +327,8 @@ def main():
           'rabbitmq: durable queue + persistent message survive restart')
     t.is_(rmq.queue_counts('selftest.q2'), (n, 0),
           'rabbitmq: %d persistent messages survive restart' % n)
-    t.is_(rmq.queue_counts('selftest.quorum'), (1, 0),
-          'rabbitmq: quorum queue message survives restart')
+    t.ok(wait_until(lambda: rmq.queue_counts('selftest.quorum') == (1, 0),
+                    15, 0.2), 'rabbitmq: quorum queue message survives restart')
     msgs = rmq.get_messages('selftest.q1')
     t.ok(len(msgs) == 1 and msgs[0][0] == b'hello' and
          msgs[0][1].message_id == 'm-1' and
