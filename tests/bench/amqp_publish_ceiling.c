@@ -1,0 +1,105 @@
+/* Benchmark baseline: a plain rabbitmq-c publisher with publisher confirms
+ * and a window of messages in flight, no database. It measures the
+ * broker's publish-with-confirm ceiling that the outbox relay is compared
+ * against.
+ *
+ * usage: amqp_publish_ceiling HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY
+ * prints: "<messages> <seconds> <messages per second>" */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "adapters/amqp_conn.h"
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait for confirms until at most max_pending remain; returns the new
+ * confirmed count or -1. */
+static long
+wait_confirms(amqp_connection_state_t conn, long sent, long confirmed, long max_pending)
+{
+	while (sent - confirmed > max_pending) {
+		amqp_frame_t frame;
+		int rc = amqp_simple_wait_frame(conn, &frame);
+
+		if (rc != AMQP_STATUS_OK)
+			return -1;
+		if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+			amqp_basic_ack_t *ack = frame.payload.method.decoded;
+
+			confirmed = ack->multiple ? (long)ack->delivery_tag : confirmed + 1;
+		} else if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+			fprintf(stderr, "nack\n");
+			return -1;
+		}
+		amqp_maybe_release_buffers(conn);
+	}
+	return confirmed;
+}
+
+int
+main(int argc, char **argv)
+{
+	amqp_connection_state_t conn;
+	amqp_socket_t *sock;
+	amqp_basic_properties_t props;
+	long count, size, window, sent = 0, confirmed = 0;
+	char *body;
+	double t0, t1;
+
+	if (argc != 8) {
+		fprintf(stderr, "usage: %s HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY\n", argv[0]);
+		return 2;
+	}
+	count = atol(argv[3]);
+	size = atol(argv[4]);
+	window = atol(argv[5]);
+	body = malloc((size_t)size);
+	memset(body, 'x', (size_t)size);
+	conn = amqp_new_connection();
+	sock = amqp_tcp_socket_new(conn);
+	if (amqp_socket_open(sock, argv[1], atoi(argv[2])) != AMQP_STATUS_OK ||
+	    amqp_login(conn, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest").reply_type != AMQP_RESPONSE_NORMAL) {
+		fprintf(stderr, "could not connect\n");
+		return 1;
+	}
+	amqp_channel_open(conn, 1);
+	amqp_confirm_select(conn, 1);
+	if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL)
+		return 1;
+	memset(&props, 0, sizeof(props));
+	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+	props.delivery_mode = 2;
+	t0 = now();
+	while (sent < count) {
+		amqp_bytes_t b = { (size_t)size, body };
+
+		if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(argv[6]), amqp_cstring_bytes(argv[7]), 0, 0, &props, b) != 0)
+			return 1;
+		sent++;
+		confirmed = wait_confirms(conn, sent, confirmed, window - 1);
+		if (confirmed < 0)
+			return 1;
+	}
+	confirmed = wait_confirms(conn, sent, confirmed, 0);
+	if (confirmed < 0)
+		return 1;
+	t1 = now();
+	printf("%ld %.3f %.0f\n", count, t1 - t0, (double)count / (t1 - t0));
+	amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
+	amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(conn);
+	free(body);
+	return 0;
+}

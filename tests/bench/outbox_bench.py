@@ -1,0 +1,136 @@
+"""Benchmark of the outbox relay to RabbitMQ, beside the broker's own
+publish-with-confirm ceiling measured in the same run (a plain rabbitmq-c
+publisher, tests/bench/amqp_publish_ceiling.c). Prints one table: path,
+ceiling/s, oncebridge/s, ratio, commit-to-confirm latency p50/p99 at half
+the relay's measured rate, and the relay's peak RSS. Not a pass/fail test."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import obtest
+import oncetest as ot
+
+CEILING = os.environ.get("ONCEBRIDGE_BENCH_CEILING", os.path.join(os.path.dirname(obtest.BIN),
+                                                                  "tests", "bench", "amqp_publish_ceiling"))
+COUNT = int(os.environ.get("BENCH_COUNT", "20000"))
+SIZE = 200
+PAYLOAD = json.dumps({"pad": "x" * (SIZE - 12)})
+
+
+def ceiling(b, window):
+    out = subprocess.run([CEILING, "127.0.0.1", str(b.rabbit.port), str(COUNT), str(SIZE), str(window),
+                          "amq.topic", "bench.ceiling"], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError("ceiling publisher failed: " + out.stderr)
+    return float(out.stdout.split()[2])
+
+
+def purge(b):
+    conn = b.rabbit.connection()
+    conn.channel().queue_purge("bench-q")
+    conn.close()
+
+
+def unpublished(b):
+    return b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE published_at IS NULL")
+
+
+def relay_throughput(b):
+    conn = b.pg.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SELECT oncebridge.emit('rabbit', 'bench.relay', %s::jsonb) FROM generate_series(1, %s)",
+                (PAYLOAD, COUNT))
+    conn.commit()
+    t0 = time.time()
+    ot.wait_until(lambda: unpublished(b) == 0, 300, interval=0.01, desc="relay drained")
+    t1 = time.time()
+    conn.close()
+    return COUNT / (t1 - t0)
+
+
+def relay_latency(b, rate, seconds=10):
+    """Emit at rate events/s for seconds; returns COMMIT-to-confirm
+    latencies in ms."""
+    per_tx = max(1, int(rate / 400))
+    tx_rate = rate / per_tx
+    conn = b.pg.connect(autocommit=False)
+    cur = conn.cursor()
+    commits = {}
+    start = time.time()
+    n = 0
+    while time.time() - start < seconds:
+        due = start + n / tx_rate
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        cur.execute("SELECT oncebridge.emit('rabbit', 'bench.latency', %s::jsonb) FROM generate_series(1, %s)",
+                    (PAYLOAD, per_tx))
+        ids = [r[0] for r in cur.fetchall()]
+        conn.commit()
+        t = time.time()
+        for e in ids:
+            commits[e] = t
+        n += 1
+    ot.wait_until(lambda: unpublished(b) == 0, 120, interval=0.05, desc="relay drained")
+    rows = b.pg.execute("SELECT event_id, extract(epoch FROM published_at)::float8 FROM oncebridge.outbox"
+                        " WHERE topic = 'bench.latency'")
+    conn.close()
+    lat = [(p - commits[e]) * 1000.0 for e, p in rows if e in commits]
+    return lat, len(commits) / seconds
+
+
+def relay_rss_kb(b):
+    """Peak RSS of the relay (the only child: the config has no routes)."""
+    for pid in b.worker_pids():
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    return 0
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100.0))]
+
+
+def main():
+    b = obtest.Bridge("bench-outbox")
+    b.start_servers()
+    b.rabbit.declare_queue("bench-q", keys=["bench.#"])
+    b.write_config([("10-rabbit.conf", b.amqp_broker(name="rabbit"), [])], log_level="warning")
+    path = b.config.replace("oncebridge.conf", "conf.d/10-rabbit.conf")
+    with open(path) as f:
+        text = f.read().replace("routes = [  ];\n", "")
+    with open(path, "w") as f:
+        f.write(text + "outbox = { batch_size = 1000; poll_interval_ms = 100; retention_s = 3600; };\n")
+
+    c1000 = ceiling(b, 1000)
+    purge(b)
+    c1 = ceiling(b, 1)
+    purge(b)
+    d = b.start()
+    time.sleep(1.0)
+    relay = relay_throughput(b)
+    purge(b)
+    lat, achieved = relay_latency(b, relay / 2)
+    rss = relay_rss_kb(b)
+    d.terminate(timeout=20)
+
+    print("machine: %d cores, %s" % (os.cpu_count(), " ".join(os.uname()[2:3])))
+    print("%d messages of %d bytes, persistent, fsync on, loopback" % (COUNT, SIZE))
+    print("%-44s %12s %14s %7s %9s %9s %10s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "p50 ms", "p99 ms",
+                                                "peak RSS"))
+    print("%-44s %12.0f %14.0f %6.0f%% %9s %9s %10s" % ("outbox relay -> AMQP, confirms, batch 1000", c1000, relay,
+                                                          100.0 * relay / c1000, "", "", "%d kB" % rss))
+    print("%-44s %12.0f %14s %7s %9s %9s %10s" % ("plain publisher, confirm window 1", c1, "", "", "", "", ""))
+    print("%-44s %12s %14.0f %7s %9.1f %9.1f %10s" % ("COMMIT -> confirm at half the relay's rate", "", achieved, "",
+                                                       statistics.median(lat), pct(lat, 99), ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
