@@ -40,6 +40,7 @@
 #include <MQTTAsync.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_publish.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
@@ -738,4 +739,8 @@ const struct adapter mqtt_adapter = {
 	.route_keys = mqtt_route_keys,
 	.check = mqtt_check,
 	.run = mqtt_run,
+	.publisher_open = mqttpub_open,
+	.publish = mqttpub_publish,
+	.publisher_idle = mqttpub_idle,
+	.publisher_close = mqttpub_close,
 };

@@ -1,0 +1,441 @@
+/* MQTT publisher for the outbox relay, on paho's MQTTAsync API: QoS 1
+ * publishes with every row of a batch in flight, each confirmed by its
+ * PUBACK through the send's onSuccess callback. The publisher uses its own
+ * client ID (the broker's client_id plus "-relay", and "-N" for relay N)
+ * and a clean session: rows not confirmed stay unpublished in the outbox
+ * and are sent again, so no client-side persistence is needed.
+ *
+ * The event ID travels as the MQTT 5 user property "event_id" (with the
+ * content type and the row's headers as properties too). MQTT 3.1.1 has no
+ * properties, so there the payload is wrapped in an envelope:
+ *   {"event_id": "...", "payload": <the JSON payload>}
+ * or, for a payload that is not JSON, "payload_text" (UTF-8 text) or
+ * "payload_base64"; the row's headers go into "headers". A consumer route
+ * reads it with event_id = "json:event_id". */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <MQTTAsync.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "adapters/adapter.h"
+#include "adapters/mqtt_publish.h"
+#include "bridge/log.h"
+#include "bridge/settings.h"
+#include "bridge/text.h"
+#include "bridge/util.h"
+
+#define EVENT_ID_PROPERTY "event_id"
+
+struct slot {
+	struct publisher *p;
+	size_t index;
+};
+
+struct publisher {
+	const struct broker *b;
+	MQTTAsync client;
+	bool v5;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* guarded by mu */
+	int connect_result;      /* 0 pending, 1 connected, -1 failed */
+	bool lost;
+	bool *answered;          /* of the batch in flight */
+	bool *confirmed;
+	size_t pending;
+	struct slot *slots;      /* contexts of the sends of the last batch: paho
+				  * may hold them until every send is answered
+				  * or the client is destroyed */
+};
+
+static void
+on_lost(void *ctx, char *cause)
+{
+	struct publisher *p = ctx;
+
+	pthread_mutex_lock(&p->mu);
+	p->lost = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	log_warn("lost the broker connection%s%s", cause ? ": " : "", cause ? cause : "");
+}
+
+/* The publisher subscribes to nothing, but paho wants the callback. */
+static int
+on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+	(void)ctx;
+	(void)topic_len;
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void
+connect_done(struct publisher *p, int result, const char *why)
+{
+	pthread_mutex_lock(&p->mu);
+	p->connect_result = result;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	if (result < 0)
+		log_warn("could not connect for publishing: %s", why ? why : "unknown error");
+}
+
+static void
+on_connect(void *ctx, MQTTAsync_successData *r)
+{
+	(void)r;
+	connect_done(ctx, 1, NULL);
+}
+
+static void
+on_connect5(void *ctx, MQTTAsync_successData5 *r)
+{
+	(void)r;
+	connect_done(ctx, 1, NULL);
+}
+
+static void
+on_connect_failure(void *ctx, MQTTAsync_failureData *r)
+{
+	connect_done(ctx, -1, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+}
+
+static void
+on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
+{
+	connect_done(ctx, -1, r && r->message ? r->message : MQTTReasonCode_toString(r ? r->reasonCode : 0));
+}
+
+static void
+answered(struct slot *s, bool ok)
+{
+	struct publisher *p = s->p;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->answered && !p->answered[s->index]) {
+		p->answered[s->index] = true;
+		p->confirmed[s->index] = ok;
+		p->pending--;
+		if (p->pending == 0)
+			pthread_cond_broadcast(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void
+on_sent(void *ctx, MQTTAsync_successData *r)
+{
+	(void)r;
+	answered(ctx, true);
+}
+
+static void
+on_sent5(void *ctx, MQTTAsync_successData5 *r)
+{
+	/* a PUBACK with a reason code >= 0x80 is a refusal */
+	answered(ctx, r == NULL || r->reasonCode < 0x80);
+}
+
+static void
+on_send_failure(void *ctx, MQTTAsync_failureData *r)
+{
+	(void)r;
+	answered(ctx, false);
+}
+
+static void
+on_send_failure5(void *ctx, MQTTAsync_failureData5 *r)
+{
+	(void)r;
+	answered(ctx, false);
+}
+
+static void
+deadline_in(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+void
+mqttpub_close(struct publisher *p)
+{
+	if (p == NULL)
+		return;
+	if (p->client) {
+		if (MQTTAsync_isConnected(p->client)) {
+			MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+
+			d.timeout = 1000;
+			MQTTAsync_disconnect(p->client, &d);
+		}
+		MQTTAsync_destroy(&p->client);
+	}
+	free(p->slots);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+struct publisher *
+mqttpub_open(const struct broker *b, int index)
+{
+	struct publisher *p = xcalloc(1, sizeof(*p));
+	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+	MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
+	MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
+	MQTTAsync_connectOptions *opts;
+	char *uri = xasprintf("tcp://%s", b->url + strlen("mqtt://"));
+	char *client_id = b->outbox_relays > 1 ? xasprintf("%s-relay-%d", b->client_id, index)
+					       : xasprintf("%s-relay", b->client_id);
+	struct timespec until;
+	int rc;
+
+	p->b = b;
+	p->v5 = b->mqtt_version == 5;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	co.MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+	/* paho refuses sends once this many wait for its send thread (100 by
+	 * default): a whole batch must fit */
+	co.maxBufferedMessages = (int)b->outbox_batch_size + 16;
+	rc = MQTTAsync_createWithOptions(&p->client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("could not create an MQTT client for \"%s\": %s", uri, MQTTAsync_strerror(rc));
+		p->client = NULL;
+		goto fail;
+	}
+	MQTTAsync_setCallbacks(p->client, p, on_lost, on_message, NULL);
+	opts = p->v5 ? &v5 : &v3;
+	opts->keepAliveInterval = (int)b->keepalive;
+	opts->MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1; /* never the default: see LIBRARY-FACTS */
+	if (p->v5) {
+		opts->cleanstart = 1;
+		opts->onSuccess5 = on_connect5;
+		opts->onFailure5 = on_connect_failure5;
+	} else {
+		opts->cleansession = 1;
+		opts->onSuccess = on_connect;
+		opts->onFailure = on_connect_failure;
+	}
+	opts->context = p;
+	opts->connectTimeout = (int)((b->connect_timeout_ms + 999) / 1000);
+	opts->username = b->user;
+	opts->password = b->password;
+	rc = MQTTAsync_connect(p->client, opts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
+		goto fail;
+	}
+	deadline_in(&until, b->connect_timeout_ms + 1000);
+	pthread_mutex_lock(&p->mu);
+	while (p->connect_result == 0 && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+		;
+	rc = p->connect_result;
+	pthread_mutex_unlock(&p->mu);
+	if (rc <= 0) {
+		if (rc == 0)
+			log_warn("could not connect to \"%s\": timeout", uri);
+		goto fail;
+	}
+	log_info("connected to %s for publishing as \"%s\" (MQTT %s)", uri, client_id, p->v5 ? "5" : "3.1.1");
+	free(uri);
+	free(client_id);
+	return p;
+fail:
+	free(uri);
+	free(client_id);
+	mqttpub_close(p);
+	return NULL;
+}
+
+static char *
+base64(const void *data, size_t len)
+{
+	char *out = xmalloc(4 * ((len + 2) / 3) + 1);
+
+	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+	return out;
+}
+
+/* MQTT 3.1.1: the payload inside an envelope that carries the event ID. */
+static char *
+envelope(const struct outbound *m, size_t *len)
+{
+	struct json_object *env = json_object_new_object(), *payload = NULL;
+	char *out;
+
+	json_object_object_add(env, "event_id", json_object_new_string(m->event_id));
+	if (m->content_type && strcmp(m->content_type, "application/json") == 0) {
+		struct json_tokener *tok = json_tokener_new();
+
+		payload = json_tokener_parse_ex(tok, m->payload, (int)m->payload_len);
+		if (json_tokener_get_error(tok) != json_tokener_success && payload) {
+			json_object_put(payload);
+			payload = NULL;
+		}
+		json_tokener_free(tok);
+	}
+	if (payload) {
+		json_object_object_add(env, "payload", payload);
+	} else if (text_is_clean(m->payload, m->payload_len) || m->payload_len == 0) {
+		json_object_object_add(env, "payload_text", json_object_new_string_len(m->payload, (int)m->payload_len));
+	} else {
+		char *b64 = base64(m->payload, m->payload_len);
+
+		json_object_object_add(env, "payload_base64", json_object_new_string(b64));
+		free(b64);
+	}
+	if (m->n_headers) {
+		struct json_object *h = json_object_new_object();
+
+		for (size_t i = 0; i < m->n_headers; i++)
+			json_object_object_add(h, m->headers[i].name,
+			    json_object_new_string_len(m->headers[i].value, (int)m->headers[i].value_len));
+		json_object_object_add(env, "headers", h);
+	}
+	out = xstrdup(json_object_to_json_string_ext(env, JSON_C_TO_STRING_PLAIN));
+	*len = strlen(out);
+	json_object_put(env);
+	return out;
+}
+
+static void
+add_property(MQTTProperties *props, enum MQTTPropertyCodes code, const char *name, const char *value, size_t len)
+{
+	MQTTProperty prop;
+
+	memset(&prop, 0, sizeof(prop));
+	prop.identifier = code;
+	if (code == MQTTPROPERTY_CODE_USER_PROPERTY) {
+		prop.value.data.data = (char *)name;
+		prop.value.data.len = (int)strlen(name);
+		prop.value.value.data = (char *)value;
+		prop.value.value.len = (int)len;
+	} else {
+		prop.value.data.data = (char *)value;
+		prop.value.data.len = (int)len;
+	}
+	MQTTProperties_add(props, &prop);
+}
+
+static int
+send_one(struct publisher *p, const struct outbound *m, struct slot *slot)
+{
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	char *wrapped = NULL;
+	size_t len = m->payload_len;
+	int rc;
+
+	msg.qos = 1;
+	msg.retained = 0;
+	ro.context = slot;
+	if (p->v5) {
+		add_property(&msg.properties, MQTTPROPERTY_CODE_USER_PROPERTY, EVENT_ID_PROPERTY, m->event_id,
+		    strlen(m->event_id));
+		for (size_t i = 0; i < m->n_headers; i++)
+			if (strcmp(m->headers[i].name, EVENT_ID_PROPERTY) != 0)
+				add_property(&msg.properties, MQTTPROPERTY_CODE_USER_PROPERTY, m->headers[i].name,
+				    m->headers[i].value, m->headers[i].value_len);
+		if (m->content_type)
+			add_property(&msg.properties, MQTTPROPERTY_CODE_CONTENT_TYPE, NULL, m->content_type,
+			    strlen(m->content_type));
+		msg.payload = (void *)m->payload;
+		ro.onSuccess5 = on_sent5;
+		ro.onFailure5 = on_send_failure5;
+	} else {
+		wrapped = envelope(m, &len);
+		msg.payload = wrapped;
+		ro.onSuccess = on_sent;
+		ro.onFailure = on_send_failure;
+	}
+	msg.payloadlen = (int)len;
+	rc = MQTTAsync_sendMessage(p->client, m->topic, &msg, &ro);
+	MQTTProperties_free(&msg.properties);
+	free(wrapped);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warn("could not publish event %s to \"%s\": %s", m->event_id, m->topic, MQTTAsync_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+int
+mqttpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
+{
+	struct timespec until;
+	int rc = 0;
+	size_t sent = 0;
+
+	pthread_mutex_lock(&p->mu);
+	/* every send of the previous batch was answered (else it returned -1
+	 * and the relay closed this publisher), so its slots are free */
+	free(p->slots);
+	p->answered = xcalloc(n + 1, sizeof(bool));
+	p->confirmed = confirmed;
+	p->slots = xcalloc(n + 1, sizeof(struct slot));
+	p->pending = n;
+	for (size_t i = 0; i < n; i++) {
+		confirmed[i] = false;
+		p->slots[i].p = p;
+		p->slots[i].index = i;
+	}
+	pthread_mutex_unlock(&p->mu);
+
+	for (; sent < n; sent++) {
+		if (send_one(p, &msgs[sent], &p->slots[sent]) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	deadline_in(&until, timeout_ms);
+	pthread_mutex_lock(&p->mu);
+	if (rc == 0) {
+		while (p->pending > 0 && !p->lost && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+			;
+		if (p->pending > 0) {
+			log_warn("%zu of %zu messages not confirmed %s; reconnecting to republish them", p->pending,
+			    n, p->lost ? "before the connection was lost" : "in time");
+			rc = -1;
+		}
+	}
+	if (p->lost)
+		rc = -1;
+	/* late answers must not touch the caller's array or freed slots */
+	free(p->answered);
+	p->answered = NULL;
+	p->confirmed = NULL;
+	pthread_mutex_unlock(&p->mu);
+	if (rc < 0) {
+		/* sends may still be pending in paho with these slots: the caller
+		 * closes the publisher, and destroying the client drops them */
+		for (size_t i = 0; i < n; i++)
+			confirmed[i] = false;
+	}
+	return rc;
+}
+
+int
+mqttpub_idle(struct publisher *p)
+{
+	bool lost;
+
+	pthread_mutex_lock(&p->mu);
+	lost = p->lost;
+	pthread_mutex_unlock(&p->mu);
+	return lost ? -1 : 0;
+}
