@@ -108,7 +108,7 @@ send_one(struct publisher *p, const struct outbound *m)
 
 /* A basic.return: read the returned message and mark it by its message_id. */
 static int
-read_return(struct publisher *p, const struct outbound *msgs, size_t n, bool *returned)
+read_return(struct publisher *p, const struct outbound *msgs, size_t n, bool *returned, size_t *n_returned)
 {
 	amqp_message_t msg;
 	amqp_rpc_reply_t r = amqp_read_message(p->conn, AMQP_CHANNEL, &msg, 0);
@@ -119,9 +119,10 @@ read_return(struct publisher *p, const struct outbound *msgs, size_t n, bool *re
 		for (size_t i = 0; i < n; i++) {
 			if (strlen(msgs[i].event_id) == msg.properties.message_id.len &&
 			    memcmp(msgs[i].event_id, msg.properties.message_id.bytes, msg.properties.message_id.len) == 0) {
+				if (!returned[i] && (*n_returned)++ == 0)
+					log_warn("the broker could not route event %s to \"%s\" (no queue bound?); "
+					    "will publish it again", msgs[i].event_id, msgs[i].topic);
 				returned[i] = true;
-				log_warn("the broker could not route event %s to \"%s\" (no queue bound?); will retry",
-				    msgs[i].event_id, msgs[i].topic);
 			}
 		}
 	}
@@ -134,7 +135,7 @@ amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool 
 {
 	uint64_t first = p->next_seq;
 	bool *acked = xcalloc(n + 1, sizeof(bool)), *returned = xcalloc(n + 1, sizeof(bool));
-	size_t pending = n;
+	size_t pending = n, n_returned = 0, n_nacked = 0;
 	int64_t deadline = now_ms() + timeout_ms;
 	int rc = 0;
 
@@ -174,7 +175,7 @@ amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool 
 		if (frame.frame_type != AMQP_FRAME_METHOD)
 			continue;
 		if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
-			if (read_return(p, msgs, n, returned) < 0) {
+			if (read_return(p, msgs, n, returned, &n_returned) < 0) {
 				rc = -1;
 				goto out;
 			}
@@ -194,11 +195,14 @@ amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool 
 				acked[i] = true; /* answered, one way or the other */
 				pending--;
 				confirmed[i] = ack && !returned[i];
-				if (!ack)
-					log_warn("the broker nacked event %s; will republish", msgs[i].event_id);
+				n_nacked += !ack;
 			}
 		}
 	}
+	if (n_nacked)
+		log_warn("the broker nacked %zu of %zu messages; will publish them again", n_nacked, n);
+	if (n_returned > 1)
+		log_warn("%zu of %zu messages were returned as unroutable", n_returned, n);
 out:
 	if (rc < 0)
 		for (size_t i = 0; i < n; i++)
