@@ -1,8 +1,9 @@
 """The README's demo: oncebridge's main job on a throwaway setup. Starts a
-private PostgreSQL and RabbitMQ in a temp dir, installs the schema and the
-sample business tables, runs oncebridge with the sample configuration from
-conf/ (only the ports changed), publishes sample events including
-duplicates and a poison message, and shows the resulting rows."""
+private PostgreSQL, RabbitMQ and Mosquitto in a temp dir, installs the
+schema and the sample business tables, runs oncebridge with the sample
+configuration from conf/ (only the ports changed), publishes sample events
+over AMQP and MQTT including duplicates and poison messages, emits an event
+through the outbox, and shows the resulting rows."""
 import json
 import os
 import re
@@ -25,15 +26,17 @@ def show(title, pg, sql):
 
 
 def main():
-    b = obtest.Bridge("demo")
-    print("starting a private PostgreSQL and RabbitMQ in %s ..." % b.dir, flush=True)
+    b = obtest.MQTTBridge("demo")
+    b.rabbit = ot.RabbitMQ(b.dir)
+    print("starting a private PostgreSQL, RabbitMQ and Mosquitto in %s ..." % b.dir, flush=True)
     b.start_servers()
-    pg, rabbit = b.pg, b.rabbit
+    pg, rabbit, mqtt = b.pg, b.rabbit, b.mqtt
 
     # what a DBA and a RabbitMQ operator would do once
     pg.execute("CREATE ROLE oncebridge LOGIN")
     pg.execute("GRANT USAGE ON SCHEMA oncebridge TO oncebridge")
     pg.execute("GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA oncebridge TO oncebridge")
+    pg.execute("GRANT UPDATE ON oncebridge.outbox TO oncebridge")
     with open(os.path.join(SRC, "conf", "demo-business.sql")) as f:
         pg.execute(f.read())
     pg.execute("GRANT SELECT, INSERT, UPDATE ON meter_readings, meter_totals TO oncebridge")
@@ -51,6 +54,10 @@ def main():
         broker_conf = f.read().replace(":5672/", ":%d/" % rabbit.port)
     with open(os.path.join(etc, "conf.d", "rabbitmq.conf"), "w") as f:
         f.write(broker_conf)
+    with open(os.path.join(SRC, "conf", "conf.d", "mosquitto.conf")) as f:
+        mqtt_conf = f.read().replace(":1883", ":%d" % mqtt.port)
+    with open(os.path.join(etc, "conf.d", "mosquitto.conf"), "w") as f:
+        f.write(mqtt_conf)
     # the sample config names the password file relative to the main file
     obtest.write_secret(os.path.join(b.dir, "rabbitmq.password"), "demo-secret")
     b.config = os.path.join(etc, "oncebridge.conf")
@@ -62,6 +69,7 @@ def main():
 
     d = b.start()
     ot.wait_until(lambda: "consuming" in b.logs(), 30, desc="oncebridge consuming")
+    b.wait_subscribed("mosquitto-main")
 
     events = [
         {"event_id": "6f0c1f5e-0001-4d6e-9a43-1b2c3d4e5f60", "meter": "berlin-7", "kwh": 12.5},
@@ -82,15 +90,34 @@ def main():
                  "body": json.dumps({"event_id": "6f0c1f5e-0004-4d6e-9a43-1b2c3d4e5f60", "meter": "rome-1", "kwh": -4})})
     print("publishing %d messages: 3 events, 2 of them twice, and 3 poison messages" % len(msgs), flush=True)
     rabbit.publish_many(msgs)
-    b.wait_drained("meter-readings", timeout=60)
-    time.sleep(0.5)
 
-    show("meter_readings: one row per event, duplicates applied once", pg,
+    mqtt_events = [
+        {"event_id": "9a1b2c3d-0001-4e5f-8a9b-0c1d2e3f4a5b", "meter": "lyon-3", "kwh": 1.5},
+        {"event_id": "9a1b2c3d-0002-4e5f-8a9b-0c1d2e3f4a5b", "meter": "lyon-4", "kwh": 2.5},
+    ]
+    items = [("meters/lyon/reading", json.dumps(e)) for e in mqtt_events]
+    items.append(items[0])  # a device retrying after a lost PUBACK
+    items.append(("meters/lyon/reading", "not json"))
+    print("publishing %d MQTT messages: 2 events, one of them twice, and 1 poison message" % len(items), flush=True)
+    mqtt.publish_many(items, qos=1, protocol=ot.MQTTv5)
+
+    print("emitting one event through the outbox: "
+          "SELECT oncebridge.emit('rabbit-main', 'meters.oslo.oslo-1', ...)", flush=True)
+    oslo = "5e6f7a8b-0001-4c2d-9e0f-1a2b3c4d5e6f"
+    pg.execute("SELECT oncebridge.emit('rabbit-main', 'meters.oslo.oslo-1', %s::jsonb, %s)",
+               (json.dumps({"event_id": oslo, "meter": "oslo-1", "kwh": 9.75}), oslo))
+    ot.wait_until(lambda: pg.scalar("SELECT count(*) FROM meter_readings") >= 6, 60, desc="rows applied")
+    b.wait_drained("meter-readings", timeout=60)
+    time.sleep(1.0)
+
+    show("meter_readings: one row per event (AMQP, MQTT and the outbox round trip), duplicates applied once", pg,
          "SELECT event_id, meter, reading, site FROM meter_readings ORDER BY event_id")
     show("meter_totals: a second route over the same events", pg,
          "SELECT meter, total FROM meter_totals ORDER BY meter")
     show("oncebridge.processed_events: the dedupe keys", pg,
          "SELECT consumer, event_id FROM oncebridge.processed_events ORDER BY consumer, event_id")
+    show("oncebridge.outbox: emitted in a transaction, published after the broker confirmed", pg,
+         "SELECT id, event_id, destination, topic, published_at IS NOT NULL AS published FROM oncebridge.outbox")
     show("oncebridge.dead_letters: poison, kept with the reason", pg,
          "SELECT id, consumer, event_id, topic, reason, sqlstate FROM oncebridge.dead_letters ORDER BY id")
     rc = d.terminate(timeout=20)
