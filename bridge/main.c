@@ -37,6 +37,7 @@ main(int argc, char **argv)
 		{ "test", no_argument, NULL, 't' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "list-keys", no_argument, NULL, 'K' }, /* hidden: for the documentation check */
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_CONFIG;
@@ -58,6 +59,9 @@ main(int argc, char **argv)
 			return 0;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'K':
+			settings_list_keys(stdout);
 			return 0;
 		default:
 			usage(stderr);

@@ -488,3 +488,34 @@ settings_free(struct settings *s)
 	free(s->path);
 	free(s);
 }
+
+static void
+list_table(FILE *out, const char *section, const char *prefix, const struct cfg_key *t)
+{
+	for (; t && t->name; t++) {
+		if (t->type == CFG_GROUP) {
+			char sub[128];
+
+			snprintf(sub, sizeof(sub), "%s%s.", prefix, t->name);
+			list_table(out, section, sub, t->sub);
+		} else
+			fprintf(out, "%s %s%s\n", section, prefix, t->name);
+	}
+}
+
+void
+settings_list_keys(FILE *out)
+{
+	list_table(out, "main", "", main_keys);
+	list_table(out, "broker", "", broker_common_keys);
+	list_table(out, "outbox", "", outbox_keys);
+	list_table(out, "route", "", route_common_keys);
+	for (size_t i = 0; adapters[i]; i++) {
+		char section[64];
+
+		snprintf(section, sizeof(section), "broker:%s", adapters[i]->name);
+		list_table(out, section, "", adapters[i]->broker_keys);
+		snprintf(section, sizeof(section), "route:%s", adapters[i]->name);
+		list_table(out, section, "", adapters[i]->route_keys);
+	}
+}

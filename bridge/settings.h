@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bridge/diag.h"
 #include "bridge/source.h"
@@ -97,6 +98,13 @@ void settings_free(struct settings *s);
 
 /* The limits a message is checked against. */
 struct limits settings_limits(const struct settings *s);
+
+/* Print every configuration key the tables know, one "SECTION KEY" per
+ * line: "main database.conninfo", "broker url", "outbox relays",
+ * "route sql", and each adapter's own as "broker:amqp heartbeat" or
+ * "route:mqtt topic". The documentation check compares them with the
+ * man page and the README. */
+void settings_list_keys(FILE *out);
 
 /* Highest $n used in sql (outside quotes and comments), 0 if none. */
 int sql_max_placeholder(const char *sql);
