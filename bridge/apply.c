@@ -28,6 +28,7 @@
 #include "bridge/log.h"
 #include "bridge/route.h"
 #include "bridge/settings.h"
+#include "bridge/stats.h"
 #include "bridge/text.h"
 #include "bridge/util.h"
 
@@ -67,7 +68,7 @@ struct core {
 	const struct broker *broker;
 	struct limits limits;
 	PGconn *conn;
-	struct core_stats stats;
+	struct core_stats own_stats, *stats;
 	struct attempt attempts[ATTEMPT_SLOTS];
 	uint64_t attempt_clock;
 	struct buf arr_consumers, arr_ids;
@@ -81,6 +82,7 @@ core_new(const struct settings *s, const struct broker *b)
 	c->settings = s;
 	c->broker = b;
 	c->limits = settings_limits(s);
+	c->stats = &c->own_stats;
 	return c;
 }
 
@@ -90,6 +92,7 @@ core_disconnect(struct core *c)
 	if (c->conn)
 		PQfinish(c->conn);
 	c->conn = NULL;
+	c->stats->db_connected = false;
 }
 
 void
@@ -115,13 +118,22 @@ core_ready(struct core *c)
 	if (c->conn == NULL)
 		return -1;
 	log_info("connected to the database");
+	c->stats->db_connected = true;
 	return 0;
 }
 
 const struct core_stats *
 core_stats(const struct core *c)
 {
-	return &c->stats;
+	return c->stats;
+}
+
+void
+core_share_stats(struct core *c, struct core_stats *area)
+{
+	area->pending_since_ms = 0;
+	area->db_connected = false;
+	c->stats = area;
 }
 
 /* --- failed-attempt counts for errors that are neither poison nor transient */
@@ -621,9 +633,13 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 	struct stmt_result sr = { 0 };
 	enum failure_class fc;
 	enum apply_status status = APPLY_OK;
+	int64_t t0 = now_us();
 
-	c->stats.received += n;
-	c->stats.batches++;
+	c->stats->received += n;
+	c->stats->batches++;
+	stats_observe_batch(c->stats, n);
+	if (c->stats->pending_since_ms == 0)
+		c->stats->pending_since_ms = t0 / 1000;
 	for (size_t i = 0; i < n; i++) {
 		settled[i] = false;
 		msg_view_init(&views[i], &msgs[i], c->broker->name);
@@ -640,12 +656,14 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 		log_warn("could not apply a batch of %zu messages, will retry: %s%s%s%s", n,
 		    sr.message ? sr.message : "unknown error", sr.sqlstate[0] ? " (SQLSTATE " : "",
 		    sr.sqlstate, sr.sqlstate[0] ? ")" : "");
-		c->stats.transient_failures++;
+		c->stats->transient_failures++;
 		if (PQstatus(c->conn) != CONNECTION_OK)
 			core_disconnect(c);
 		status = APPLY_TRANSIENT;
 		goto out;
 	}
+	stats_observe_commit(c->stats, now_us() - t0);
+	c->stats->pending_since_ms = 0;
 	for (size_t i = 0; i < n; i++)
 		settled[i] = true;
 	for (size_t i = 0; i < n_items; i++) {
@@ -653,24 +671,34 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 
 		switch (it->state) {
 		case IT_APPLIED:
-			c->stats.applied++;
+			c->stats->applied++;
+			if (it->route < CORE_STATS_ROUTES)
+				c->stats->routes[it->route].applied++;
 			if (it->attempts > 0)
 				attempt_forget(c, c->broker->routes[it->route].name, it->event_id);
 			break;
 		case IT_DUP:
-			c->stats.duplicates++;
+			c->stats->duplicates++;
+			if (it->route < CORE_STATS_ROUTES)
+				c->stats->routes[it->route].duplicates++;
 			break;
 		case IT_DEAD:
-			c->stats.dead_letters++;
+			c->stats->dead_letters++;
+			if (it->route < CORE_STATS_ROUTES)
+				c->stats->routes[it->route].dead_letters++;
 			break;
 		default:
+			if (it->route < CORE_STATS_ROUTES)
+				c->stats->routes[it->route].deferred++;
 			settled[it->msg] = false;
 			break;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
 		if (!settled[i])
-			c->stats.deferred++;
+			c->stats->deferred++;
+		else
+			c->stats->settled++;
 out:
 	stmt_result_clear(&sr);
 	for (size_t i = 0; i < n_items; i++)

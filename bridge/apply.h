@@ -16,6 +16,17 @@ struct settings;
 struct broker;
 struct core;
 
+/* Routes past this many per broker are counted in the broker totals only. */
+#define CORE_STATS_ROUTES 32
+#define CORE_LATENCY_BUCKETS 14   /* bounds in bridge/stats.c */
+#define CORE_BATCH_BUCKETS 10
+
+struct core_route_stats {
+	uint64_t applied, duplicates, dead_letters, deferred;
+};
+
+/* Plain counters; a worker keeps them in shared memory (core_share_stats)
+ * so that the supervisor can serve them as metrics and see stalls. */
 struct core_stats {
 	uint64_t received;
 	uint64_t applied;      /* business SQL committed (per route) */
@@ -24,6 +35,13 @@ struct core_stats {
 	uint64_t deferred;     /* messages left unsettled for a retry */
 	uint64_t batches;
 	uint64_t transient_failures;
+	uint64_t settled;      /* messages reported settled, i.e. acked */
+	int64_t pending_since_ms; /* monotonic ms since a batch waits to be applied; 0: none */
+	bool db_connected;
+	uint64_t commit_us_sum;
+	uint64_t commit_buckets[CORE_LATENCY_BUCKETS + 1]; /* per bucket, the last one +Inf */
+	uint64_t batch_buckets[CORE_BATCH_BUCKETS + 1];
+	struct core_route_stats routes[CORE_STATS_ROUTES];
 };
 
 enum apply_status {
@@ -46,5 +64,9 @@ void core_disconnect(struct core *c);
 enum apply_status core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled);
 
 const struct core_stats *core_stats(const struct core *c);
+
+/* Count into area (shared memory set up by the supervisor) from now on.
+ * Its counters go on from where they are; its per-run state is reset. */
+void core_share_stats(struct core *c, struct core_stats *area);
 
 #endif

@@ -95,7 +95,7 @@ main(int argc, char **argv)
 	log_set_level(log_level_from_name(s->log_level));
 	log_info("oncebridge %s starting with \"%s\": %zu broker connections", PACKAGE_VERSION, path,
 	    s->n_brokers);
-	status = supervisor_run(s);
+	status = supervisor_run(&s);
 	settings_free(s);
 	return status;
 }

@@ -16,6 +16,7 @@
 #include "adapters/adapter.h"
 #include "bridge/cfgtable.h"
 #include "bridge/log.h"
+#include "bridge/metrics.h"
 #include "bridge/pattern.h"
 #include "bridge/secret.h"
 #include "bridge/settings.h"
@@ -55,6 +56,20 @@ static const struct cfg_key retry_keys[] = {
 	CFG_END
 };
 
+static const struct cfg_key health_keys[] = {
+	{ "stall_timeout_ms", CFG_INT, S(stall_timeout_ms), false, NULL, 60000, 100, 86400000, 0, NULL,
+	    "a worker whose batch waits this long without a commit is stalled: /health answers 503 and "
+	    "the systemd watchdog is no longer pinged" },
+	CFG_END
+};
+
+static const struct cfg_key metrics_keys[] = {
+	{ "listen", CFG_STRING, S(metrics_listen), false, NULL, 0, 0, 0, 0, NULL,
+	    "address and port of the Prometheus and health endpoint, e.g. \"127.0.0.1:9187\"; "
+	    "without it there is no endpoint" },
+	CFG_END
+};
+
 static const struct cfg_key main_keys[] = {
 	{ "database", CFG_GROUP, 0, true, NULL, 0, 0, 0, 0, database_keys, "the PostgreSQL connection" },
 	{ "log_level", CFG_STRING, S(log_level), false, "info", 0, 0, 0, 0, NULL,
@@ -65,6 +80,8 @@ static const struct cfg_key main_keys[] = {
 	{ "retry", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, retry_keys, "backoff after failures" },
 	{ "shutdown_timeout_ms", CFG_INT, S(shutdown_timeout_ms), false, NULL, 30000, 100, 3600000, 0, NULL,
 	    "how long SIGTERM waits for workers to drain before killing them" },
+	{ "health", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, health_keys, "when a worker counts as stalled" },
+	{ "metrics", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, metrics_keys, "the metrics and health endpoint" },
 	CFG_END
 };
 
@@ -422,6 +439,15 @@ settings_load(const char *path, struct diag *d)
 	if (s->retry_initial_ms > s->retry_max_ms)
 		diag_error(d, path, cfg_line(config_lookup(&cfg, "retry")),
 		    "key \"initial_ms\" of group \"retry\" is larger than \"max_ms\"");
+	if (s->metrics_listen) {
+		char *err = NULL;
+
+		if (metrics_check_listen(s->metrics_listen, &err) < 0) {
+			diag_error(d, path, cfg_line(config_lookup(&cfg, "metrics.listen")),
+			    "invalid value of key \"listen\" in group \"metrics\": %s", err);
+			free(err);
+		}
+	}
 	if (s->db_password_file)
 		load_secret(path, &s->db_password_file, &s->db_password, path,
 		    cfg_line(config_lookup(&cfg, "database.password_file")), "password_file", d);

@@ -86,6 +86,8 @@ struct settings {
 	int64_t retry_max_ms;
 	int64_t max_attempts;
 	int64_t shutdown_timeout_ms;
+	int64_t stall_timeout_ms;   /* health: a batch waiting this long is a stall */
+	char *metrics_listen;       /* "host:port" of the metrics endpoint, NULL: off */
 	struct broker *brokers;
 	size_t n_brokers;
 };

@@ -1,8 +1,11 @@
 /* The supervisor: forks one worker process per broker connection (paho's
  * receive thread and lock are process-wide, and a slow database for one
  * broker must not stall another), restarts a worker that dies with capped
- * backoff, and on SIGTERM or SIGINT asks every worker to drain, waiting at
- * most shutdown_timeout_ms before killing what is left. */
+ * backoff, tells systemd when it is ready (the configuration is loaded and
+ * PostgreSQL answered) and pings its watchdog while no worker is stalled,
+ * reloads the configuration on SIGHUP, serves metrics, and on SIGTERM or
+ * SIGINT asks every worker to drain, waiting at most shutdown_timeout_ms
+ * before killing what is left. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,8 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "bridge/backoff.h"
+#include "bridge/db.h"
+#include "bridge/fleet.h"
 #include "bridge/log.h"
+#include "bridge/metrics.h"
+#include "bridge/notify.h"
+#include "bridge/reload.h"
 #include "bridge/settings.h"
 #include "bridge/supervisor.h"
 #include "bridge/util.h"
@@ -22,20 +32,14 @@
 
 /* a worker that ran this long before dying starts over at the first delay */
 #define HEALTHY_RUN_MS 60000
-#define RESTART_MAX_MS 60000
-
-struct child {
-	const struct broker *broker;
-	bool relay;           /* outbox relay, else inbound worker */
-	int index;            /* number within its broker and role, 0-based */
-	pid_t pid;            /* 0 when not running */
-	int64_t started_ms;
-	int64_t restart_at_ms;
-	struct backoff backoff;
-};
+/* status board slots: the most worker processes at one time */
+#define BOARD_SLOTS 256
+#define TICK_MS 200
 
 static volatile int got_stop;
 static volatile int got_hup;
+
+static struct metrics *metrics; /* closed in forked children */
 
 static void
 on_signal(int sig)
@@ -47,38 +51,32 @@ on_signal(int sig)
 }
 
 static void
-start_child(const struct settings *s, struct child *c)
+start_child(struct fleet *f, struct child *c)
 {
 	pid_t pid = fork();
 
 	if (pid < 0) {
-		log_error("could not fork a worker for broker \"%s\": %s", c->broker->name, strerror(errno));
+		log_error("could not fork a worker for broker \"%s\": %s", c->name, strerror(errno));
 		c->restart_at_ms = now_ms() + backoff_next(&c->backoff);
 		return;
 	}
 	if (pid == 0) {
 		struct sigaction sa;
+		struct core_stats *area = c->slot >= 0 ? &f->board.slots[c->slot].core : NULL;
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = SIG_DFL;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGCHLD, &sa, NULL);
+		metrics_close_in_child(metrics);
 		/* exit(), not _exit(): LeakSanitizer checks the worker at exit */
-		exit(worker_main(s, c->broker, c->relay, c->index));
+		exit(worker_main(f->settings, c->broker, c->relay, c->index, area));
 	}
 	c->pid = pid;
 	c->started_ms = now_ms();
-	log_info("started %s %d for broker \"%s\" (pid %ld)", c->relay ? "relay" : "worker", c->index,
-	    c->broker->name, (long)pid);
-}
-
-static struct child *
-find_child(struct child *children, size_t n, pid_t pid)
-{
-	for (size_t i = 0; i < n; i++)
-		if (children[i].pid == pid)
-			return &children[i];
-	return NULL;
+	c->stall_logged = false;
+	log_info("started %s %d for broker \"%s\" (pid %ld)", c->relay ? "relay" : "worker", c->index, c->name,
+	    (long)pid);
 }
 
 static void
@@ -92,88 +90,154 @@ describe_exit(int status, char *buf, size_t size)
 		snprintf(buf, size, "ended with status %d", status);
 }
 
-static size_t
-reap(struct child *children, size_t n, bool stopping)
+static void
+reap(struct fleet *f, bool stopping)
 {
-	size_t reaped = 0;
 	pid_t pid;
 	int status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		struct child *c = find_child(children, n, pid);
+		struct child *c = fleet_find_pid(f, pid);
 		char how[96];
+		int64_t delay;
 
 		if (c == NULL)
 			continue;
-		reaped++;
 		c->pid = 0;
 		describe_exit(status, how, sizeof(how));
-		if (stopping) {
-			log_info("worker for broker \"%s\" %s", c->broker->name, how);
+		if (stopping || c->retiring) {
+			log_info("%s for broker \"%s\" %s", c->relay ? "relay" : "worker", c->name, how);
 			continue;
 		}
 		if (now_ms() - c->started_ms > HEALTHY_RUN_MS)
 			backoff_reset(&c->backoff);
-		{
-			int64_t delay = backoff_next(&c->backoff);
-
-			log_error("worker for broker \"%s\" %s; restarting it in %lld ms", c->broker->name, how,
-			    (long long)delay);
-			c->restart_at_ms = now_ms() + delay;
-		}
+		delay = backoff_next(&c->backoff);
+		c->restarts++;
+		log_error("worker for broker \"%s\" %s; restarting it in %lld ms", c->name, how, (long long)delay);
+		c->restart_at_ms = now_ms() + delay;
 	}
-	return reaped;
+	fleet_prune(f);
 }
 
 static size_t
-running(const struct child *children, size_t n)
+running(const struct fleet *f)
 {
 	size_t k = 0;
 
-	for (size_t i = 0; i < n; i++)
-		k += children[i].pid != 0;
+	for (size_t i = 0; i < f->n; i++)
+		k += f->children[i].pid != 0;
 	return k;
 }
 
 static void
-signal_all(struct child *children, size_t n, int sig)
+signal_all(struct fleet *f, int sig)
 {
-	for (size_t i = 0; i < n; i++)
-		if (children[i].pid)
-			kill(children[i].pid, sig);
-}
-
-/* inbound worker processes of a broker: its "workers" key where it has one */
-static int
-broker_workers(const struct broker *b)
-{
-	if (b->n_routes == 0)
-		return 0;
-	return b->workers > 1 ? (int)b->workers : 1;
-}
-
-/* outbox relay processes of a broker */
-static int
-broker_relays(const struct broker *b)
-{
-	return b->outbox ? (int)b->outbox_relays : 0;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->children[i].pid)
+			kill(f->children[i].pid, sig);
 }
 
 static void
-nap(int64_t ms)
+start_due(struct fleet *f)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	int64_t now = now_ms();
 
-	nanosleep(&ts, NULL); /* cut short by signals, which is what we want */
+	for (size_t i = 0; i < f->n && !got_stop; i++) {
+		struct child *c = &f->children[i];
+
+		if (c->pid == 0 && !c->retiring && now >= c->restart_at_ms && !fleet_retiring_running(f, c->name))
+			start_child(f, c);
+	}
+}
+
+/* The check connection: PostgreSQL answers with the schema this build
+ * needs. */
+static bool
+database_answers(const struct settings *s)
+{
+	PGconn *conn = db_open(s, "oncebridge supervisor");
+
+	if (conn == NULL)
+		return false;
+	PQfinish(conn);
+	return true;
+}
+
+/* Log stalls as they start and end; returns how many workers are stalled
+ * now and fills the first one's name and age. */
+static size_t
+check_stalls(struct fleet *f, const char **first, int64_t *first_ms)
+{
+	int64_t now = now_ms();
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->n; i++) {
+		struct child *c = &f->children[i];
+		int64_t ms = fleet_stalled_ms(f, c, now);
+
+		if (ms >= f->settings->stall_timeout_ms) {
+			if (n++ == 0) {
+				*first = c->name;
+				*first_ms = ms;
+			}
+			if (!c->stall_logged)
+				log_warn("worker %d of broker \"%s\" has had messages waiting for %lld ms without a commit; "
+				    "it counts as stalled", c->index, c->name, (long long)ms);
+			c->stall_logged = true;
+		} else if (c->stall_logged && ms == 0) {
+			log_info("worker %d of broker \"%s\" commits again", c->index, c->name);
+			c->stall_logged = false;
+		}
+	}
+	return n;
+}
+
+static void
+report_status(const struct fleet *f, bool ready, size_t stalled, const char *first, int64_t first_ms)
+{
+	if (!ready)
+		notify_status("waiting for the database");
+	else if (stalled)
+		notify_status("%zu stalled: broker \"%s\" has made no progress for %lld s", stalled, first,
+		    (long long)(first_ms / 1000));
+	else
+		notify_status("running: %zu processes for %zu brokers", running(f), f->settings->n_brokers);
+}
+
+static void
+drain(struct fleet *f)
+{
+	int64_t deadline;
+
+	notify_stopping();
+	log_info("shutting down: asking %zu workers to finish their in-flight work", running(f));
+	signal_all(f, SIGTERM);
+	deadline = now_ms() + f->settings->shutdown_timeout_ms;
+	while (running(f) > 0 && now_ms() < deadline) {
+		reap(f, true);
+		if (running(f) > 0)
+			metrics_wait(metrics, 50);
+	}
+	if (running(f) > 0) {
+		log_warn("%zu workers did not stop within %lld ms; killing them (their unacked messages "
+		    "will be redelivered)", running(f), (long long)f->settings->shutdown_timeout_ms);
+		signal_all(f, SIGKILL);
+		while (running(f) > 0) {
+			reap(f, true);
+			metrics_wait(metrics, 20);
+		}
+	}
 }
 
 int
-supervisor_run(const struct settings *s)
+supervisor_run(struct settings **sp)
 {
-	struct child *children;
-	size_t n = 0;
+	struct fleet f;
 	struct sigaction sa;
-	int64_t deadline;
+	struct backoff db_backoff;
+	bool ready = false;
+	int64_t next_db_try = 0, watchdog_ms = notify_watchdog_interval_ms(), next_ping = 0, next_status = 0;
+	size_t last_stalled = 0;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -184,51 +248,60 @@ supervisor_run(const struct settings *s)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	for (size_t i = 0; i < s->n_brokers; i++)
-		n += (size_t)(broker_workers(&s->brokers[i]) + broker_relays(&s->brokers[i]));
-	children = xcalloc(n + 1, sizeof(struct child));
-	for (size_t i = 0, k = 0; i < s->n_brokers; i++) {
-		int workers = broker_workers(&s->brokers[i]);
-
-		for (int w = 0; w < workers + broker_relays(&s->brokers[i]); w++, k++) {
-			children[k].broker = &s->brokers[i];
-			children[k].relay = w >= workers;
-			children[k].index = w >= workers ? w - workers : w;
-			backoff_init(&children[k].backoff, 1000, RESTART_MAX_MS);
-			start_child(s, &children[k]);
-		}
-	}
+	memset(&f, 0, sizeof(f));
+	f.settings = *sp;
+	board_create(&f.board, BOARD_SLOTS);
+	backoff_init(&db_backoff, f.settings->retry_initial_ms, f.settings->retry_max_ms);
+	if (f.settings->metrics_listen)
+		metrics = metrics_start(f.settings->metrics_listen, &f);
+	reload_populate(&f);
+	notify_status("waiting for the database");
 	while (!got_stop) {
-		reap(children, n, false);
+		size_t stalled;
+		const char *first = NULL;
+		int64_t first_ms = 0;
+
+		reap(&f, false);
 		if (got_hup) {
 			got_hup = 0;
-			log_notice("received SIGHUP; configuration reload is not supported yet, "
-			    "restart the service to apply changes");
+			log_notice("received SIGHUP; reloading the configuration");
+			notify_reloading();
+			reload_run(&f);
+			next_status = 0;
+			if (ready)
+				notify_ready("running");
 		}
-		for (size_t i = 0; i < n && !got_stop; i++)
-			if (children[i].pid == 0 && now_ms() >= children[i].restart_at_ms)
-				start_child(s, &children[i]);
-		nap(200);
-	}
-
-	log_info("shutting down: asking %zu workers to finish their in-flight work", running(children, n));
-	signal_all(children, n, SIGTERM);
-	deadline = now_ms() + s->shutdown_timeout_ms;
-	while (running(children, n) > 0 && now_ms() < deadline) {
-		reap(children, n, true);
-		if (running(children, n) > 0)
-			nap(50);
-	}
-	if (running(children, n) > 0) {
-		log_warn("%zu workers did not stop within %lld ms; killing them (their unacked messages "
-		    "will be redelivered)", running(children, n), (long long)s->shutdown_timeout_ms);
-		signal_all(children, n, SIGKILL);
-		while (running(children, n) > 0) {
-			reap(children, n, true);
-			nap(20);
+		start_due(&f);
+		if (!ready && now_ms() >= next_db_try) {
+			if (database_answers(f.settings)) {
+				ready = true;
+				log_info("the database answers; ready");
+				notify_ready("running");
+				next_status = 0;
+			} else {
+				next_db_try = now_ms() + backoff_next(&db_backoff);
+			}
 		}
+		stalled = check_stalls(&f, &first, &first_ms);
+		if (watchdog_ms > 0 && stalled == 0 && now_ms() >= next_ping) {
+			notify_watchdog();
+			next_ping = now_ms() + watchdog_ms;
+		}
+		if (stalled != last_stalled)
+			next_status = 0;
+		last_stalled = stalled;
+		if (now_ms() >= next_status) {
+			report_status(&f, ready, stalled, first, first_ms);
+			next_status = now_ms() + 5000;
+		}
+		metrics_wait(metrics, TICK_MS);
 	}
-	free(children);
+	drain(&f);
+	metrics_stop(metrics);
+	metrics = NULL;
+	fleet_free(&f);
+	board_destroy(&f.board);
+	*sp = f.settings;
 	log_info("stopped");
 	return 0;
 }

@@ -4,8 +4,9 @@
 
 struct settings;
 
-/* Start a worker per broker, restart crashed ones with backoff, drain on
- * SIGTERM/SIGINT. Returns the process exit status. */
-int supervisor_run(const struct settings *s);
+/* Start a worker per broker, restart crashed ones with backoff, reload on
+ * SIGHUP (replacing *s), drain on SIGTERM/SIGINT. Returns the process exit
+ * status; *s is then the configuration last in use. */
+int supervisor_run(struct settings **s);
 
 #endif

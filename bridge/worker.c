@@ -28,18 +28,23 @@ on_stop_signal(int sig)
 int
 worker_wait_for_database(struct worker *w)
 {
+	bool waited = false;
+
 	while (!*w->stop) {
 		if (core_ready(w->core) == 0) {
 			backoff_reset(&w->db_backoff);
+			if (waited && w->shared)
+				w->shared->pending_since_ms = 0; /* what waited was nacked: a fresh start */
 			return 0;
 		}
+		waited = true;
 		sleep_ms_unless(backoff_next(&w->db_backoff), w->stop);
 	}
 	return -1;
 }
 
 int
-worker_main(const struct settings *s, const struct broker *b, bool relay, int index)
+worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct core_stats *shared)
 {
 	struct sigaction sa;
 	struct worker w;
@@ -76,6 +81,9 @@ worker_main(const struct settings *s, const struct broker *b, bool relay, int in
 		return status;
 	}
 	w.core = core_new(s, b);
+	if (shared)
+		core_share_stats(w.core, shared);
+	w.shared = shared;
 	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);
 	status = b->adapter->run(&w);
 	{

@@ -10,6 +10,7 @@
 struct settings;
 struct broker;
 struct core;
+struct core_stats;
 
 struct worker {
 	const struct settings *settings;
@@ -18,13 +19,17 @@ struct worker {
 	struct core *core;
 	volatile int *stop;        /* set by SIGTERM/SIGINT: drain and return */
 	struct backoff db_backoff; /* waits while the database is unreachable */
+	struct core_stats *shared; /* the core's counters on the status board, or NULL */
 };
 
-/* Runs in the forked child; returns its exit status. */
-int worker_main(const struct settings *s, const struct broker *b, bool relay, int index);
+/* Runs in the forked child; returns its exit status. shared: where the
+ * core keeps its counters (the supervisor's status board), or NULL. */
+int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct core_stats *shared);
 
 /* Wait until the database session is ready, backing off between tries.
- * Returns 0 when ready, -1 when asked to stop first. */
+ * Returns 0 when ready, -1 when asked to stop first. Called with no batch
+ * outstanding, so when it had to wait, the database coming back ends a
+ * stall (health.stall_timeout_ms). */
 int worker_wait_for_database(struct worker *w);
 
 #endif

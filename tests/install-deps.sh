@@ -4,6 +4,7 @@
 set -eu
 packages="build-essential autoconf automake pkg-config
 libpaho-mqtt-dev librabbitmq-dev libpq-dev libconfig-dev libjson-c-dev libssl-dev
+libsystemd-dev libmicrohttpd-dev
 postgresql postgresql-client rabbitmq-server mosquitto
 python3 python3-pika python3-paho-mqtt python3-psycopg2 procps"
 missing=""

@@ -107,10 +107,10 @@ class Bridge:
         self.config = path
         return path
 
-    def start(self):
+    def start(self, env=None):
         self.runs += 1
         log = os.path.join(self.dir, "oncebridge-%d.log" % self.runs)
-        self.daemon = ot.Daemon([BIN, "-c", self.config], log)
+        self.daemon = ot.Daemon([BIN, "-c", self.config], log, env=env)
         return self.daemon
 
     def logs(self):
@@ -339,3 +339,109 @@ def publish_in_background(mqtt, items, protocol=ot.MQTTv311, chunk=500):
     th.error = None
     th.start()
     return th
+
+
+# --------------------------------------------------------------------------
+# Runtime: systemd notifications without systemd, and the metrics endpoint.
+
+class NotifyListener:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET; a
+    thread collects every datagram as (monotonic time, text)."""
+
+    def __init__(self, dirpath):
+        import socket
+        import threading
+        self.path = os.path.join(dirpath, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []
+        self.lock = threading.Lock()
+        th = threading.Thread(target=self._run, daemon=True)
+        th.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return
+            with self.lock:
+                self.messages.append((time.monotonic(), data.decode(errors="replace")))
+
+    def env(self, watchdog_usec=None):
+        e = {"NOTIFY_SOCKET": self.path}
+        if watchdog_usec:
+            e["WATCHDOG_USEC"] = str(watchdog_usec)
+        return e
+
+    def lines(self, since=0.0):
+        """(time, "KEY=value") of every assignment received after since."""
+        with self.lock:
+            msgs = list(self.messages)
+        return [(t, line) for t, m in msgs if t >= since for line in m.split("\n") if line]
+
+    def has(self, assignment, since=0.0):
+        return any(line == assignment for _, line in self.lines(since))
+
+    def count(self, assignment, since=0.0):
+        return sum(1 for _, line in self.lines(since) if line == assignment)
+
+    def statuses(self, since=0.0):
+        return [line[len("STATUS="):] for _, line in self.lines(since) if line.startswith("STATUS=")]
+
+
+def http_get(url, timeout=5):
+    """(status, body) of a GET."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def parse_prometheus(text):
+    """Parse Prometheus text format strictly enough to catch mistakes:
+    returns {(name, frozenset(labels.items())): value} and raises ValueError
+    on a malformed line, a sample without a TYPE or a TYPE declared twice."""
+    import re
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ([-+]?([0-9.eE+-]+|Inf|NaN))$')
+    lab = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
+    types, out = {}, {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            if name in types:
+                raise ValueError("TYPE of %s declared twice" % name)
+            if typ not in ("counter", "gauge", "histogram", "summary", "untyped"):
+                raise ValueError("bad type: " + line)
+            types[name] = typ
+            continue
+        if line.startswith("#"):
+            continue
+        m = sample.match(line)
+        if not m:
+            raise ValueError("malformed sample: " + line)
+        name, labels = m.group(1), {}
+        rest = m.group(3) or ""
+        pos = 0
+        while pos < len(rest):
+            lm = lab.match(rest, pos)
+            if not lm:
+                raise ValueError("malformed labels: " + line)
+            labels[lm.group(1)] = lm.group(2)
+            pos = lm.end()
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name not in types and base not in types:
+            raise ValueError("sample without TYPE: " + line)
+        if types.get(name) == "counter" and not name.endswith("_total"):
+            raise ValueError("counter not named *_total: " + name)
+        out[(name, frozenset(labels.items()))] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))

@@ -1,0 +1,258 @@
+/* Rendering of metrics in Prometheus's text format and of the health
+ * answer. Counters are summed over the worker processes of a broker;
+ * per-route counters are kept for a broker's first CORE_STATS_ROUTES
+ * routes. A worker replaced by a reload starts its counters at zero, which
+ * Prometheus treats as a counter reset. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/exposition.h"
+#include "bridge/fleet.h"
+#include "bridge/settings.h"
+#include "bridge/stats.h"
+#include "bridge/util.h"
+
+/* A label value with \, " and newline escaped. */
+static void
+label(struct buf *out, const char *name, const char *value)
+{
+	buf_appendf(out, "%s=\"", name);
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			buf_appendf(out, "\\%c", *p);
+		else if (*p == '\n')
+			buf_appendf(out, "\\n");
+		else
+			buf_append(out, p, 1);
+	}
+	buf_append(out, "\"", 1);
+}
+
+static void
+family(struct buf *out, const char *name, const char *type, const char *help)
+{
+	buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Counters of every running inbound worker of broker b, summed. */
+static void
+sum_broker(const struct fleet *f, const struct broker *b, struct core_stats *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+		const struct core_stats *st;
+
+		if (c->broker != b || c->slot < 0)
+			continue;
+		st = &f->board.slots[c->slot].core;
+		sum->received += st->received;
+		sum->applied += st->applied;
+		sum->duplicates += st->duplicates;
+		sum->dead_letters += st->dead_letters;
+		sum->deferred += st->deferred;
+		sum->batches += st->batches;
+		sum->transient_failures += st->transient_failures;
+		sum->settled += st->settled;
+		sum->commit_us_sum += st->commit_us_sum;
+		for (size_t k = 0; k <= CORE_LATENCY_BUCKETS; k++)
+			sum->commit_buckets[k] += st->commit_buckets[k];
+		for (size_t k = 0; k <= CORE_BATCH_BUCKETS; k++)
+			sum->batch_buckets[k] += st->batch_buckets[k];
+		for (size_t r = 0; r < CORE_STATS_ROUTES; r++) {
+			sum->routes[r].applied += st->routes[r].applied;
+			sum->routes[r].duplicates += st->routes[r].duplicates;
+			sum->routes[r].dead_letters += st->routes[r].dead_letters;
+			sum->routes[r].deferred += st->routes[r].deferred;
+		}
+	}
+}
+
+struct broker_counter {
+	const char *name;
+	const char *help;
+	size_t offset;
+};
+
+#define BC(f) offsetof(struct core_stats, f)
+static const struct broker_counter broker_counters[] = {
+	{ "oncebridge_messages_received_total", "Messages received from the broker and handed to the core.",
+	    BC(received) },
+	{ "oncebridge_messages_acked_total", "Messages the core settled (committed, duplicate or dead-lettered), "
+	    "which the adapter acks.", BC(settled) },
+	{ "oncebridge_messages_deferred_total", "Messages left unsettled for a redelivery (nacked with requeue).",
+	    BC(deferred) },
+	{ "oncebridge_dead_letters_total", "Dead-letter rows committed, including messages no route matched.",
+	    BC(dead_letters) },
+	{ "oncebridge_batches_total", "Batches handed to the core.", BC(batches) },
+	{ "oncebridge_transient_failures_total", "Batches that failed transiently and are retried.",
+	    BC(transient_failures) },
+};
+
+#define RC(f) offsetof(struct core_route_stats, f)
+static const struct broker_counter route_counters[] = {
+	{ "oncebridge_events_applied_total", "Events whose business SQL committed.", RC(applied) },
+	{ "oncebridge_events_duplicate_total", "Events already in processed_events: no effect, acked.",
+	    RC(duplicates) },
+	{ "oncebridge_events_dead_lettered_total", "Events dead-lettered by this route.", RC(dead_letters) },
+	{ "oncebridge_events_retried_total", "Events left for a retry after an error of their business SQL.",
+	    RC(deferred) },
+};
+
+static uint64_t
+field(const void *base, size_t offset)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)base + offset, sizeof(v));
+	return v;
+}
+
+static void
+histogram(struct buf *out, const char *name, const char *broker, const uint64_t *buckets, size_t n,
+    const int64_t *bounds, double scale, double sum)
+{
+	uint64_t cum = 0;
+
+	for (size_t k = 0; k <= n; k++) {
+		cum += buckets[k];
+		buf_appendf(out, "%s_bucket{", name);
+		label(out, "broker", broker);
+		if (k < n)
+			buf_appendf(out, ",le=\"%g\"} %llu\n", (double)bounds[k] * scale, (unsigned long long)cum);
+		else
+			buf_appendf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+	}
+	buf_appendf(out, "%s_sum{", name);
+	label(out, "broker", broker);
+	buf_appendf(out, "} %.6f\n%s_count{", sum, name);
+	label(out, "broker", broker);
+	buf_appendf(out, "} %llu\n", (unsigned long long)cum);
+}
+
+static void
+per_process(const struct fleet *f, struct buf *out, int64_t now)
+{
+	family(out, "oncebridge_worker_up", "gauge", "1 while the worker or relay process runs.");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring)
+			continue;
+		buf_appendf(out, "oncebridge_worker_up{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %d\n", c->relay ? "relay" : "worker", c->index, c->pid != 0);
+	}
+	family(out, "oncebridge_worker_restarts_total", "counter", "Restarts of a worker or relay after it died.");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring)
+			continue;
+		buf_appendf(out, "oncebridge_worker_restarts_total{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %llu\n", c->relay ? "relay" : "worker", c->index,
+		    (unsigned long long)c->restarts);
+	}
+	family(out, "oncebridge_database_connected", "gauge", "1 while the worker has a database session.");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring || c->slot < 0)
+			continue;
+		buf_appendf(out, "oncebridge_database_connected{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",index=\"%d\"} %d\n", c->index,
+		    c->pid != 0 && f->board.slots[c->slot].core.db_connected);
+	}
+	family(out, "oncebridge_worker_pending_seconds", "gauge",
+	    "How long the worker's current batch has waited without a commit (0: none waiting).");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring || c->slot < 0)
+			continue;
+		buf_appendf(out, "oncebridge_worker_pending_seconds{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",index=\"%d\"} %.3f\n", c->index, (double)fleet_stalled_ms(f, c, now) / 1000.0);
+	}
+	family(out, "oncebridge_worker_stalled", "gauge",
+	    "1 when the worker's batch has waited longer than health.stall_timeout_ms.");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring || c->slot < 0)
+			continue;
+		buf_appendf(out, "oncebridge_worker_stalled{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",index=\"%d\"} %d\n", c->index, fleet_is_stalled(f, c, now));
+	}
+}
+
+void
+exposition_metrics(const struct fleet *f, struct buf *out)
+{
+	const struct settings *s = f->settings;
+	struct core_stats *sums = xcalloc(s->n_brokers + 1, sizeof(struct core_stats));
+
+	for (size_t b = 0; b < s->n_brokers; b++)
+		sum_broker(f, &s->brokers[b], &sums[b]);
+	for (size_t k = 0; k < sizeof(broker_counters) / sizeof(broker_counters[0]); k++) {
+		family(out, broker_counters[k].name, "counter", broker_counters[k].help);
+		for (size_t b = 0; b < s->n_brokers; b++) {
+			if (s->brokers[b].n_routes == 0)
+				continue;
+			buf_appendf(out, "%s{", broker_counters[k].name);
+			label(out, "broker", s->brokers[b].name);
+			buf_appendf(out, "} %llu\n", (unsigned long long)field(&sums[b], broker_counters[k].offset));
+		}
+	}
+	for (size_t k = 0; k < sizeof(route_counters) / sizeof(route_counters[0]); k++) {
+		family(out, route_counters[k].name, "counter", route_counters[k].help);
+		for (size_t b = 0; b < s->n_brokers; b++) {
+			for (size_t r = 0; r < s->brokers[b].n_routes && r < CORE_STATS_ROUTES; r++) {
+				buf_appendf(out, "%s{", route_counters[k].name);
+				label(out, "broker", s->brokers[b].name);
+				buf_append(out, ",", 1);
+				label(out, "route", s->brokers[b].routes[r].name);
+				buf_appendf(out, "} %llu\n",
+				    (unsigned long long)field(&sums[b].routes[r], route_counters[k].offset));
+			}
+		}
+	}
+	family(out, "oncebridge_commit_duration_seconds", "histogram",
+	    "Duration of a batch's transaction, BEGIN to COMMIT, for committed batches.");
+	for (size_t b = 0; b < s->n_brokers; b++)
+		if (s->brokers[b].n_routes)
+			histogram(out, "oncebridge_commit_duration_seconds", s->brokers[b].name, sums[b].commit_buckets,
+			    CORE_LATENCY_BUCKETS, stats_latency_bounds_us, 1e-6, (double)sums[b].commit_us_sum / 1e6);
+	family(out, "oncebridge_batch_size", "histogram", "Messages per batch handed to the core.");
+	for (size_t b = 0; b < s->n_brokers; b++)
+		if (s->brokers[b].n_routes)
+			histogram(out, "oncebridge_batch_size", s->brokers[b].name, sums[b].batch_buckets,
+			    CORE_BATCH_BUCKETS, stats_batch_bounds, 1.0, (double)sums[b].received);
+	per_process(f, out, now_ms());
+	free(sums);
+}
+
+bool
+exposition_health(const struct fleet *f, struct buf *out)
+{
+	int64_t now = now_ms();
+	bool healthy = true;
+
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (fleet_is_stalled(f, c, now)) {
+			healthy = false;
+			buf_appendf(out, "stalled: worker %d of broker \"%s\" has had messages waiting for %.1f s "
+			    "without a commit\n", c->index, c->name, (double)fleet_stalled_ms(f, c, now) / 1000.0);
+		}
+	}
+	if (healthy)
+		buf_appendf(out, "ok\n");
+	return healthy;
+}

@@ -1,0 +1,124 @@
+/* Bookkeeping of the supervisor's children: which broker and role each one
+ * serves, its status board slot, its restarts, and when it counts as
+ * stalled. */
+#include "config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/fleet.h"
+#include "bridge/log.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+
+#define RESTART_MAX_MS 60000
+
+int
+fleet_broker_workers(const struct broker *b)
+{
+	if (b->n_routes == 0)
+		return 0;
+	return b->workers > 1 ? (int)b->workers : 1;
+}
+
+int
+fleet_broker_relays(const struct broker *b)
+{
+	return b->outbox ? (int)b->outbox_relays : 0;
+}
+
+struct child *
+fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *fingerprint)
+{
+	struct child *c;
+
+	f->children = xrealloc(f->children, (f->n + 1) * sizeof(struct child));
+	c = &f->children[f->n++];
+	memset(c, 0, sizeof(*c));
+	c->name = xstrdup(b->name);
+	c->broker = b;
+	c->fingerprint = fingerprint;
+	c->relay = relay;
+	c->index = index;
+	c->slot = relay ? -1 : board_take(&f->board);
+	if (!relay && c->slot < 0)
+		log_warn("no counter slot left for broker \"%s\": its metrics and stall detection are off", b->name);
+	backoff_init(&c->backoff, 1000, RESTART_MAX_MS);
+	return c;
+}
+
+void
+fleet_retire(struct fleet *f, struct child *c)
+{
+	(void)f;
+	c->retiring = true;
+	c->broker = NULL;
+	if (c->pid)
+		kill(c->pid, SIGTERM);
+}
+
+static void
+child_free(struct fleet *f, struct child *c)
+{
+	if (c->slot >= 0)
+		board_release(&f->board, c->slot);
+	free(c->name);
+	free(c->fingerprint);
+}
+
+void
+fleet_prune(struct fleet *f)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < f->n; i++) {
+		if (f->children[i].retiring && f->children[i].pid == 0)
+			child_free(f, &f->children[i]);
+		else
+			f->children[k++] = f->children[i];
+	}
+	f->n = k;
+}
+
+void
+fleet_free(struct fleet *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		child_free(f, &f->children[i]);
+	free(f->children);
+	f->children = NULL;
+	f->n = 0;
+}
+
+struct child *
+fleet_find_pid(struct fleet *f, pid_t pid)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->children[i].pid == pid)
+			return &f->children[i];
+	return NULL;
+}
+
+bool
+fleet_retiring_running(const struct fleet *f, const char *name)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->children[i].retiring && f->children[i].pid && strcmp(f->children[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+int64_t
+fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now)
+{
+	if (c->pid == 0 || c->retiring || c->slot < 0)
+		return 0;
+	return board_stalled_ms(&f->board, c->slot, now);
+}
+
+bool
+fleet_is_stalled(const struct fleet *f, const struct child *c, int64_t now)
+{
+	return fleet_stalled_ms(f, c, now) >= f->settings->stall_timeout_ms;
+}

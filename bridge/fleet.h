@@ -1,0 +1,59 @@
+/* The supervisor's view of its worker processes, shared by the supervisor
+ * loop (bridge/supervisor.c), configuration reload (bridge/reload.c) and
+ * the metrics and health endpoint (bridge/exposition.c). */
+#ifndef ONCEBRIDGE_FLEET_H
+#define ONCEBRIDGE_FLEET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bridge/backoff.h"
+#include "bridge/board.h"
+
+struct settings;
+struct broker;
+
+struct child {
+	char *name;           /* broker name, owned */
+	const struct broker *broker; /* in fleet->settings; NULL once retiring */
+	char *fingerprint;    /* what its configuration was made of, owned */
+	bool relay;           /* outbox relay, else inbound worker */
+	int index;            /* number within its broker and role, 0-based */
+	int slot;             /* status board slot, -1 for relays */
+	pid_t pid;            /* 0 when not running */
+	bool retiring;        /* stopped by a reload: not restarted, removed when reaped */
+	bool stall_logged;
+	int64_t started_ms;
+	int64_t restart_at_ms;
+	uint64_t restarts;
+	struct backoff backoff;
+};
+
+struct fleet {
+	struct settings *settings;
+	struct child *children;
+	size_t n;
+	struct board board;
+};
+
+/* Inbound worker and relay processes a broker needs. */
+int fleet_broker_workers(const struct broker *b);
+int fleet_broker_relays(const struct broker *b);
+
+/* Add a child (not started) for broker b; takes ownership of fingerprint. */
+struct child *fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *fingerprint);
+/* Ask c to drain and leave for good (SIGTERM); it is removed once reaped. */
+void fleet_retire(struct fleet *f, struct child *c);
+/* Drop retiring children that have ended. */
+void fleet_prune(struct fleet *f);
+void fleet_free(struct fleet *f);
+struct child *fleet_find_pid(struct fleet *f, pid_t pid);
+/* Whether a retiring child of broker name is still running. */
+bool fleet_retiring_running(const struct fleet *f, const char *name);
+
+/* Milliseconds c has been stalled (0 when it is not), as health.stall_timeout_ms sees it. */
+int64_t fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now);
+bool fleet_is_stalled(const struct fleet *f, const struct child *c, int64_t now);
+
+#endif

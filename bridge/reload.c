@@ -1,0 +1,160 @@
+/* Configuration reload. A worker is kept across a reload when nothing it
+ * is made of changed: the main file (database, limits, retry), its broker
+ * file (connection and routes) and the secrets they name. Everything else
+ * is drained and started again with the new configuration; brokers that
+ * are gone are drained and not replaced. An invalid configuration changes
+ * nothing. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/diag.h"
+#include "bridge/fleet.h"
+#include "bridge/log.h"
+#include "bridge/reload.h"
+#include "bridge/settings.h"
+#include "bridge/util.h"
+
+static void
+append_file(struct buf *out, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char chunk[4096];
+	size_t n;
+
+	buf_appendf(out, "\n-- %s\n", path);
+	if (f == NULL) {
+		buf_appendf(out, "(unreadable: %s)", strerror(errno));
+		return;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(out, chunk, n);
+	fclose(f);
+}
+
+/* What a worker of b is made of, as text to compare. */
+static char *
+fingerprint(const struct settings *s, const struct broker *b)
+{
+	struct buf out = { 0 };
+	char *res;
+
+	append_file(&out, s->path);
+	append_file(&out, b->file);
+	buf_appendf(&out, "\n-- secrets\n%s\n%s\n", s->db_password ? s->db_password : "",
+	    b->password ? b->password : "");
+	buf_append(&out, "", 1);
+	res = xstrdup(out.data);
+	explicit_bzero(out.data, out.len);
+	buf_free(&out);
+	return res;
+}
+
+static const struct broker *
+find_broker(const struct settings *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_brokers; i++)
+		if (strcmp(s->brokers[i].name, name) == 0)
+			return &s->brokers[i];
+	return NULL;
+}
+
+static bool
+covered(const struct fleet *f, const char *name, bool relay, int index)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (!c->retiring && c->relay == relay && c->index == index && strcmp(c->name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Add the children of every broker of f->settings that no running child
+ * covers yet; returns how many. */
+static size_t
+add_missing(struct fleet *f)
+{
+	const struct settings *s = f->settings;
+	size_t added = 0;
+
+	for (size_t i = 0; i < s->n_brokers; i++) {
+		const struct broker *b = &s->brokers[i];
+		int workers = fleet_broker_workers(b), relays = fleet_broker_relays(b);
+
+		for (int w = 0; w < workers + relays; w++) {
+			bool relay = w >= workers;
+			int index = relay ? w - workers : w;
+
+			if (covered(f, b->name, relay, index))
+				continue;
+			fleet_add(f, b, relay, index, fingerprint(s, b));
+			added++;
+		}
+	}
+	return added;
+}
+
+void
+reload_populate(struct fleet *f)
+{
+	add_missing(f);
+}
+
+int
+reload_run(struct fleet *f)
+{
+	struct diag d = { 0 };
+	struct settings *old = f->settings, *s;
+	size_t kept = 0, retired = 0, added;
+
+	s = settings_load(old->path, &d);
+	if (s == NULL) {
+		for (size_t i = 0; i < d.n; i++)
+			log_error("%s", d.lines[i]);
+		log_error("configuration \"%s\" has %d error%s; keeping the running configuration", old->path,
+		    d.errors, d.errors == 1 ? "" : "s");
+		diag_free(&d);
+		return -1;
+	}
+	for (size_t i = 0; i < d.n; i++)
+		log_warn("%s", d.lines[i]);
+	diag_free(&d);
+
+	for (size_t i = 0; i < f->n; i++) {
+		struct child *c = &f->children[i];
+		const struct broker *b;
+		char *fp;
+		int needed;
+
+		if (c->retiring)
+			continue;
+		b = find_broker(s, c->name);
+		needed = b ? (c->relay ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
+		fp = b ? fingerprint(s, b) : NULL;
+		if (b && c->index < needed && strcmp(fp, c->fingerprint) == 0) {
+			c->broker = b;
+			kept++;
+		} else {
+			log_info("%s %d of broker \"%s\" %s; draining it", c->relay ? "relay" : "worker", c->index,
+			    c->name, b == NULL ? "was removed" : c->index >= needed ? "is no longer needed" : "changed");
+			fleet_retire(f, c);
+			retired++;
+		}
+		free(fp);
+	}
+	f->settings = s;
+	added = add_missing(f);
+	if ((old->metrics_listen == NULL) != (s->metrics_listen == NULL) ||
+	    (old->metrics_listen && strcmp(old->metrics_listen, s->metrics_listen) != 0))
+		log_notice("a changed metrics.listen takes effect when oncebridge is restarted");
+	log_set_level(log_level_from_name(s->log_level));
+	log_notice("reloaded configuration \"%s\": %zu processes kept, %zu drained, %zu to start", s->path, kept,
+	    retired, added);
+	settings_free(old);
+	return 0;
+}
