@@ -1,0 +1,90 @@
+"""The Prometheus endpoint after an AMQP run with duplicates and poison
+messages: /metrics parses as Prometheus text format (every sample typed,
+counters named *_total, histogram buckets cumulative), and its counters
+match the rows in the database: applied events per route = business rows,
+dead-lettered per route = dead_letters rows, received = acked = messages
+published, applied + duplicates + dead-lettered = messages per route,
+commit-latency and batch-size histograms count every batch. Real RabbitMQ
+and PostgreSQL."""
+import json
+import random
+
+import obtest
+import oncetest as ot
+
+t = ot.TAP()
+b = obtest.Bridge("metrics-counters")
+b.start_servers()
+obtest.applied_table(b.pg)
+port = ot.free_port()
+
+N = 500
+ids, msgs = obtest.event_stream(N, dup_ratio=0.3, routing_key="mx.ev", seed=5)
+rng = random.Random(9)
+poison = []
+for i in range(7):
+    poison.append({"exchange": "amq.topic", "routing_key": "mx.bad", "body": '{"id": "bad-json-%d", ' % i})
+    poison.append({"exchange": "amq.topic", "routing_key": "mx.bad", "body": json.dumps({"n": i})})
+    # a data error in the business SQL (22P02): n is not an integer
+    poison.append({"exchange": "amq.topic", "routing_key": "mx.bad",
+                   "body": json.dumps({"id": "bad-n-%d" % i, "n": "not a number"})})
+stream = msgs + poison
+rng.shuffle(stream)
+M = len(stream)
+obtest.note("%d events as %d messages, %d of them poison" % (N, M, len(poison)))
+
+routes = [obtest.applied_route("r1", "mq", declare_queue=True, bind_exchange="amq.topic", bind_keys=["mx.#"]),
+          obtest.applied_route("r1b", "mq")]
+b.write_config([("10-rabbit.conf", b.amqp_broker("rabbit", batch_size=50), routes)],
+               metrics={"listen": "127.0.0.1:%d" % port})
+b.rabbit.declare_queue("mq", keys=["mx.#"])
+b.rabbit.publish_many(stream)
+d = b.start()
+b.wait_drained("mq")
+ot.wait_until(lambda: obtest.http_get("http://127.0.0.1:%d/metrics" % port)[0] == 200, 10, desc="metrics")
+
+status, text = obtest.http_get("http://127.0.0.1:%d/metrics" % port)
+t.is_(status, 200, "GET /metrics answers 200")
+try:
+    s = obtest.parse_prometheus(text)
+    t.ok(True, "/metrics parses as Prometheus text format (%d samples)" % len(s))
+except ValueError as e:
+    s = {}
+    t.ok(False, "/metrics parses as Prometheus text format", diag=str(e))
+
+
+def m(name, **labels):
+    return obtest.metric(s, name, **labels)
+
+
+t.is_(m("oncebridge_messages_received_total", broker="rabbit"), float(M), "received = messages published (%d)" % M)
+t.is_(m("oncebridge_messages_acked_total", broker="rabbit"), float(M), "acked = messages published")
+t.is_(m("oncebridge_dead_letters_total", broker="rabbit"),
+      float(b.pg.scalar("SELECT count(*) FROM oncebridge.dead_letters")), "dead letters = rows in dead_letters")
+for r in ("r1", "r1b"):
+    applied = b.pg.scalar("SELECT count(*) FROM applied WHERE route = %s", (r,))
+    dead = b.pg.scalar("SELECT count(*) FROM oncebridge.dead_letters WHERE consumer = %s", (r,))
+    a = m("oncebridge_events_applied_total", broker="rabbit", route=r)
+    dl = m("oncebridge_events_dead_lettered_total", broker="rabbit", route=r)
+    dup = m("oncebridge_events_duplicate_total", broker="rabbit", route=r)
+    obtest.note("route %s: applied %s (rows %d), duplicates %s, dead-lettered %s (rows %d)" % (r, a, applied, dup, dl, dead))
+    t.is_(a, float(applied), "route %s: applied = business rows (%d)" % (r, applied))
+    t.is_(dl, float(dead), "route %s: dead-lettered = dead_letters rows (%d)" % (r, dead))
+    t.is_(dup, float(len(msgs) - N), "route %s: duplicates = copies published (%d)" % (r, len(msgs) - N))
+    t.is_((a or 0) + (dl or 0) + (dup or 0), float(M), "route %s: applied + duplicates + dead-lettered = messages" % r)
+batches = m("oncebridge_batches_total", broker="rabbit")
+t.is_(m("oncebridge_commit_duration_seconds_count", broker="rabbit"), batches, "commit histogram counts every batch")
+t.is_(m("oncebridge_batch_size_count", broker="rabbit"), batches, "batch-size histogram counts every batch")
+t.is_(m("oncebridge_batch_size_sum", broker="rabbit"), float(M), "batch sizes add up to the messages")
+buckets = sorted((float(dict(k[1])["le"]), v) for k, v in s.items()
+                 if k[0] == "oncebridge_commit_duration_seconds_bucket")
+t.ok(buckets and all(buckets[i][1] <= buckets[i + 1][1] for i in range(len(buckets) - 1))
+     and buckets[-1][1] == batches, "commit buckets are cumulative, +Inf = count")
+t.is_(m("oncebridge_worker_up", broker="rabbit", role="worker", index="0"), 1.0, "worker_up is 1")
+t.is_(m("oncebridge_database_connected", broker="rabbit", index="0"), 1.0, "database_connected is 1")
+t.is_(m("oncebridge_worker_restarts_total", broker="rabbit", role="worker", index="0"), 0.0, "no restarts")
+t.is_(obtest.http_get("http://127.0.0.1:%d/health" % port), (200, "ok\n"), "/health is 200 ok")
+t.is_(obtest.http_get("http://127.0.0.1:%d/nothing" % port)[0], 404, "an unknown path is 404")
+t.is_(d.terminate(timeout=20), 0, "clean stop")
+t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
+raise SystemExit(t.done())
