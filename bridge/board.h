@@ -10,10 +10,12 @@
 #include <stdint.h>
 
 #include "bridge/apply.h"
+#include "bridge/relay.h"
 
 struct board_slot {
 	bool used;
-	struct core_stats core;
+	struct core_stats core;   /* inbound worker */
+	struct relay_stats relay; /* outbox relay */
 };
 
 struct board {

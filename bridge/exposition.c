@@ -45,7 +45,7 @@ sum_broker(const struct fleet *f, const struct broker *b, struct core_stats *sum
 		const struct child *c = &f->children[i];
 		const struct core_stats *st;
 
-		if (c->broker != b || c->slot < 0)
+		if (c->broker != b || c->relay || c->slot < 0)
 			continue;
 		st = &f->board.slots[c->slot].core;
 		sum->received += st->received;
@@ -160,7 +160,7 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->slot < 0)
+		if (c->retiring || c->relay || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_database_connected{");
 		label(out, "broker", c->name);
@@ -172,7 +172,7 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->slot < 0)
+		if (c->retiring || c->relay || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_worker_pending_seconds{");
 		label(out, "broker", c->name);
@@ -183,11 +183,80 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->slot < 0)
+		if (c->retiring || c->relay || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_worker_stalled{");
 		label(out, "broker", c->name);
 		buf_appendf(out, ",index=\"%d\"} %d\n", c->index, fleet_is_stalled(f, c, now));
+	}
+}
+
+static void
+relay_counter(const struct fleet *f, struct buf *out, const char *name, const char *type, const char *help,
+    size_t offset)
+{
+	family(out, name, type, help);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring || !c->relay || c->slot < 0)
+			continue;
+		buf_appendf(out, "%s{", name);
+		label(out, "broker", c->name);
+		buf_appendf(out, ",index=\"%d\"} %llu\n", c->index,
+		    (unsigned long long)field(&f->board.slots[c->slot].relay, offset));
+	}
+}
+
+/* Outbox gauges per destination: what its relays last counted. */
+static void
+outbox_metrics(const struct fleet *f, struct buf *out)
+{
+	const struct settings *s = f->settings;
+
+	relay_counter(f, out, "oncebridge_outbox_published_total", "counter",
+	    "Outbox rows the relay published (republished rows count again).",
+	    offsetof(struct relay_stats, published));
+	relay_counter(f, out, "oncebridge_outbox_confirmed_total", "counter",
+	    "Published outbox rows the broker confirmed.", offsetof(struct relay_stats, confirmed));
+	relay_counter(f, out, "oncebridge_outbox_unconfirmed_total", "counter",
+	    "Published outbox rows nacked or not confirmed in time, published again later.",
+	    offsetof(struct relay_stats, unconfirmed));
+	family(out, "oncebridge_outbox_relay_active", "gauge",
+	    "1 when the relay publishes (ordered mode: holds the destination's lock), 0 on standby.");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring || !c->relay || c->slot < 0)
+			continue;
+		buf_appendf(out, "oncebridge_outbox_relay_active{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",index=\"%d\"} %d\n", c->index, c->pid != 0 && f->board.slots[c->slot].relay.active);
+	}
+	family(out, "oncebridge_outbox_pending", "gauge", "Outbox rows of the destination waiting to be published.");
+	family(out, "oncebridge_outbox_oldest_age_seconds", "gauge", "Age of the oldest of those rows.");
+	for (size_t b = 0; b < s->n_brokers; b++) {
+		int64_t pending = -1, oldest = 0;
+
+		for (size_t i = 0; i < f->n; i++) {
+			const struct child *c = &f->children[i];
+			const struct relay_stats *rs;
+
+			if (c->broker != &s->brokers[b] || !c->relay || c->slot < 0)
+				continue;
+			rs = &f->board.slots[c->slot].relay;
+			if (rs->pending > pending) {
+				pending = rs->pending;
+				oldest = rs->oldest_ms;
+			}
+		}
+		if (pending < 0)
+			continue; /* not counted yet */
+		buf_appendf(out, "oncebridge_outbox_pending{");
+		label(out, "broker", s->brokers[b].name);
+		buf_appendf(out, "} %lld\noncebridge_outbox_oldest_age_seconds{", (long long)pending);
+		label(out, "broker", s->brokers[b].name);
+		buf_appendf(out, "} %.3f\n", (double)oldest / 1000.0);
 	}
 }
 
@@ -234,6 +303,7 @@ exposition_metrics(const struct fleet *f, struct buf *out)
 			histogram(out, "oncebridge_batch_size", s->brokers[b].name, sums[b].batch_buckets,
 			    CORE_BATCH_BUCKETS, stats_batch_bounds, 1.0, (double)sums[b].received);
 	per_process(f, out, now_ms());
+	outbox_metrics(f, out);
 	free(sums);
 }
 

@@ -41,8 +41,8 @@ fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *
 	c->fingerprint = fingerprint;
 	c->relay = relay;
 	c->index = index;
-	c->slot = relay ? -1 : board_take(&f->board);
-	if (!relay && c->slot < 0)
+	c->slot = board_take(&f->board);
+	if (c->slot < 0)
 		log_warn("no counter slot left for broker \"%s\": its metrics and stall detection are off", b->name);
 	backoff_init(&c->backoff, 1000, RESTART_MAX_MS);
 	return c;
@@ -112,7 +112,7 @@ fleet_retiring_running(const struct fleet *f, const char *name)
 int64_t
 fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now)
 {
-	if (c->pid == 0 || c->retiring || c->slot < 0)
+	if (c->pid == 0 || c->retiring || c->slot < 0 || c->relay)
 		return 0;
 	return board_stalled_ms(&f->board, c->slot, now);
 }

@@ -20,7 +20,7 @@ struct child {
 	char *fingerprint;    /* what its configuration was made of, owned */
 	bool relay;           /* outbox relay, else inbound worker */
 	int index;            /* number within its broker and role, 0-based */
-	int slot;             /* status board slot, -1 for relays */
+	int slot;             /* status board slot, -1 when none was free */
 	pid_t pid;            /* 0 when not running */
 	bool retiring;        /* stopped by a reload: not restarted, removed when reaped */
 	bool stall_logged;

@@ -51,6 +51,7 @@
 #define PRUNE_EVERY_MS 60000
 #define PRUNE_ROUNDS 20
 #define WAIT_SLICE_MS 200
+#define GAUGE_EVERY_MS 5000
 
 struct relay {
 	struct worker *w;
@@ -62,6 +63,7 @@ struct relay {
 	bool standby_logged;
 	int64_t next_prune_ms;
 	int64_t next_stats_ms;
+	int64_t next_gauge_ms;
 	uint64_t published, confirmed, unconfirmed;
 	int round_unconfirmed;      /* rows of the last round not confirmed */
 	struct backoff db_backoff, broker_backoff, retry_backoff;
@@ -354,13 +356,32 @@ relay_prune(struct relay *r)
 		    (long long)r->b->outbox_retention_s);
 }
 
+/* Counters for the supervisor's metrics. */
 static void
-relay_stats(struct relay *r)
+relay_share(struct relay *r)
+{
+	struct relay_stats *st = r->w->relay_shared;
+
+	if (st == NULL)
+		return;
+	st->published = r->published;
+	st->confirmed = r->confirmed;
+	st->unconfirmed = r->unconfirmed;
+	st->active = r->active || !r->b->outbox_ordered;
+}
+
+/* Count the rows waiting; log them too when log is set. */
+static void
+relay_stats(struct relay *r, bool log)
 {
 	const char *values[1] = { r->b->name };
 	PGresult *res = PQexecParams(r->conn, SQL_PENDING, 1, NULL, values, NULL, NULL, 0);
 
-	if (exec_ok(res, "count pending outbox rows"))
+	if (exec_ok(res, "count pending outbox rows") && r->w->relay_shared) {
+		r->w->relay_shared->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		r->w->relay_shared->oldest_ms = (int64_t)(atof(PQgetvalue(res, 0, 1)) * 1000.0);
+	}
+	if (log && PQresultStatus(res) == PGRES_TUPLES_OK)
 		log_info("outbox \"%s\": %s waiting, oldest %.1f s; %llu published, %llu confirmed, %llu not confirmed",
 		    r->b->name, PQgetvalue(res, 0, 0), atof(PQgetvalue(res, 0, 1)),
 		    (unsigned long long)r->published, (unsigned long long)r->confirmed,
@@ -382,6 +403,8 @@ relay_run(struct worker *w)
 	backoff_init(&r.broker_backoff, s->retry_initial_ms, s->retry_max_ms);
 	backoff_init(&r.retry_backoff, s->retry_initial_ms, s->retry_max_ms);
 	r.next_stats_ms = now_ms() + r.b->outbox_stats_interval_s * 1000;
+	if (w->relay_shared)
+		w->relay_shared->pending = -1;
 
 	while (!*w->stop) {
 		int n;
@@ -426,15 +449,20 @@ relay_run(struct worker *w)
 			relay_prune(&r);
 			r.next_prune_ms = now_ms() + PRUNE_EVERY_MS;
 		}
+		relay_share(&r);
 		if (now_ms() >= r.next_stats_ms) {
-			relay_stats(&r);
+			relay_stats(&r, true);
 			r.next_stats_ms = now_ms() + r.b->outbox_stats_interval_s * 1000;
+			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
+		} else if (w->relay_shared && now_ms() >= r.next_gauge_ms && r.conn) {
+			relay_stats(&r, false);
+			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
 		}
 		if (n == 0 && r.conn)
 			relay_wait(&r, r.b->outbox_poll_interval_ms);
 	}
 	if (r.conn)
-		relay_stats(&r);
+		relay_stats(&r, true);
 	if (r.pub)
 		r.a->publisher_close(r.pub);
 	relay_disconnect_db(&r);

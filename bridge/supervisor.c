@@ -62,7 +62,7 @@ start_child(struct fleet *f, struct child *c)
 	}
 	if (pid == 0) {
 		struct sigaction sa;
-		struct core_stats *area = c->slot >= 0 ? &f->board.slots[c->slot].core : NULL;
+		struct board_slot *slot = c->slot >= 0 ? &f->board.slots[c->slot] : NULL;
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = SIG_DFL;
@@ -70,7 +70,7 @@ start_child(struct fleet *f, struct child *c)
 		sigaction(SIGCHLD, &sa, NULL);
 		metrics_close_in_child(metrics);
 		/* exit(), not _exit(): LeakSanitizer checks the worker at exit */
-		exit(worker_main(f->settings, c->broker, c->relay, c->index, area));
+		exit(worker_main(f->settings, c->broker, c->relay, c->index, slot));
 	}
 	c->pid = pid;
 	c->started_ms = now_ms();

@@ -10,6 +10,7 @@
 
 #include "adapters/adapter.h"
 #include "bridge/apply.h"
+#include "bridge/board.h"
 #include "bridge/log.h"
 #include "bridge/relay.h"
 #include "bridge/settings.h"
@@ -44,7 +45,7 @@ worker_wait_for_database(struct worker *w)
 }
 
 int
-worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct core_stats *shared)
+worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot)
 {
 	struct sigaction sa;
 	struct worker w;
@@ -75,15 +76,17 @@ worker_main(const struct settings *s, const struct broker *b, bool relay, int in
 	w.stop = &worker_stop;
 	backoff_init(&w.db_backoff, s->retry_initial_ms, s->retry_max_ms);
 	if (relay) {
+		w.relay_shared = slot ? &slot->relay : NULL;
 		log_info("relay started (%s, %s)", b->adapter->name, b->outbox_ordered ? "ordered" : "parallel");
 		status = relay_run(&w);
 		log_info("relay stopped");
 		return status;
 	}
 	w.core = core_new(s, b);
-	if (shared)
-		core_share_stats(w.core, shared);
-	w.shared = shared;
+	if (slot) {
+		core_share_stats(w.core, &slot->core);
+		w.shared = &slot->core;
+	}
 	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);
 	status = b->adapter->run(&w);
 	{

@@ -11,6 +11,8 @@ struct settings;
 struct broker;
 struct core;
 struct core_stats;
+struct relay_stats;
+struct board_slot;
 
 struct worker {
 	const struct settings *settings;
@@ -20,11 +22,12 @@ struct worker {
 	volatile int *stop;        /* set by SIGTERM/SIGINT: drain and return */
 	struct backoff db_backoff; /* waits while the database is unreachable */
 	struct core_stats *shared; /* the core's counters on the status board, or NULL */
+	struct relay_stats *relay_shared; /* a relay's, or NULL */
 };
 
-/* Runs in the forked child; returns its exit status. shared: where the
- * core keeps its counters (the supervisor's status board), or NULL. */
-int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct core_stats *shared);
+/* Runs in the forked child; returns its exit status. slot: where it keeps
+ * its counters (the supervisor's status board), or NULL. */
+int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot);
 
 /* Wait until the database session is ready, backing off between tries.
  * Returns 0 when ready, -1 when asked to stop first. Called with no batch

@@ -439,7 +439,10 @@ def parse_prometheus(text):
             raise ValueError("sample without TYPE: " + line)
         if types.get(name) == "counter" and not name.endswith("_total"):
             raise ValueError("counter not named *_total: " + name)
-        out[(name, frozenset(labels.items()))] = float(m.group(4))
+        key = (name, frozenset(labels.items()))
+        if key in out:
+            raise ValueError("duplicate sample: " + line)
+        out[key] = float(m.group(4))
     return out
 
 

@@ -37,7 +37,10 @@ routes = [obtest.applied_route("r1", "mq", declare_queue=True, bind_exchange="am
           obtest.applied_route("r1b", "mq")]
 b.write_config([("10-rabbit.conf", b.amqp_broker("rabbit", batch_size=50), routes)],
                metrics={"listen": "127.0.0.1:%d" % port})
+with open(b.config.replace("oncebridge.conf", "conf.d/10-rabbit.conf"), "a") as f:
+    f.write('outbox = { poll_interval_ms = 200; };\n')
 b.rabbit.declare_queue("mq", keys=["mx.#"])
+b.rabbit.declare_queue("obq", keys=["ob.#"])
 b.rabbit.publish_many(stream)
 d = b.start()
 b.wait_drained("mq")
@@ -83,6 +86,24 @@ t.ok(buckets and all(buckets[i][1] <= buckets[i + 1][1] for i in range(len(bucke
 t.is_(m("oncebridge_worker_up", broker="rabbit", role="worker", index="0"), 1.0, "worker_up is 1")
 t.is_(m("oncebridge_database_connected", broker="rabbit", index="0"), 1.0, "database_connected is 1")
 t.is_(m("oncebridge_worker_restarts_total", broker="rabbit", role="worker", index="0"), 0.0, "no restarts")
+
+# the outbox: rows emitted, published and confirmed, none waiting
+b.pg.execute("SELECT oncebridge.emit('rabbit', 'ob.e' || g, jsonb_build_object('n', g)) FROM generate_series(1, 40) g")
+
+
+def outbox_done():
+    x = obtest.parse_prometheus(obtest.http_get("http://127.0.0.1:%d/metrics" % port)[1])
+    ok = (obtest.metric(x, "oncebridge_outbox_confirmed_total", broker="rabbit", index="0") == 40.0
+          and obtest.metric(x, "oncebridge_outbox_pending", broker="rabbit") == 0.0)
+    return x if ok else None
+
+
+x = ot.wait_until(outbox_done, 20, interval=0.5, desc="outbox metrics: 40 confirmed, none pending")
+t.ok(True, "outbox: 40 rows confirmed, oncebridge_outbox_pending 0 (rows in the table: %d unpublished)"
+     % b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE published_at IS NULL"))
+t.is_(obtest.metric(x, "oncebridge_outbox_published_total", broker="rabbit", index="0"), 40.0,
+      "outbox: published_total 40")
+t.is_(obtest.metric(x, "oncebridge_outbox_relay_active", broker="rabbit", index="0"), 1.0, "the relay is active")
 t.is_(obtest.http_get("http://127.0.0.1:%d/health" % port), (200, "ok\n"), "/health is 200 ok")
 t.is_(obtest.http_get("http://127.0.0.1:%d/nothing" % port)[0], 404, "an unknown path is 404")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
