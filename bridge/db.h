@@ -10,7 +10,7 @@
 struct settings;
 struct broker;
 
-#define ONCEBRIDGE_SCHEMA_VERSION 2
+#define ONCEBRIDGE_SCHEMA_VERSION 3
 
 /* Connect as application_name appname and check the schema version.
  * Returns a ready connection, or NULL after logging why (the caller backs

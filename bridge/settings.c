@@ -70,6 +70,17 @@ static const struct cfg_key metrics_keys[] = {
 	CFG_END
 };
 
+static const struct cfg_key retention_keys[] = {
+	{ "dedupe_window_s", CFG_INT, S(dedupe_window_s), false, NULL, 0, 0, 3153600000LL, 0, NULL,
+	    "processed_events rows older than this many seconds are deleted, so a redelivery after it is "
+	    "applied again; 0 keeps them forever" },
+	{ "batch_size", CFG_INT, S(retention_batch), false, NULL, 5000, 1, 1000000, 0, NULL,
+	    "rows deleted per statement (one short transaction each)" },
+	{ "interval_s", CFG_INT, S(retention_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
+	    "how often pruning looks for expired rows" },
+	CFG_END
+};
+
 static const struct cfg_key main_keys[] = {
 	{ "database", CFG_GROUP, 0, true, NULL, 0, 0, 0, 0, database_keys, "the PostgreSQL connection" },
 	{ "log_level", CFG_STRING, S(log_level), false, "info", 0, 0, 0, 0, NULL,
@@ -82,6 +93,7 @@ static const struct cfg_key main_keys[] = {
 	    "how long SIGTERM waits for workers to drain before killing them" },
 	{ "health", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, health_keys, "when a worker counts as stalled" },
 	{ "metrics", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, metrics_keys, "the metrics and health endpoint" },
+	{ "retention", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, retention_keys, "pruning of old dedupe keys" },
 	CFG_END
 };
 
@@ -380,6 +392,26 @@ check_route_names_unique(struct settings *s, struct diag *d)
 						    s->brokers[j].routes[b].name, s->brokers[i].file);
 }
 
+/* A dedupe window shorter than a broker's redelivery horizon lets a
+ * redelivered event be applied twice. */
+static void
+check_dedupe_window(struct settings *s, struct diag *d)
+{
+	if (s->dedupe_window_s == 0)
+		return;
+	for (size_t i = 0; i < s->n_brokers; i++) {
+		const struct broker *b = &s->brokers[i];
+
+		if (b->adapter == NULL || strcmp(b->adapter->name, "mqtt") != 0 || b->n_routes == 0)
+			continue;
+		if (b->mqtt_version == 5 && !b->clean_session && b->session_expiry > s->dedupe_window_s)
+			diag_warn(d, s->path, 0,
+			    "retention.dedupe_window_s (%lld s) is shorter than session_expiry (%lld s) of broker \"%s\" "
+			    "in \"%s\": a message the broker holds longer than the window is applied again",
+			    (long long)s->dedupe_window_s, (long long)b->session_expiry, b->name, b->file);
+	}
+}
+
 static void
 read_include_dir(struct settings *s, struct diag *d)
 {
@@ -459,6 +491,7 @@ settings_load(const char *path, struct diag *d)
 	s->include_dir = dir;
 	read_include_dir(s, d);
 	check_route_names_unique(s, d);
+	check_dedupe_window(s, d);
 out:
 	if (d->errors > errors_before) {
 		settings_free(s);

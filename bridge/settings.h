@@ -88,6 +88,9 @@ struct settings {
 	int64_t shutdown_timeout_ms;
 	int64_t stall_timeout_ms;   /* health: a batch waiting this long is a stall */
 	char *metrics_listen;       /* "host:port" of the metrics endpoint, NULL: off */
+	int64_t dedupe_window_s;    /* prune processed_events older than this; 0: never */
+	int64_t retention_batch;    /* rows per DELETE */
+	int64_t retention_interval_s;
 	struct broker *brokers;
 	size_t n_brokers;
 };

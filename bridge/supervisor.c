@@ -25,6 +25,7 @@
 #include "bridge/metrics.h"
 #include "bridge/notify.h"
 #include "bridge/reload.h"
+#include "bridge/retention.h"
 #include "bridge/settings.h"
 #include "bridge/supervisor.h"
 #include "bridge/util.h"
@@ -40,6 +41,16 @@ static volatile int got_stop;
 static volatile int got_hup;
 
 static struct metrics *metrics; /* closed in forked children */
+
+/* the maintenance process pruning processed_events, when
+ * retention.dedupe_window_s is set */
+static struct {
+	pid_t pid;
+	bool replace;         /* stopped by a reload: start again at once */
+	int64_t started_ms;
+	int64_t restart_at_ms;
+	struct backoff backoff;
+} maint;
 
 static void
 on_signal(int sig)
@@ -80,6 +91,45 @@ start_child(struct fleet *f, struct child *c)
 }
 
 static void
+start_maintenance(struct fleet *f)
+{
+	pid_t pid;
+
+	if (f->settings->dedupe_window_s == 0 || maint.pid != 0 || now_ms() < maint.restart_at_ms || got_stop)
+		return;
+	pid = fork();
+	if (pid < 0) {
+		log_error("could not fork the retention process: %s", strerror(errno));
+		maint.restart_at_ms = now_ms() + backoff_next(&maint.backoff);
+		return;
+	}
+	if (pid == 0) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGCHLD, &sa, NULL);
+		metrics_close_in_child(metrics);
+		exit(retention_main(f->settings));
+	}
+	maint.pid = pid;
+	maint.replace = false;
+	maint.started_ms = now_ms();
+	log_info("started the retention process (pid %ld)", (long)pid);
+}
+
+/* A reload: the retention process starts again with the new settings. */
+static void
+replace_maintenance(void)
+{
+	if (maint.pid) {
+		maint.replace = true;
+		kill(maint.pid, SIGTERM);
+	}
+}
+
+static void
 describe_exit(int status, char *buf, size_t size)
 {
 	if (WIFEXITED(status))
@@ -101,10 +151,23 @@ reap(struct fleet *f, bool stopping)
 		char how[96];
 		int64_t delay;
 
+		describe_exit(status, how, sizeof(how));
+		if (pid == maint.pid) {
+			maint.pid = 0;
+			if (stopping || maint.replace) {
+				maint.restart_at_ms = 0;
+				continue;
+			}
+			if (now_ms() - maint.started_ms > HEALTHY_RUN_MS)
+				backoff_reset(&maint.backoff);
+			delay = backoff_next(&maint.backoff);
+			log_error("the retention process %s; restarting it in %lld ms", how, (long long)delay);
+			maint.restart_at_ms = now_ms() + delay;
+			continue;
+		}
 		if (c == NULL)
 			continue;
 		c->pid = 0;
-		describe_exit(status, how, sizeof(how));
 		if (stopping || c->retiring) {
 			log_info("%s for broker \"%s\" %s", c->relay ? "relay" : "worker", c->name, how);
 			continue;
@@ -126,7 +189,7 @@ running(const struct fleet *f)
 
 	for (size_t i = 0; i < f->n; i++)
 		k += f->children[i].pid != 0;
-	return k;
+	return k + (maint.pid != 0);
 }
 
 static void
@@ -135,6 +198,8 @@ signal_all(struct fleet *f, int sig)
 	for (size_t i = 0; i < f->n; i++)
 		if (f->children[i].pid)
 			kill(f->children[i].pid, sig);
+	if (maint.pid)
+		kill(maint.pid, sig);
 }
 
 static void
@@ -252,6 +317,7 @@ supervisor_run(struct settings **sp)
 	f.settings = *sp;
 	board_create(&f.board, BOARD_SLOTS);
 	backoff_init(&db_backoff, f.settings->retry_initial_ms, f.settings->retry_max_ms);
+	backoff_init(&maint.backoff, 1000, 60000);
 	if (f.settings->metrics_listen)
 		metrics = metrics_start(f.settings->metrics_listen, &f);
 	reload_populate(&f);
@@ -266,12 +332,14 @@ supervisor_run(struct settings **sp)
 			got_hup = 0;
 			log_notice("received SIGHUP; reloading the configuration");
 			notify_reloading();
-			reload_run(&f);
+			if (reload_run(&f) == 0)
+				replace_maintenance();
 			next_status = 0;
 			if (ready)
 				notify_ready("running");
 		}
 		start_due(&f);
+		start_maintenance(&f);
 		if (!ready && now_ms() >= next_db_try) {
 			if (database_answers(f.settings)) {
 				ready = true;
