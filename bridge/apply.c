@@ -69,6 +69,8 @@ struct core {
 	struct limits limits;
 	PGconn *conn;
 	struct core_stats own_stats, *stats;
+	core_tx_hook tx_hook;
+	void *tx_hook_arg;
 	struct attempt attempts[ATTEMPT_SLOTS];
 	uint64_t attempt_clock;
 	struct buf arr_consumers, arr_ids;
@@ -126,6 +128,13 @@ const struct core_stats *
 core_stats(const struct core *c)
 {
 	return c->stats;
+}
+
+void
+core_set_tx_hook(struct core *c, core_tx_hook fn, void *arg)
+{
+	c->tx_hook = fn;
+	c->tx_hook_arg = arg;
 }
 
 void
@@ -577,6 +586,8 @@ run_transaction(struct core *c, const struct message *msgs, struct item *items, 
 
 	if (!command(c, "BEGIN", sr))
 		return FAILURE_TRANSIENT;
+	if (c->tx_hook && !c->tx_hook(c->conn, c->tx_hook_arg))
+		goto failed;
 	if (!claim_pending(c, items, n, sr))
 		goto failed;
 	for (size_t i = 0; i < n; i++) {

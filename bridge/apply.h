@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "bridge/message.h"
 
 struct settings;
@@ -64,6 +66,13 @@ void core_disconnect(struct core *c);
 enum apply_status core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled);
 
 const struct core_stats *core_stats(const struct core *c);
+
+/* fn runs inside every transaction of core_apply, right after BEGIN and
+ * before the claims; when it returns false the transaction is rolled back
+ * and core_apply reports APPLY_TRANSIENT. The dead-letter replay uses it to
+ * release an event's claim in the transaction that applies it again. */
+typedef bool (*core_tx_hook)(PGconn *conn, void *arg);
+void core_set_tx_hook(struct core *c, core_tx_hook fn, void *arg);
 
 /* Count into area (shared memory set up by the supervisor) from now on.
  * Its counters go on from where they are; its per-run state is reset. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge/deadletter.h"
 #include "bridge/diag.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
@@ -19,6 +20,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: oncebridge [-t] [-c FILE]\n"
+	    "       oncebridge [-c FILE] dead-letters list|show|replay|purge ... (see dead-letters help)\n"
 	    "\n"
 	    "Bridges MQTT and AMQP brokers to PostgreSQL with exactly-once effects.\n"
 	    "\n"
@@ -46,7 +48,8 @@ main(int argc, char **argv)
 	struct settings *s;
 	int opt, status;
 
-	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+	/* "+": stop at the first non-option, the dead-letters command has its own */
+	while ((opt = getopt_long(argc, argv, "+c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
@@ -68,7 +71,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
+	if (optind < argc && strcmp(argv[optind], "dead-letters") != 0) {
 		usage(stderr);
 		return 2;
 	}
@@ -82,6 +85,12 @@ main(int argc, char **argv)
 		return 1;
 	}
 	diag_free(&d);
+	if (optind < argc) {
+		log_set_level(log_level_from_name(s->log_level));
+		status = deadletter_cli(s, argc - optind, argv + optind);
+		settings_free(s);
+		return status;
+	}
 	if (test_only) {
 		size_t routes = 0;
 
