@@ -1,7 +1,8 @@
 """Every configuration key the code knows (oncebridge --list-keys, which
 walks the tables in bridge/settings.c and the adapters) is documented in
 oncebridge.conf(5) and in the README's configuration reference (MQTT keys
-in docs/mqtt.md), and neither documents a key the code does not know."""
+in docs/mqtt.md), and neither documents a key the code does not know.
+Every option "oncebridge --help" shows is in oncebridge(8)."""
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ SRCDIR = os.environ.get("ONCEBRIDGE_SRCDIR",
 BIN = os.environ.get("ONCEBRIDGE_BIN", os.path.join(SRCDIR, "oncebridge"))
 
 MAN = "doc/oncebridge.conf.5"
+MAN8 = "doc/oncebridge.8"
 README = "README.md"
 MQTT = "docs/mqtt.md"
 
@@ -138,6 +140,13 @@ def main():
         extra = sorted(terms - man_known)
         t.ok(not extra, "%s \"%s\" lists no key the code does not know" % (MAN, heading),
              diag="unknown: %s" % ", ".join(extra))
+    # options: every --long option of the help text is in oncebridge(8)
+    helptext = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30).stdout
+    page = "\n".join(read(MAN8)).replace("\\-", "-")
+    options = sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", helptext)))
+    missing = [o for o in options if o not in page]
+    t.ok(options and not missing, "%s documents every option of --help (%d)" % (MAN8, len(options)),
+         diag="missing: %s" % ", ".join(missing))
     return t.done()
 
 

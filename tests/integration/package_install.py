@@ -19,6 +19,7 @@ import oncetest as ot
 PKG = "oncebridge"
 ETC = "/etc/oncebridge"
 SBIN = "/usr/sbin/oncebridge"
+STATE = "/var/lib/oncebridge"   # the unit's StateDirectory=, made by systemd
 SRCDIR = obtest.SRCDIR
 
 
@@ -32,7 +33,7 @@ def skip_reason():
         return "no packaging/debian in the source tree"
     if installed_status():
         return "the package is installed on this machine already; not touching it"
-    for p in (SBIN, ETC):
+    for p in (SBIN, ETC, STATE):
         if os.path.exists(p):
             return "%s exists (installed from source?); not touching it" % p
     return None
@@ -71,6 +72,8 @@ def purge_leftovers():
     """Whatever happened, leave the machine as the test found it."""
     if installed_status():
         run(["dpkg", "--purge", PKG], timeout=120)
+    if os.path.isdir(STATE) and not os.path.lexists(ETC):
+        shutil.rmtree(STATE)
     if not user_existed:
         run(["deluser", "--system", "--quiet", PKG], timeout=60)
         run(["delgroup", "--system", "--quiet", PKG], timeout=60)
@@ -171,7 +174,9 @@ try:
     t.ok(not os.path.exists(SBIN) and os.path.exists(ETC + "/oncebridge.conf"),
          "after remove: binary gone, /etc/oncebridge kept")
 
-    # --- purge: nothing left
+    # --- purge: nothing left (also not what systemd made for the unit)
+    os.makedirs(STATE)
+    os.chown(STATE, pw.pw_uid, gid)
     out = run(["apt-get", "purge", "-y", "-q", PKG])
     t.ok(out.returncode == 0 and installed_status() == "", "apt-get purge removes the package",
          diag=(out.stdout + out.stderr)[-2000:])
@@ -179,6 +184,7 @@ try:
     t.ok(not left, "no file of the package is left", diag="left: %s" % left)
     t.ok(not os.path.lexists(ETC), "%s is gone, with the operator's files in it" % ETC,
          diag=run(["find", ETC]).stdout)
+    t.ok(not os.path.lexists(STATE), "%s (StateDirectory=) is gone" % STATE)
     state = glob.glob("/var/lib/systemd/deb-systemd-helper-enabled/*oncebridge*") + \
         glob.glob("/etc/systemd/system/*/oncebridge.service") + glob.glob("/var/lib/dpkg/info/oncebridge.*")
     t.ok(not state, "no systemd enablement or dpkg state is left", diag="left: %s" % state)
