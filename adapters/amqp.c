@@ -81,6 +81,7 @@ struct amqp_session {
 	bool *settled;
 	struct backoff broker_backoff;
 	struct backoff retry_backoff;
+	bool last_full;        /* the previous batch reached batch_size */
 };
 
 /* --- configuration */
@@ -311,8 +312,12 @@ other_frame(struct amqp_session *s)
 	}
 }
 
-/* Gather up to batch_size deliveries, waiting at most batch_linger_ms after
- * the first. Returns -1 when the connection was lost. */
+/* Gather up to batch_size deliveries. Batches size themselves: after the
+ * first delivery the batch takes what has already arrived, and waits up to
+ * batch_linger_ms for more only while the previous batch was full (the
+ * broker is sending faster than we commit). At low rates every message is
+ * applied at once; at high rates batches fill up. Returns -1 when the
+ * connection was lost. */
 static int
 gather_batch(struct amqp_session *s)
 {
@@ -338,7 +343,7 @@ gather_batch(struct amqp_session *s)
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
 			delivery_fill(s, d);
 			if (s->n++ == 0)
-				deadline = now_ms() + b->batch_linger_ms;
+				deadline = now_ms() + (s->last_full ? b->batch_linger_ms : 0);
 			continue;
 		}
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
@@ -355,6 +360,7 @@ gather_batch(struct amqp_session *s)
 		amqp_reply_ok(r, "receive a message");
 		return -1;
 	}
+	s->last_full = (int64_t)s->n >= b->batch_size;
 	return 0;
 }
 

@@ -351,16 +351,14 @@ exec_prepared(struct core *c, const char *name, int n, const char *const *values
 	return res != NULL;
 }
 
-/* Claim the pending items; mark each IT_NEW or IT_DUP. */
-static bool
-claim_pending(struct core *c, struct item *items, size_t n, struct stmt_result *sr)
+/* Arrays of the claim statement for the pending items: values[0] the
+ * consumers, values[1] the event IDs; pos gets the items' indexes. Returns
+ * how many items are pending. */
+static size_t
+claim_arrays(struct core *c, const struct item *items, size_t n, size_t *pos, const char *values[2])
 {
 	const struct broker *b = c->broker;
-	size_t *pos = xcalloc(n + 1, sizeof(size_t));
 	size_t np = 0;
-	const char *values[2];
-	PGresult *res;
-	bool ok;
 
 	buf_reset(&c->arr_consumers);
 	buf_reset(&c->arr_ids);
@@ -371,50 +369,91 @@ claim_pending(struct core *c, struct item *items, size_t n, struct stmt_result *
 		array_add(&c->arr_ids, items[i].event_id);
 		pos[np++] = i;
 	}
-	if (np == 0) {
-		free(pos);
-		return true;
-	}
 	buf_append(&c->arr_consumers, "}", 1);
 	buf_append(&c->arr_ids, "}", 1);
 	values[0] = c->arr_consumers.data;
 	values[1] = c->arr_ids.data;
-	ok = exec_prepared(c, "ob_dedupe", 2, values, NULL, NULL, sr, &res);
-	if (ok) {
-		for (size_t k = 0; k < np; k++)
-			items[pos[k]].state = IT_DUP;
-		for (int r = 0; r < PQntuples(res); r++) {
-			long ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+	return np;
+}
 
-			if (ord >= 1 && (size_t)ord <= np)
-				items[pos[ord - 1]].state = IT_NEW;
+/* Mark the claimed items IT_NEW (positions returned) or IT_DUP. */
+static void
+claim_marks(const PGresult *res, struct item *items, const size_t *pos, size_t np)
+{
+	for (size_t k = 0; k < np; k++)
+		items[pos[k]].state = IT_DUP;
+	for (int r = 0; r < PQntuples(res); r++) {
+		long ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+
+		if (ord >= 1 && (size_t)ord <= np)
+			items[pos[ord - 1]].state = IT_NEW;
+	}
+}
+
+/* Claim the pending items; mark each IT_NEW or IT_DUP. */
+static bool
+claim_pending(struct core *c, struct item *items, size_t n, struct stmt_result *sr)
+{
+	size_t *pos = xcalloc(n + 1, sizeof(size_t));
+	const char *values[2];
+	size_t np = claim_arrays(c, items, n, pos, values);
+	PGresult *res;
+	bool ok = true;
+
+	if (np > 0) {
+		ok = exec_prepared(c, "ob_dedupe", 2, values, NULL, NULL, sr, &res);
+		if (ok) {
+			claim_marks(res, items, pos, np);
+			PQclear(res);
 		}
-		PQclear(res);
 	}
 	free(pos);
 	return ok;
 }
 
+/* Parameters of the business statement of it, and its name. */
+struct business_call {
+	char name[32];
+	int n;
+	const char **values;
+	int *lengths;
+	int *formats;
+};
+
+static void
+business_call_init(struct core *c, const struct item *it, struct business_call *bc)
+{
+	const struct route *r = &c->broker->routes[it->route];
+
+	bc->n = (int)r->n_params;
+	bc->values = xcalloc(r->n_params + 1, sizeof(char *));
+	bc->lengths = xcalloc(r->n_params + 1, sizeof(int));
+	bc->formats = xcalloc(r->n_params + 1, sizeof(int));
+	for (size_t p = 0; p < r->n_params; p++) {
+		bc->values[p] = it->values[p].data;
+		bc->lengths[p] = (int)it->values[p].len;
+		bc->formats[p] = it->values[p].binary ? 1 : 0;
+	}
+	db_route_stmt(bc->name, sizeof(bc->name), it->route);
+}
+
+static void
+business_call_free(struct business_call *bc)
+{
+	free(bc->values);
+	free(bc->lengths);
+	free(bc->formats);
+}
+
 static bool
 run_business(struct core *c, struct item *it, struct stmt_result *sr)
 {
-	const struct route *r = &c->broker->routes[it->route];
-	const char **values = xcalloc(r->n_params + 1, sizeof(char *));
-	int *lengths = xcalloc(r->n_params + 1, sizeof(int));
-	int *formats = xcalloc(r->n_params + 1, sizeof(int));
-	char name[32];
+	struct business_call bc;
 	bool ok;
 
-	for (size_t p = 0; p < r->n_params; p++) {
-		values[p] = it->values[p].data;
-		lengths[p] = (int)it->values[p].len;
-		formats[p] = it->values[p].binary ? 1 : 0;
-	}
-	db_route_stmt(name, sizeof(name), it->route);
-	ok = exec_prepared(c, name, (int)r->n_params, values, lengths, formats, sr, NULL);
-	free(values);
-	free(lengths);
-	free(formats);
+	business_call_init(c, it, &bc);
+	ok = exec_prepared(c, bc.name, bc.n, bc.values, bc.lengths, bc.formats, sr, NULL);
+	business_call_free(&bc);
 	return ok;
 }
 
@@ -574,15 +613,22 @@ rollback(struct core *c)
 /* One transaction over the items. Returns FAILURE_NONE when committed;
  * FAILURE_RETRY asks for another attempt with savepoints; FAILURE_TRANSIENT
  * gives up on the batch for now. */
-static enum failure_class
-run_transaction(struct core *c, const struct message *msgs, struct item *items, size_t n, bool savepoints,
-    struct stmt_result *sr)
+/* Back to the state before a transaction that was rolled back. */
+static void
+items_reset(struct item *items, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (items[i].state == IT_NEW || items[i].state == IT_DUP || items[i].state == IT_APPLIED)
 			items[i].state = IT_PENDING;
 		else if (items[i].state == IT_DEAD)
 			items[i].state = IT_POISON;
+}
+
+static enum failure_class
+run_transaction(struct core *c, const struct message *msgs, struct item *items, size_t n, bool savepoints,
+    struct stmt_result *sr)
+{
+	items_reset(items, n);
 
 	if (!command(c, "BEGIN", sr))
 		return FAILURE_TRANSIENT;
@@ -635,6 +681,154 @@ failed:
 	return FAILURE_TRANSIENT;
 }
 
+/* --- the fast path: libpq pipeline mode */
+
+/* The result of the next query of a pipeline, with the NULL that ends it
+ * consumed (a PGRES_PIPELINE_SYNC has none). NULL when the connection is
+ * gone. */
+static PGresult *
+pipe_next(PGconn *conn)
+{
+	PGresult *res = PQgetResult(conn), *extra;
+
+	if (res == NULL || PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		return res;
+	while ((extra = PQgetResult(conn)) != NULL)
+		PQclear(extra);
+	return res;
+}
+
+/* Read what is left up to the sync and leave pipeline mode. */
+static void
+pipe_finish(PGconn *conn)
+{
+	PGresult *res;
+
+	while ((res = pipe_next(conn)) != NULL) {
+		bool sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+
+		PQclear(res);
+		if (sync)
+			break;
+	}
+	PQexitPipelineMode(conn);
+}
+
+/* true when res succeeded; otherwise sr describes the failure (the first
+ * one only: later statements of the pipeline were just aborted). */
+static bool
+pipe_ok(struct core *c, PGresult *res, struct stmt_result *sr)
+{
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return true;
+	if (sr->failure == FAILURE_NONE && st != PGRES_PIPELINE_ABORTED) {
+		db_error(c->conn, res, sr->sqlstate, &sr->message);
+		sr->failure = res && PQstatus(c->conn) == CONNECTION_OK
+		    ? classify_sqlstate(sr->sqlstate[0] ? sr->sqlstate : NULL) : FAILURE_TRANSIENT;
+	}
+	return false;
+}
+
+/* One transaction in two round trips: BEGIN and the claim, then every
+ * business statement and COMMIT. The results are a command tag each, so
+ * even thousands of statements cannot fill the socket buffers both ways.
+ * Batches with poison go the plain way (run_transaction), which writes dead
+ * letters. Returns like run_transaction. */
+static enum failure_class
+run_pipelined(struct core *c, struct item *items, size_t n, struct stmt_result *sr)
+{
+	PGconn *conn = c->conn;
+	size_t *pos = xcalloc(n + 1, sizeof(size_t)), np;
+	const char *values[2];
+	PGresult *res;
+	bool ok = true, committed;
+
+	items_reset(items, n);
+	stmt_result_clear(sr);
+	np = claim_arrays(c, items, n, pos, values);
+	if (PQenterPipelineMode(conn) != 1) {
+		free(pos);
+		return FAILURE_TRANSIENT;
+	}
+	/* round trip 1 */
+	PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	if (np > 0)
+		PQsendQueryPrepared(conn, "ob_dedupe", 2, values, NULL, NULL, 0);
+	PQpipelineSync(conn);
+	res = pipe_next(conn);
+	ok = pipe_ok(c, res, sr);
+	PQclear(res);
+	if (np > 0) {
+		res = pipe_next(conn);
+		if (pipe_ok(c, res, sr) && ok)
+			claim_marks(res, items, pos, np);
+		else
+			ok = false;
+		PQclear(res);
+	}
+	free(pos);
+	res = pipe_next(conn);
+	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+		PQclear(res);
+		PQexitPipelineMode(conn);
+		return FAILURE_TRANSIENT;
+	}
+	PQclear(res);
+	if (!ok)
+		goto failed;
+	/* round trip 2 */
+	for (size_t i = 0; i < n; i++) {
+		struct business_call bc;
+
+		if (items[i].state != IT_NEW)
+			continue;
+		business_call_init(c, &items[i], &bc);
+		PQsendQueryPrepared(conn, bc.name, bc.n, bc.values, bc.lengths, bc.formats, 0);
+		business_call_free(&bc);
+	}
+	PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+	PQpipelineSync(conn);
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].state != IT_NEW)
+			continue;
+		res = pipe_next(conn);
+		if (pipe_ok(c, res, sr))
+			items[i].state = IT_APPLIED;
+		else
+			ok = false;
+		PQclear(res);
+	}
+	res = pipe_next(conn);
+	committed = pipe_ok(c, res, sr) && PQresultStatus(res) == PGRES_COMMAND_OK &&
+	    strcmp(PQcmdStatus(res), "COMMIT") == 0;
+	PQclear(res);
+	pipe_finish(conn);
+	if (ok && committed)
+		return FAILURE_NONE;
+	if (ok && sr->failure == FAILURE_NONE) {
+		sr->failure = FAILURE_TRANSIENT; /* COMMIT reported ROLLBACK */
+		sr->message = xstrdup("the transaction was rolled back at COMMIT");
+	}
+failed:
+	if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+		pipe_finish(conn);
+	rollback(c);
+	if (sr->failure == FAILURE_TRANSIENT || sr->failure == FAILURE_NONE)
+		return FAILURE_TRANSIENT;
+	return FAILURE_RETRY; /* a business statement failed: again, with savepoints */
+}
+
+static bool
+has_poison(const struct item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (items[i].state == IT_POISON)
+			return true;
+	return false;
+}
+
 enum apply_status
 core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 {
@@ -660,7 +854,10 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 		status = APPLY_TRANSIENT;
 		goto out;
 	}
-	fc = run_transaction(c, msgs, items, n_items, false, &sr);
+	if (has_poison(items, n_items))
+		fc = run_transaction(c, msgs, items, n_items, false, &sr);
+	else
+		fc = run_pipelined(c, items, n_items, &sr);
 	if (fc == FAILURE_RETRY)
 		fc = run_transaction(c, msgs, items, n_items, true, &sr);
 	if (fc != FAILURE_NONE) {

@@ -1,0 +1,144 @@
+"""Benchmark of the AMQP path into PostgreSQL beside its ceilings, measured
+in the same run with the same messages (200-byte JSON, 10 % duplicates,
+persistent, fsync on):
+
+* broker ceiling: a plain rabbitmq-c consumer with manual acks, no database
+  (tests/bench/amqp_consume_ceiling.c);
+* naive design: oncebridge with batch_size = 1, one transaction and one ack
+  per message;
+* oncebridge with its defaults (batches of 500, linger 20 ms).
+
+For each oncebridge row: messages/s while draining a preloaded queue,
+publish-to-COMMIT latency p50/p99 at half that rate, and the worker's peak
+RSS. Not a pass/fail test."""
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import obtest
+import oncetest as ot
+
+CEILING = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench", "amqp_consume_ceiling")
+COUNT = int(os.environ.get("BENCH_COUNT", "40000"))
+DUP = 0.10
+
+
+def messages(n, prefix, t_field=False):
+    rng = random.Random(5)
+    out, ids = [], []
+    pad = "x" * 120
+    for i in range(n):
+        e = "%s-%07d" % (prefix, i)
+        ids.append(e)
+        body = {"id": e, "n": i, "pad": pad}
+        out.append({"exchange": "amq.topic", "routing_key": "bench.%s" % prefix, "body": json.dumps(body)})
+        if rng.random() < DUP:
+            out.append(dict(out[-1]))
+    return ids, out
+
+
+def drain_rate(b, route, n, timeout=600):
+    t0 = time.time()
+    ot.wait_until(lambda: obtest.applied_events(b.pg, route, "bench") >= n, timeout, interval=0.05,
+                  desc="%s drained" % route)
+    return n / (time.time() - t0)
+
+
+def latency(b, route, name, rate, seconds=8):
+    """Publish at rate msgs/s with the publish time in the payload; the
+    business SQL records COMMIT-side time minus publish time."""
+    conn = b.rabbit.connection()
+    ch = conn.channel()
+    import pika
+    props = pika.BasicProperties(delivery_mode=2)
+    start = time.time()
+    i = 0
+    while time.time() - start < seconds:
+        wait = start + i / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        body = json.dumps({"id": "lat-%s-%d" % (route, i), "n": i, "t": time.time()})
+        ch.basic_publish("amq.topic", "bench.lat.%s" % name, body, props)
+        i += 1
+    conn.close()
+    ot.wait_until(lambda: obtest.applied_events(b.pg, route, "bench_lat") >= i, 120, interval=0.1, desc="latency run")
+    lat = [r[0] for r in b.pg.execute("SELECT lat_ms FROM bench_lat WHERE route = %s", (route,))]
+    return i / seconds, lat
+
+
+def worker_rss_kb(b):
+    peak = 0
+    for pid in b.worker_pids():
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    return peak
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100.0))]
+
+
+def run_bridge(b, name, batch_size, linger_ms, ids, msgs):
+    queue = "q-" + name
+    b.rabbit.declare_queue(queue, keys=["bench." + name, "bench.lat." + name])
+    route = {"name": name, "queue": queue, "event_id": "json:id",
+             "sql": "INSERT INTO bench (route, event_id, n) VALUES ($1, $2, $3)",
+             "params": ["route", "event_id", "json:n"], "match": "bench." + name}
+    lat_route = {"name": name + "-lat", "queue": queue, "event_id": "json:id", "match": "bench.lat." + name,
+                 "sql": "INSERT INTO bench_lat (route, event_id, lat_ms)"
+                        " VALUES ($1, $2, extract(epoch FROM clock_timestamp()) * 1000 - $3::float8 * 1000)",
+                 "params": ["route", "event_id", "json:t"]}
+    b.write_config([("10-rabbit.conf", b.amqp_broker(name="rabbit", batch_size=batch_size, batch_linger_ms=linger_ms,
+                                                      prefetch=max(1000, batch_size * 2)), [route, lat_route])],
+                   log_level="warning")
+    b.rabbit.publish_many(msgs)
+    d = b.start()
+    rate = drain_rate(b, name, len(ids))
+    achieved, lat = latency(b, name + "-lat", name, rate / 2)
+    rss = worker_rss_kb(b)
+    d.terminate(timeout=30)
+    return rate, achieved, lat, rss
+
+
+def main():
+    b = obtest.Bridge("bench-amqp")
+    b.start_servers()
+    b.pg.execute("CREATE TABLE bench (route text, event_id text, n int)")
+    b.pg.execute("CREATE TABLE bench_lat (route text, event_id text, lat_ms float8)")
+
+    ids, msgs = messages(COUNT, "ceiling")
+    b.rabbit.declare_queue("q-ceiling", keys=["bench.ceiling"])
+    b.rabbit.publish_many(msgs)
+    out = subprocess.run([CEILING, "127.0.0.1", str(b.rabbit.port), "q-ceiling", str(len(msgs))],
+                         capture_output=True, text=True, timeout=600)
+    ceiling = float(out.stdout.split()[2])
+
+    naive_n = COUNT // 8
+    ids, msgs = messages(naive_n, "naive")
+    naive = run_bridge(b, "naive", 1, 0, ids, msgs)
+    ids, msgs = messages(COUNT, "batched")
+    batched = run_bridge(b, "batched", 500, 20, ids, msgs)
+
+    print("machine: %d cores; %d messages (naive: %d) of ~200 bytes, %d%% duplicates, persistent, fsync on"
+          % (os.cpu_count(), COUNT, naive_n, DUP * 100))
+    print("%-42s %11s %13s %7s %10s %9s %9s %9s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "at rate/s",
+                                                     "p50 ms", "p99 ms", "peak RSS"))
+    print("%-42s %11.0f" % ("AMQP broker ceiling (consume + ack, no DB)", ceiling))
+    for label, (rate, achieved, lat, rss) in (("naive: commit + ack per message", naive),
+                                              ("oncebridge AMQP -> PostgreSQL", batched)):
+        print("%-42s %11.0f %13.0f %6.0f%% %10.0f %9.1f %9.1f %6d kB" % (
+            label, ceiling, rate, 100 * rate / ceiling, achieved, statistics.median(lat), pct(lat, 99), rss))
+    print("oncebridge / naive: %.1fx" % (batched[0] / naive[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
