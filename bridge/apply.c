@@ -820,6 +820,69 @@ failed:
 	return FAILURE_RETRY; /* a business statement failed: again, with savepoints */
 }
 
+/* One message, one route: BEGIN, a strict claim, the business SQL and
+ * COMMIT in a single round trip. A duplicate fails the claim with
+ * unique_violation, which aborts the rest of the pipeline: nothing ran, and
+ * the item is a duplicate. This is the MQTT path (one message per
+ * transaction), where round trips are the cost. */
+static enum failure_class
+run_single(struct core *c, struct item *it, struct stmt_result *sr)
+{
+	PGconn *conn = c->conn;
+	const char *claim[2] = { c->broker->routes[it->route].name, it->event_id };
+	struct business_call bc;
+	PGresult *res;
+	bool begun, claimed, applied, committed, duplicate = false;
+
+	items_reset(it, 1);
+	stmt_result_clear(sr);
+	if (PQenterPipelineMode(conn) != 1)
+		return FAILURE_TRANSIENT;
+	business_call_init(c, it, &bc);
+	PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	PQsendQueryPrepared(conn, "ob_claim_strict", 2, claim, NULL, NULL, 0);
+	PQsendQueryPrepared(conn, bc.name, bc.n, bc.values, bc.lengths, bc.formats, 0);
+	PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+	PQpipelineSync(conn);
+	business_call_free(&bc);
+
+	res = pipe_next(conn);
+	begun = pipe_ok(c, res, sr);
+	PQclear(res);
+	res = pipe_next(conn);
+	if (res && PQresultStatus(res) == PGRES_FATAL_ERROR && PQstatus(conn) == CONNECTION_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		duplicate = state && strcmp(state, "23505") == 0;
+	}
+	claimed = !duplicate && pipe_ok(c, res, sr);
+	PQclear(res);
+	res = pipe_next(conn);
+	applied = pipe_ok(c, res, sr);
+	PQclear(res);
+	res = pipe_next(conn);
+	committed = pipe_ok(c, res, sr) && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+	PQclear(res);
+	pipe_finish(conn);
+	if (begun && claimed && applied && committed) {
+		it->state = IT_APPLIED;
+		return FAILURE_NONE;
+	}
+	rollback(c);
+	if (begun && duplicate && PQstatus(conn) == CONNECTION_OK) {
+		it->state = IT_DUP;
+		return FAILURE_NONE;
+	}
+	if (sr->failure == FAILURE_TRANSIENT || sr->failure == FAILURE_NONE) {
+		if (sr->failure == FAILURE_NONE) {
+			sr->failure = FAILURE_TRANSIENT;
+			sr->message = xstrdup("the transaction was rolled back at COMMIT");
+		}
+		return FAILURE_TRANSIENT;
+	}
+	return FAILURE_RETRY; /* the business SQL failed: again, with a savepoint */
+}
+
 static bool
 has_poison(const struct item *items, size_t n)
 {
@@ -856,6 +919,8 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 	}
 	if (has_poison(items, n_items))
 		fc = run_transaction(c, msgs, items, n_items, false, &sr);
+	else if (n_items == 1)
+		fc = run_single(c, items, &sr);
 	else
 		fc = run_pipelined(c, items, n_items, &sr);
 	if (fc == FAILURE_RETRY)

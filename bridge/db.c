@@ -31,6 +31,12 @@
 	"INSERT INTO oncebridge.processed_events (consumer, event_id) VALUES ($1, $2)" \
 	" ON CONFLICT DO NOTHING RETURNING 1"
 
+/* The same without ON CONFLICT, for the one-message fast path: a
+ * duplicate fails with unique_violation (23505) and aborts the pipeline
+ * before the business SQL could run. */
+#define SQL_CLAIM_STRICT \
+	"INSERT INTO oncebridge.processed_events (consumer, event_id) VALUES ($1, $2)"
+
 /* Undo the claim of an event whose business SQL will be retried later. */
 #define SQL_UNCLAIM \
 	"DELETE FROM oncebridge.processed_events WHERE consumer = $1 AND event_id = $2"
@@ -202,6 +208,7 @@ db_connect(const struct settings *s, const struct broker *b)
 		return NULL;
 	if (!prepare(conn, "ob_dedupe", SQL_DEDUPE, 2, NULL, "the dedupe statement") ||
 	    !prepare(conn, "ob_claim", SQL_CLAIM, 2, NULL, "the claim statement") ||
+	    !prepare(conn, "ob_claim_strict", SQL_CLAIM_STRICT, 2, NULL, "the strict claim statement") ||
 	    !prepare(conn, "ob_unclaim", SQL_UNCLAIM, 2, NULL, "the unclaim statement") ||
 	    !prepare(conn, "ob_dead", SQL_DEAD_LETTER, 13, dead_types, "the dead-letter statement"))
 		goto fail;
