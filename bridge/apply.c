@@ -917,7 +917,8 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 		status = APPLY_TRANSIENT;
 		goto out;
 	}
-	if (has_poison(items, n_items))
+	/* the plain path writes dead letters and runs the transaction hook */
+	if (has_poison(items, n_items) || c->tx_hook)
 		fc = run_transaction(c, msgs, items, n_items, false, &sr);
 	else if (n_items == 1)
 		fc = run_single(c, items, &sr);
