@@ -1,0 +1,104 @@
+"""Benchmark of the MQTT path into PostgreSQL beside its ceilings, measured
+in the same run (JSON payloads, 10 % duplicates, QoS 1, fsync on):
+
+* broker ceiling: a plain paho MQTTAsync QoS 1 subscriber draining a
+  persistent session, no database (tests/bench/mqtt_drain_ceiling.c);
+* commit ceiling: one transaction per event (BEGIN, claim, insert, COMMIT)
+  in one round trip on one connection (tests/bench/pg_commit_ceiling.c),
+  which bounds one MQTT worker, since paho forces a commit per message;
+* PostgreSQL batch ceilings: events per second at 1/10/100/1000 events
+  per transaction;
+* oncebridge with 1 and 2 workers on a shared subscription, draining a
+  persistent session, with the worker's peak RSS. Not a pass/fail test."""
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import obtest
+import oncetest as ot
+
+BENCH = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench")
+COUNT = int(os.environ.get("BENCH_COUNT", "10000"))
+
+
+def items(n, prefix):
+    rng = random.Random(3)
+    out, ids = [], []
+    for i in range(n):
+        e = "%s-%07d" % (prefix, i)
+        ids.append(e)
+        it = ("meters/%d/reading" % (i % 16), json.dumps({"id": e, "n": i, "pad": "x" * 120}))
+        out.append(it)
+        if rng.random() < 0.10:
+            out.append(it)
+    return ids, out
+
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (cmd[0], out.stderr))
+    return float(out.stdout.split()[2]) if out.stdout.strip() else 0.0
+
+
+def drain_bridge(b, name, workers, n_events, msgs):
+    topic = "$share/bench-%s/meters/+/reading" % name if workers > 1 else "meters/+/reading"
+    route = obtest.mqtt_route(name, topic, sql_table="bench")
+    b.write_config([("10.conf", b.mqtt_broker(name="mosq", client_id="bench-" + name, workers=workers,
+                                              mqtt_version=5), [route])])
+    d = b.start()
+    b.wait_subscribed("mosq", count=workers)
+    d.terminate(timeout=30)
+    b.mqtt.publish_many(msgs, qos=1, protocol=ot.MQTTv5)
+    d = b.start()
+    t0 = time.time()
+    ot.wait_until(lambda: obtest.applied_events(b.pg, name, "bench") >= n_events, 900, interval=0.05,
+                  desc="%s drained" % name)
+    rate = n_events / (time.time() - t0)
+    rss = 0
+    for pid in b.worker_pids():
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    rss = max(rss, int(line.split()[1]))
+    d.terminate(timeout=30)
+    return rate, rss
+
+
+def main():
+    b = obtest.MQTTBridge("bench-mqtt")
+    b.start_servers()
+    b.pg.execute("CREATE TABLE bench (route text, event_id text, n int)")
+    uri = "tcp://127.0.0.1:%d" % b.mqtt.port
+
+    ids, msgs = items(COUNT, "ceiling")
+    run([os.path.join(BENCH, "mqtt_drain_ceiling"), uri, "ceiling-sub", "meters/+/reading", "0"])
+    b.mqtt.publish_many(msgs, qos=1, protocol=ot.MQTTv5)
+    broker = run([os.path.join(BENCH, "mqtt_drain_ceiling"), uri, "ceiling-sub", "meters/+/reading", str(len(msgs))])
+
+    commit = run([os.path.join(BENCH, "pg_commit_ceiling"), b.pg.conninfo, "single", str(COUNT // 2)])
+    batches = {k: run([os.path.join(BENCH, "pg_commit_ceiling"), b.pg.conninfo, "batch", str(COUNT * 2), str(k)])
+               for k in (1, 10, 100, 1000)}
+
+    ids1, msgs1 = items(COUNT, "w1")
+    one, rss1 = drain_bridge(b, "w1", 1, len(ids1), msgs1)
+    ids2, msgs2 = items(COUNT, "w2")
+    two, rss2 = drain_bridge(b, "w2", 2, len(ids2), msgs2)
+
+    print("machine: %d cores; %d events (+10%% duplicate messages), QoS 1, fsync on" % (os.cpu_count(), COUNT))
+    print("%-52s %12s %14s %7s %10s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "peak RSS"))
+    print("%-52s %12.0f" % ("MQTT broker ceiling (paho QoS 1 drain, no DB)", broker))
+    print("%-52s %12.0f" % ("one transaction per event, one round trip", commit))
+    for k, v in batches.items():
+        print("%-52s %12.0f" % ("PostgreSQL, %d events per transaction" % k, v))
+    print("%-52s %12.0f %14.0f %6.0f%% %7d kB" % ("oncebridge MQTT, 1 worker", commit, one, 100 * one / commit, rss1))
+    print("%-52s %12.0f %14.0f %6.0f%% %7d kB" % ("oncebridge MQTT, 2 workers ($share)", 2 * one, two,
+                                                   100 * two / (2 * one), rss2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
