@@ -122,6 +122,7 @@ amqp_check(const struct broker *b, const config_setting_t *group, const config_s
 static void
 broker_disconnect(struct amqp_session *s, bool graceful)
 {
+	worker_broker_connected(s->w, false);
 	amqp_close(&s->conn, graceful);
 }
 
@@ -162,6 +163,7 @@ broker_connect(struct amqp_session *s)
 	}
 	log_info("connected to %s:%d, consuming %zu queue%s", s->target.host, s->target.port, s->n_queues,
 	    s->n_queues == 1 ? "" : "s");
+	worker_broker_connected(s->w, true);
 	return 0;
 fail:
 	broker_disconnect(s, false);

@@ -231,6 +231,7 @@ set_state(struct mqtt_session *s, enum conn_state st)
 	pthread_mutex_lock(&s->mu);
 	s->state = st;
 	pthread_mutex_unlock(&s->mu);
+	worker_broker_connected(s->w, st == ST_READY);
 }
 
 static enum conn_state

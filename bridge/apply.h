@@ -40,6 +40,7 @@ struct core_stats {
 	uint64_t settled;      /* messages reported settled, i.e. acked */
 	int64_t pending_since_ms; /* monotonic ms since a batch waits to be applied; 0: none */
 	bool db_connected;
+	bool broker_connected; /* set by the adapter through worker_broker_connected() */
 	uint64_t commit_us_sum;
 	uint64_t commit_buckets[CORE_LATENCY_BUCKETS + 1]; /* per bucket, the last one +Inf */
 	uint64_t batch_buckets[CORE_BATCH_BUCKETS + 1];

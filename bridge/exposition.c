@@ -167,6 +167,18 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 		buf_appendf(out, ",index=\"%d\"} %d\n", c->index,
 		    c->pid != 0 && f->board.slots[c->slot].core.db_connected);
 	}
+	family(out, "oncebridge_broker_connected", "gauge",
+	    "1 while the worker is connected to its broker (MQTT: and subscribed).");
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+
+		if (c->retiring || c->relay || c->slot < 0)
+			continue;
+		buf_appendf(out, "oncebridge_broker_connected{");
+		label(out, "broker", c->name);
+		buf_appendf(out, ",index=\"%d\"} %d\n", c->index,
+		    c->pid != 0 && f->board.slots[c->slot].core.broker_connected);
+	}
 	family(out, "oncebridge_worker_pending_seconds", "gauge",
 	    "How long the worker's current batch has waited without a commit (0: none waiting).");
 	for (size_t i = 0; i < f->n; i++) {

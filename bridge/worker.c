@@ -26,6 +26,13 @@ on_stop_signal(int sig)
 	worker_stop = 1;
 }
 
+void
+worker_broker_connected(struct worker *w, bool connected)
+{
+	if (w->shared)
+		w->shared->broker_connected = connected;
+}
+
 int
 worker_wait_for_database(struct worker *w)
 {

@@ -29,6 +29,9 @@ struct worker {
  * its counters (the supervisor's status board), or NULL. */
 int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot);
 
+/* The adapter reports its broker connection (for metrics). */
+void worker_broker_connected(struct worker *w, bool connected);
+
 /* Wait until the database session is ready, backing off between tries.
  * Returns 0 when ready, -1 when asked to stop first. Called with no batch
  * outstanding, so when it had to wait, the database coming back ends a

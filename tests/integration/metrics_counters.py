@@ -85,6 +85,7 @@ t.ok(buckets and all(buckets[i][1] <= buckets[i + 1][1] for i in range(len(bucke
      and buckets[-1][1] == batches, "commit buckets are cumulative, +Inf = count")
 t.is_(m("oncebridge_worker_up", broker="rabbit", role="worker", index="0"), 1.0, "worker_up is 1")
 t.is_(m("oncebridge_database_connected", broker="rabbit", index="0"), 1.0, "database_connected is 1")
+t.is_(m("oncebridge_broker_connected", broker="rabbit", index="0"), 1.0, "broker_connected is 1")
 t.is_(m("oncebridge_worker_restarts_total", broker="rabbit", role="worker", index="0"), 0.0, "no restarts")
 
 # the outbox: rows emitted, published and confirmed, none waiting

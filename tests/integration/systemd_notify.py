@@ -47,6 +47,9 @@ pings = listener.count("WATCHDOG=1", since)
 t.ok(pings >= 3, "watchdog pinged %d times in 2.2 s (WATCHDOG_USEC 1 s)" % pings)
 status, body = obtest.http_get("http://127.0.0.1:%d/health" % port)
 t.is_(status, 200, "/health is 200 while the worker makes progress")
+samples = obtest.parse_prometheus(obtest.http_get("http://127.0.0.1:%d/metrics" % port)[1])
+t.is_(obtest.metric(samples, "oncebridge_broker_connected", broker="mosq", index="0"), 1.0,
+      "oncebridge_broker_connected is 1 once subscribed")
 
 ids, items = obtest.mqtt_stream(300, topic="dev/1/reading", dup_ratio=0.1)
 b.mqtt.publish_many(items[:100], protocol=ot.MQTTv5)
