@@ -111,7 +111,10 @@ relay_connect_db(struct relay *r)
 	r->conn = db_open(r->w->settings, appname);
 	if (r->conn == NULL)
 		return false;
-	if (!command(r, "LISTEN oncebridge_outbox", "listen for outbox notifications")) {
+	/* A lost mark only means the row is published again (consumers dedupe
+	 * by event ID), so the relay's marks need not wait for the WAL flush. */
+	if (!command(r, "SET synchronous_commit = off", "set synchronous_commit") ||
+	    !command(r, "LISTEN oncebridge_outbox", "listen for outbox notifications")) {
 		relay_disconnect_db(r);
 		return false;
 	}
