@@ -492,10 +492,7 @@ amqp_run(struct worker *w)
 			break;
 		if (s.conn == NULL) {
 			if (broker_connect(&s) < 0) {
-				int64_t delay = backoff_next(&s.broker_backoff);
-
-				log_info("reconnecting to the broker in %lld ms", (long long)delay);
-				sleep_ms_unless(delay, w->stop);
+				backoff_wait(&s.broker_backoff, "the broker", w->stop);
 				continue;
 			}
 			backoff_reset(&s.broker_backoff);

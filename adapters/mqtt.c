@@ -711,10 +711,7 @@ mqtt_run(struct worker *w)
 		} else if (st == ST_CONNECTING || st == ST_SUBSCRIBING) {
 			sleep_ms_unless(POLL_MS, w->stop);
 		} else if (st == ST_LOST) {
-			int64_t delay = backoff_next(&s->broker_backoff);
-
-			log_info("reconnecting to the broker in %lld ms", (long long)delay);
-			sleep_ms_unless(delay, w->stop);
+			backoff_wait(&s->broker_backoff, "the broker", w->stop);
 			set_state(s, ST_DOWN);
 		} else {
 			/* ST_DOWN: stay away from the broker until the database is usable */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "bridge/backoff.h"
+#include "bridge/log.h"
+#include "bridge/util.h"
 
 void
 backoff_init(struct backoff *b, int64_t initial_ms, int64_t max_ms)
@@ -30,4 +32,13 @@ void
 backoff_reset(struct backoff *b)
 {
 	b->current_ms = b->initial_ms;
+}
+
+void
+backoff_wait(struct backoff *b, const char *what, volatile int *stop)
+{
+	int64_t delay = backoff_next(b);
+
+	log_info("reconnecting to %s in %lld ms", what, (long long)delay);
+	sleep_ms_unless(delay, stop);
 }

@@ -15,5 +15,8 @@ void backoff_init(struct backoff *b, int64_t initial_ms, int64_t max_ms);
  * doubles up to max. */
 int64_t backoff_next(struct backoff *b);
 void backoff_reset(struct backoff *b);
+/* Log "reconnecting to WHAT in N ms" and sleep the next delay, returning
+ * early when *stop becomes non-zero. */
+void backoff_wait(struct backoff *b, const char *what, volatile int *stop);
 
 #endif

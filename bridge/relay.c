@@ -428,10 +428,7 @@ relay_run(struct worker *w)
 		if (r.pub == NULL) {
 			r.pub = r.a->publisher_open(r.b, w->index);
 			if (r.pub == NULL) {
-				int64_t delay = backoff_next(&r.broker_backoff);
-
-				log_info("reconnecting to the broker in %lld ms", (long long)delay);
-				sleep_ms_unless(delay, w->stop);
+				backoff_wait(&r.broker_backoff, "the broker", w->stop);
 				continue;
 			}
 			backoff_reset(&r.broker_backoff);
