@@ -33,6 +33,7 @@
 #include "bridge/util.h"
 
 #define NO_ROUTE ((size_t)-1)
+#define PIPE_CHUNK 1000 /* business statements per pipeline sync */
 #define ATTEMPT_SLOTS 256
 
 enum item_state {
@@ -778,33 +779,54 @@ run_pipelined(struct core *c, struct item *items, size_t n, struct stmt_result *
 	PQclear(res);
 	if (!ok)
 		goto failed;
-	/* round trip 2 */
-	for (size_t i = 0; i < n; i++) {
-		struct business_call bc;
+	/* round trip 2, in chunks of PIPE_CHUNK statements: libpq is in
+	 * blocking mode, so the results the server writes back must never fill
+	 * the socket buffers while we are still writing */
+	committed = false;
+	for (size_t from = 0; from < n && ok;) {
+		size_t to = from, sent = 0;
+		bool last;
 
-		if (items[i].state != IT_NEW)
-			continue;
-		business_call_init(c, &items[i], &bc);
-		PQsendQueryPrepared(conn, bc.name, bc.n, bc.values, bc.lengths, bc.formats, 0);
-		business_call_free(&bc);
-	}
-	PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
-	PQpipelineSync(conn);
-	for (size_t i = 0; i < n; i++) {
-		if (items[i].state != IT_NEW)
-			continue;
+		for (; to < n && sent < PIPE_CHUNK; to++) {
+			struct business_call bc;
+
+			if (items[to].state != IT_NEW)
+				continue;
+			business_call_init(c, &items[to], &bc);
+			PQsendQueryPrepared(conn, bc.name, bc.n, bc.values, bc.lengths, bc.formats, 0);
+			business_call_free(&bc);
+			sent++;
+		}
+		last = to >= n;
+		if (last)
+			PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+		PQpipelineSync(conn);
+		for (size_t i = from; i < to; i++) {
+			if (items[i].state != IT_NEW)
+				continue;
+			res = pipe_next(conn);
+			if (pipe_ok(c, res, sr))
+				items[i].state = IT_APPLIED;
+			else
+				ok = false;
+			PQclear(res);
+		}
+		if (last) {
+			res = pipe_next(conn);
+			committed = pipe_ok(c, res, sr) && PQresultStatus(res) == PGRES_COMMAND_OK &&
+			    strcmp(PQcmdStatus(res), "COMMIT") == 0;
+			PQclear(res);
+		}
 		res = pipe_next(conn);
-		if (pipe_ok(c, res, sr))
-			items[i].state = IT_APPLIED;
-		else
+		if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
 			ok = false;
+			if (sr->failure == FAILURE_NONE)
+				pipe_ok(c, res, sr);
+		}
 		PQclear(res);
+		from = to;
 	}
-	res = pipe_next(conn);
-	committed = pipe_ok(c, res, sr) && PQresultStatus(res) == PGRES_COMMAND_OK &&
-	    strcmp(PQcmdStatus(res), "COMMIT") == 0;
-	PQclear(res);
-	pipe_finish(conn);
+	PQexitPipelineMode(conn);
 	if (ok && committed)
 		return FAILURE_NONE;
 	if (ok && sr->failure == FAILURE_NONE) {
