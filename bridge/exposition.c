@@ -334,6 +334,17 @@ exposition_health(const struct fleet *f, struct buf *out)
 			    "without a commit\n", c->index, c->name, (double)fleet_stalled_ms(f, c, now) / 1000.0);
 		}
 	}
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+		int64_t ms = 0;
+		const char *what = fleet_down(f, c, now, &ms);
+
+		if (what) {
+			healthy = false;
+			buf_appendf(out, "down: %s %d of broker \"%s\" has been %s for %.1f s\n",
+			    c->relay ? "relay" : "worker", c->index, c->name, what, (double)ms / 1000.0);
+		}
+	}
 	if (healthy)
 		buf_appendf(out, "ok\n");
 	return healthy;

@@ -117,6 +117,41 @@ fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now)
 	return board_stalled_ms(&f->board, c->slot, now);
 }
 
+static const char *
+what_is_down(const struct fleet *f, const struct child *c)
+{
+	const struct core_stats *st;
+
+	if (c->pid == 0)
+		return "not running";
+	if (c->relay || c->slot < 0)
+		return NULL;
+	st = &f->board.slots[c->slot].core;
+	if (!st->db_connected)
+		return "not connected to the database";
+	if (!st->broker_connected)
+		return "not connected to the broker";
+	return NULL;
+}
+
+void
+fleet_track_up(struct fleet *f, struct child *c, int64_t now)
+{
+	if (c->retiring || what_is_down(f, c) == NULL)
+		c->down_since_ms = 0;
+	else if (c->down_since_ms == 0)
+		c->down_since_ms = now;
+}
+
+const char *
+fleet_down(const struct fleet *f, const struct child *c, int64_t now, int64_t *ms)
+{
+	if (c->retiring || c->down_since_ms == 0 || now - c->down_since_ms < f->settings->stall_timeout_ms)
+		return NULL;
+	*ms = now - c->down_since_ms;
+	return what_is_down(f, c);
+}
+
 bool
 fleet_is_stalled(const struct fleet *f, const struct child *c, int64_t now)
 {

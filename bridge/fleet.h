@@ -24,6 +24,7 @@ struct child {
 	pid_t pid;            /* 0 when not running */
 	bool retiring;        /* stopped by a reload: not restarted, removed when reaped */
 	bool stall_logged;
+	int64_t down_since_ms; /* not running or not connected since; 0: up */
 	int64_t started_ms;
 	int64_t restart_at_ms;
 	uint64_t restarts;
@@ -55,5 +56,12 @@ bool fleet_retiring_running(const struct fleet *f, const char *name);
 /* Milliseconds c has been stalled (0 when it is not), as health.stall_timeout_ms sees it. */
 int64_t fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now);
 bool fleet_is_stalled(const struct fleet *f, const struct child *c, int64_t now);
+
+/* Track whether c runs and (a worker) is connected to its database and
+ * broker; call it often. */
+void fleet_track_up(struct fleet *f, struct child *c, int64_t now);
+/* What c lacks (static text) when it has been down for at least
+ * health.stall_timeout_ms, else NULL; *ms is for how long. */
+const char *fleet_down(const struct fleet *f, const struct child *c, int64_t now, int64_t *ms);
 
 #endif

@@ -59,7 +59,8 @@ static const struct cfg_key retry_keys[] = {
 static const struct cfg_key health_keys[] = {
 	{ "stall_timeout_ms", CFG_INT, S(stall_timeout_ms), false, NULL, 60000, 100, 86400000, 0, NULL,
 	    "a worker whose batch waits this long without a commit is stalled: /health answers 503 and "
-	    "the systemd watchdog is no longer pinged" },
+	    "the systemd watchdog is no longer pinged; a worker not running or not connected to its "
+	    "database or broker this long also makes /health answer 503" },
 	CFG_END
 };
 

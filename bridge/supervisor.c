@@ -240,6 +240,7 @@ check_stalls(struct fleet *f, const char **first, int64_t *first_ms)
 		struct child *c = &f->children[i];
 		int64_t ms = fleet_stalled_ms(f, c, now);
 
+		fleet_track_up(f, c, now);
 		if (ms >= f->settings->stall_timeout_ms) {
 			if (n++ == 0) {
 				*first = c->name;

@@ -33,6 +33,9 @@ time.sleep(3)
 t.ok(not listener.has("READY=1"), "no READY=1 while the database is down")
 t.ok("waiting for the database" in listener.statuses(), "STATUS= says it waits for the database",
      diag=str(listener.statuses()))
+status, body = obtest.http_get("http://127.0.0.1:%d/health" % port)
+t.ok(status == 503 and "not connected to the database" in body,
+     "/health is 503 while the worker has had no database for stall_timeout_ms", diag="%s %s" % (status, body))
 b.pg.start_again()
 t0 = time.monotonic()
 ot.wait_until(lambda: listener.has("READY=1"), 30, desc="READY=1")
