@@ -89,15 +89,6 @@ replay_hook(PGconn *conn, void *arg)
 	return ok;
 }
 
-static const struct broker *
-find_broker(const struct settings *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_brokers; i++)
-		if (strcmp(s->brokers[i].name, name) == 0)
-			return &s->brokers[i];
-	return NULL;
-}
-
 static int
 hexval(char c)
 {
@@ -189,7 +180,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 		    PQgetvalue(res, 0, 9), PQgetvalue(res, 0, 8));
 		goto out;
 	}
-	b = find_broker(s, PQgetvalue(res, 0, 0));
+	b = settings_find_broker(s, PQgetvalue(res, 0, 0));
 	if (b == NULL || b->n_routes == 0) {
 		printf("%s\tskipped: broker \"%s\" has no routes in the configuration\n", id, PQgetvalue(res, 0, 0));
 		goto out;

@@ -53,15 +53,6 @@ fingerprint(const struct settings *s, const struct broker *b)
 	return res;
 }
 
-static const struct broker *
-find_broker(const struct settings *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_brokers; i++)
-		if (strcmp(s->brokers[i].name, name) == 0)
-			return &s->brokers[i];
-	return NULL;
-}
-
 static bool
 covered(const struct fleet *f, const char *name, bool relay, int index)
 {
@@ -133,7 +124,7 @@ reload_run(struct fleet *f)
 
 		if (c->retiring)
 			continue;
-		b = find_broker(s, c->name);
+		b = settings_find_broker(s, c->name);
 		needed = b ? (c->relay ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
 		fp = b ? fingerprint(s, b) : NULL;
 		if (b && c->index < needed && strcmp(fp, c->fingerprint) == 0) {

@@ -21,6 +21,7 @@
 #include "bridge/retention.h"
 #include "bridge/settings.h"
 #include "bridge/util.h"
+#include "bridge/worker.h"
 
 #define SQL_PRUNE \
 	"DELETE FROM oncebridge.processed_events p USING (" \
@@ -77,19 +78,10 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 int
 retention_main(const struct settings *s)
 {
-	struct sigaction sa;
 	struct backoff backoff;
 	PGconn *conn = NULL;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGPIPE, &sa, NULL);
-	srandom((unsigned)(getpid() ^ time(NULL)));
+	child_signals(on_stop);
 	log_set_context("retention");
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
 	log_info("pruning processed_events older than %lld s every %lld s", (long long)s->dedupe_window_s,

@@ -144,6 +144,15 @@ static const struct cfg_key route_common_keys[] = {
 	CFG_END
 };
 
+const struct broker *
+settings_find_broker(const struct settings *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_brokers; i++)
+		if (s->brokers[i].name && strcmp(s->brokers[i].name, name) == 0)
+			return &s->brokers[i];
+	return NULL;
+}
+
 struct limits
 settings_limits(const struct settings *s)
 {

@@ -101,6 +101,9 @@ struct settings {
 struct settings *settings_load(const char *path, struct diag *d);
 void settings_free(struct settings *s);
 
+/* The broker named name, or NULL. */
+const struct broker *settings_find_broker(const struct settings *s, const char *name);
+
 /* The limits a message is checked against. */
 struct limits settings_limits(const struct settings *s);
 

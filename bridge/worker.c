@@ -51,16 +51,13 @@ worker_wait_for_database(struct worker *w)
 	return -1;
 }
 
-int
-worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot)
+void
+child_signals(void (*on_stop)(int))
 {
 	struct sigaction sa;
-	struct worker w;
-	char *ctx;
-	int status;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
+	sa.sa_handler = on_stop;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -68,6 +65,16 @@ worker_main(const struct settings *s, const struct broker *b, bool relay, int in
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGPIPE, &sa, NULL);
 	srandom((unsigned)(getpid() ^ time(NULL)));
+}
+
+int
+worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot)
+{
+	struct worker w;
+	char *ctx;
+	int status;
+
+	child_signals(on_stop_signal);
 
 	if (relay)
 		ctx = b->outbox_relays > 1 ? xasprintf("relay %s[%d]", b->name, index) : xasprintf("relay %s", b->name);

@@ -27,6 +27,11 @@ struct worker {
 
 /* Runs in the forked child; returns its exit status. slot: where it keeps
  * its counters (the supervisor's status board), or NULL. */
+/* Signals of a child process (worker, relay, retention): SIGTERM and
+ * SIGINT call on_stop, SIGHUP and SIGPIPE are ignored; also seeds random()
+ * for the backoff jitter. */
+void child_signals(void (*on_stop)(int));
+
 int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot);
 
 /* The adapter reports its broker connection (for metrics). */
