@@ -373,6 +373,7 @@ message_of(const struct amqp_session *s, const struct delivery *d, struct messag
 	m->payload = d->env.message.body.bytes;
 	m->payload_len = d->env.message.body.len;
 	m->topic = d->routing_key;
+	m->topic_len = d->env.routing_key.len;
 	m->topic_separator = '.';
 	m->source = s->queues[d->queue];
 	m->exchange = d->exchange;

@@ -482,6 +482,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 	m.payload = mm->payload;
 	m.payload_len = (size_t)mm->payloadlen;
 	m.topic = topic;
+	m.topic_len = topic_len > 0 ? (size_t)topic_len : strlen(topic);
 	m.topic_separator = '/';
 	m.source = filter_of(s, topic);
 	m.redelivered = mm->dup != 0;

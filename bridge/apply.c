@@ -29,6 +29,7 @@
 #include "bridge/route.h"
 #include "bridge/settings.h"
 #include "bridge/stats.h"
+#include "bridge/text.h"
 #include "bridge/util.h"
 
 struct core *
@@ -167,6 +168,31 @@ item_clear(const struct route *r, struct item *it)
 	free(it->detail);
 }
 
+/* Dead-letter it when its message breaks a limit on untrusted input. */
+static bool
+message_over_limits(struct core *c, const struct message *m, struct item *it)
+{
+	size_t topic_len = m->topic ? (m->topic_len ? m->topic_len : strlen(m->topic)) : 0;
+	char *why = NULL;
+
+	if (m->payload_len > c->limits.max_payload)
+		why = xasprintf("payload of %zu bytes exceeds limits.max_payload (%zu)", m->payload_len,
+		    c->limits.max_payload);
+	else if (topic_len > c->limits.max_topic_length)
+		why = xasprintf("topic of %zu bytes exceeds limits.max_topic_length (%zu)", topic_len,
+		    c->limits.max_topic_length);
+	else if (m->topic && !text_is_clean(m->topic, topic_len))
+		why = xstrdup("topic is not valid UTF-8 or contains control characters");
+	else if (m->n_headers > c->limits.max_headers)
+		why = xasprintf("%zu headers or user properties exceed limits.max_headers (%zu)", m->n_headers,
+		    c->limits.max_headers);
+	if (why == NULL)
+		return false;
+	item_poison(it, why);
+	free(why);
+	return true;
+}
+
 static void
 items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item **items, size_t *n)
 {
@@ -203,14 +229,8 @@ items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item
 			free(why);
 			continue;
 		}
-		if (m->payload_len > c->limits.max_payload) {
-			char *why = xasprintf("payload of %zu bytes exceeds limits.max_payload (%zu)",
-			    m->payload_len, c->limits.max_payload);
-
-			item_poison(it, why);
-			free(why);
+		if (message_over_limits(c, m, it))
 			continue;
-		}
 		if (source_event_id(&route->id_source, v, &c->limits, idbuf, sizeof(idbuf), &reason) < 0) {
 			item_poison(it, reason);
 			continue;

@@ -232,7 +232,7 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 {
 	const struct broker *b = c->broker;
 	const char *route = it->route == NO_ROUTE ? NULL : b->routes[it->route].name;
-	char *topic = text_sanitize(m->topic, m->topic ? strlen(m->topic) : 0);
+	char *topic = text_sanitize(m->topic, m->topic ? (m->topic_len ? m->topic_len : strlen(m->topic)) : 0);
 	char *source = text_sanitize(m->source, m->source ? strlen(m->source) : 0);
 	char *exchange = text_sanitize(m->exchange, m->exchange ? strlen(m->exchange) : 0);
 	char *props = properties_json(m);

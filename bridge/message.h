@@ -17,6 +17,7 @@ struct message {
 	const void *payload;
 	size_t payload_len;
 	const char *topic;        /* AMQP routing key or MQTT topic */
+	size_t topic_len;         /* its length, when it may hold NUL bytes; 0: strlen */
 	char topic_separator;     /* '.' for AMQP, '/' for MQTT */
 	const char *source;       /* AMQP queue or MQTT subscription filter */
 	const char *exchange;     /* AMQP only, else NULL */

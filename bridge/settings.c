@@ -43,6 +43,10 @@ static const struct cfg_key limits_keys[] = {
 	    "longest event ID in bytes" },
 	{ "max_json_depth", CFG_INT, S(max_json_depth), false, NULL, 32, 1, 1000, 0, NULL,
 	    "deepest nesting of a JSON payload" },
+	{ "max_topic_length", CFG_INT, S(max_topic_length), false, NULL, 1024, 1, 65535, 0, NULL,
+	    "longest topic or routing key in bytes" },
+	{ "max_headers", CFG_INT, S(max_headers), false, NULL, 128, 0, 65535, 0, NULL,
+	    "most AMQP headers or MQTT 5 user properties on one message" },
 	CFG_END
 };
 
@@ -160,6 +164,8 @@ settings_limits(const struct settings *s)
 		.max_payload = (size_t)s->max_payload,
 		.max_event_id_length = (size_t)s->max_event_id_length,
 		.max_json_depth = (int)s->max_json_depth,
+		.max_topic_length = (size_t)s->max_topic_length,
+		.max_headers = (size_t)s->max_headers,
 	};
 	return l;
 }

@@ -82,6 +82,8 @@ struct settings {
 	int64_t max_payload;
 	int64_t max_event_id_length;
 	int64_t max_json_depth;
+	int64_t max_topic_length;
+	int64_t max_headers;
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
 	int64_t max_attempts;

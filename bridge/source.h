@@ -56,6 +56,8 @@ struct limits {
 	size_t max_payload;
 	size_t max_event_id_length;
 	int max_json_depth;
+	size_t max_topic_length;
+	size_t max_headers;
 };
 
 void msg_view_init(struct msg_view *v, const struct message *m, const char *broker);
