@@ -464,6 +464,28 @@ pipe_ok(struct core *c, PGresult *res, struct stmt_result *sr)
 	return false;
 }
 
+/* true when res is COMMIT's own "COMMIT" tag: a transaction that failed
+ * earlier answers COMMIT with "ROLLBACK". */
+static bool
+pipe_committed(struct core *c, PGresult *res, struct stmt_result *sr)
+{
+	return pipe_ok(c, res, sr) && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+}
+
+/* What a fast path returns when it did not commit (after ROLLBACK): a
+ * business statement that failed asks for the savepoint path; anything
+ * else, including a COMMIT that rolled back without an error, is
+ * transient. */
+static enum failure_class
+pipe_failure(struct stmt_result *sr)
+{
+	if (sr->failure == FAILURE_NONE) {
+		sr->failure = FAILURE_TRANSIENT;
+		sr->message = xstrdup("the transaction was rolled back at COMMIT");
+	}
+	return sr->failure == FAILURE_TRANSIENT ? FAILURE_TRANSIENT : FAILURE_RETRY;
+}
+
 /* One transaction in two round trips: BEGIN and the claim, then every
  * business statement and COMMIT. The results are a command tag each, so
  * even thousands of statements cannot fill the socket buffers both ways.
@@ -545,8 +567,7 @@ tx_pipelined(struct core *c, struct item *items, size_t n, struct stmt_result *s
 		}
 		if (last) {
 			res = pipe_next(conn);
-			committed = pipe_ok(c, res, sr) && PQresultStatus(res) == PGRES_COMMAND_OK &&
-			    strcmp(PQcmdStatus(res), "COMMIT") == 0;
+			committed = pipe_committed(c, res, sr);
 			PQclear(res);
 		}
 		res = pipe_next(conn);
@@ -561,17 +582,11 @@ tx_pipelined(struct core *c, struct item *items, size_t n, struct stmt_result *s
 	PQexitPipelineMode(conn);
 	if (ok && committed)
 		return FAILURE_NONE;
-	if (ok && sr->failure == FAILURE_NONE) {
-		sr->failure = FAILURE_TRANSIENT; /* COMMIT reported ROLLBACK */
-		sr->message = xstrdup("the transaction was rolled back at COMMIT");
-	}
 failed:
 	if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
 		pipe_finish(conn);
 	rollback(c);
-	if (sr->failure == FAILURE_TRANSIENT || sr->failure == FAILURE_NONE)
-		return FAILURE_TRANSIENT;
-	return FAILURE_RETRY; /* a business statement failed: again, with savepoints */
+	return pipe_failure(sr);
 }
 
 /* One message, one route: BEGIN, a strict claim, the business SQL and
@@ -615,7 +630,7 @@ tx_single(struct core *c, struct item *it, struct stmt_result *sr)
 	applied = pipe_ok(c, res, sr);
 	PQclear(res);
 	res = pipe_next(conn);
-	committed = pipe_ok(c, res, sr) && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+	committed = pipe_committed(c, res, sr);
 	PQclear(res);
 	pipe_finish(conn);
 	if (begun && claimed && applied && committed) {
@@ -627,12 +642,5 @@ tx_single(struct core *c, struct item *it, struct stmt_result *sr)
 		it->state = IT_DUP;
 		return FAILURE_NONE;
 	}
-	if (sr->failure == FAILURE_TRANSIENT || sr->failure == FAILURE_NONE) {
-		if (sr->failure == FAILURE_NONE) {
-			sr->failure = FAILURE_TRANSIENT;
-			sr->message = xstrdup("the transaction was rolled back at COMMIT");
-		}
-		return FAILURE_TRANSIENT;
-	}
-	return FAILURE_RETRY; /* the business SQL failed: again, with a savepoint */
+	return pipe_failure(sr);
 }
