@@ -17,7 +17,6 @@ import random
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import obtest
@@ -74,16 +73,6 @@ def latency(b, route, name, rate, seconds=8):
     return i / seconds, lat
 
 
-def worker_rss_kb(b):
-    peak = 0
-    for pid in b.worker_pids():
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-    return peak
-
-
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p / 100.0))]
@@ -106,7 +95,7 @@ def run_bridge(b, name, batch_size, linger_ms, ids, msgs):
     d = b.start()
     rate = drain_rate(b, name, len(ids))
     achieved, lat = latency(b, name + "-lat", name, rate / 2)
-    rss = worker_rss_kb(b)
+    rss = b.peak_rss_kb()
     d.terminate(timeout=30)
     return rate, achieved, lat, rss
 

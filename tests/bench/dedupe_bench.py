@@ -12,7 +12,6 @@ import sys
 import time
 
 import obtest
-import oncetest as ot
 
 BENCH = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench")
 SIZES = [int(x) for x in os.environ.get("BENCH_DEDUPE_SIZES", "1000000,20000000").split(",")]

@@ -60,12 +60,7 @@ def drain_bridge(b, name, workers, n_events, msgs):
     ot.wait_until(lambda: obtest.applied_events(b.pg, name, "bench") >= n_events, 900, interval=0.05,
                   desc="%s drained" % name)
     rate = (n_events - c0) / (time.time() - t0)
-    rss = 0
-    for pid in b.worker_pids():
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    rss = max(rss, int(line.split()[1]))
+    rss = b.peak_rss_kb()
     d.terminate(timeout=30)
     return rate, rss
 

@@ -82,15 +82,6 @@ def relay_latency(b, rate, seconds=10):
     return lat, len(commits) / seconds
 
 
-def relay_rss_kb(b):
-    """Peak RSS of the relay (the only child: the config has no routes)."""
-    for pid in b.worker_pids():
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    return 0
-
 
 def pct(values, p):
     values = sorted(values)
@@ -117,7 +108,7 @@ def main():
     relay = relay_throughput(b)
     purge(b)
     lat, achieved = relay_latency(b, relay / 2)
-    rss = relay_rss_kb(b)
+    rss = b.peak_rss_kb()  # the relay: the config has no routes
     d.terminate(timeout=20)
 
     print("machine: %d cores, %s" % (os.cpu_count(), " ".join(os.uname()[2:3])))

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import obtest
-import oncetest as ot
 
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "1000000,20000000").split(",")]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))

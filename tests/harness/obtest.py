@@ -2,7 +2,6 @@
 install the schema, start the daemon, count what it applied."""
 import os
 import subprocess
-import sys
 import time
 
 import oncetest as ot
@@ -127,6 +126,16 @@ class Bridge:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.daemon.pid)],
                              capture_output=True, text=True)
         return [int(x) for x in out.stdout.split()]
+
+    def peak_rss_kb(self):
+        """Largest peak RSS (VmHWM) among the daemon's worker processes."""
+        peak = 0
+        for pid in self.worker_pids():
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        return peak
 
     def wait_drained(self, queue, timeout=120):
         def drained():
