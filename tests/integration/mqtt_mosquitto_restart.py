@@ -2,7 +2,6 @@
 over MQTT 3.1.1: the worker reconnects with backoff, resumes its persistent
 session, and every event is applied exactly once, including events published
 after the restart."""
-import time
 
 import obtest
 import oncetest as ot

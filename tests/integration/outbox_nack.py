@@ -4,7 +4,6 @@ x-overflow reject-publish): the relay publishes the nacked rows again
 until the consuming route has made room, and nothing is lost. Then
 RabbitMQ is stopped for several seconds while rows keep being emitted:
 the relay waits, reconnects by itself and publishes everything."""
-import json
 import time
 
 import obtest

@@ -4,7 +4,6 @@ and only those; rows inside the window, including the stream's own, stay;
 the stream keeps being applied exactly once with no long pause. The
 configuration check warns when the window is shorter than an MQTT 5
 session_expiry. Real Mosquitto and PostgreSQL."""
-import os
 import re
 import subprocess
 import time

@@ -4,7 +4,6 @@ transaction commits and is acked, connections close) and exits with status
 0 well within shutdown_timeout_ms; after the restarts every event of both
 streams is applied exactly once. Real RabbitMQ, Mosquitto and
 PostgreSQL."""
-import signal
 import time
 
 import obtest
