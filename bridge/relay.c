@@ -145,6 +145,22 @@ relay_take_lock(struct relay *r)
 	return got;
 }
 
+/* True when a notification about this destination is queued. libpq
+ * keeps notifications that arrived with a query's result in its own
+ * queue, where select() on the socket cannot see them. */
+static bool
+relay_woken(struct relay *r)
+{
+	PGnotify *n;
+	bool woken = false;
+
+	while ((n = PQnotifies(r->conn)) != NULL) {
+		woken |= n->extra && strcmp(n->extra, r->b->name) == 0;
+		PQfreemem(n);
+	}
+	return woken;
+}
+
 /* Wait up to ms for a notification about this destination, servicing the
  * broker connection meanwhile. */
 static void
@@ -153,12 +169,12 @@ relay_wait(struct relay *r, int64_t ms)
 	int64_t until = now_ms() + ms;
 	int sock = PQsocket(r->conn);
 
+	if (relay_woken(r))
+		return;
 	while (!*r->w->stop && now_ms() < until) {
 		int64_t left = until - now_ms();
 		struct timeval tv;
 		fd_set fds;
-		PGnotify *n;
-		bool woken = false;
 
 		if (left > WAIT_SLICE_MS)
 			left = WAIT_SLICE_MS;
@@ -173,15 +189,11 @@ relay_wait(struct relay *r, int64_t ms)
 			relay_disconnect_db(r);
 			return;
 		}
-		while ((n = PQnotifies(r->conn)) != NULL) {
-			woken |= n->extra && strcmp(n->extra, r->b->name) == 0;
-			PQfreemem(n);
-		}
 		if (r->pub && r->a->publisher_idle(r->pub) < 0) {
 			r->a->publisher_close(r->pub);
 			r->pub = NULL;
 		}
-		if (woken)
+		if (relay_woken(r))
 			return;
 	}
 }

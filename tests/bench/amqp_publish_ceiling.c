@@ -3,10 +3,16 @@
  * broker's publish-with-confirm ceiling that the outbox relay is compared
  * against.
  *
- * usage: amqp_publish_ceiling HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY
- * prints: "<messages> <seconds> <messages per second>" */
+ * usage: amqp_publish_ceiling HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY [RATE]
+ * prints: "<messages> <seconds> <messages per second>"
+ *
+ * With RATE, it publishes at RATE messages/s instead of as fast as it can
+ * (the same pacing the relay's latency run sees: a group of messages every
+ * 2.5 ms) and prints the publish-to-confirm latency too:
+ * "<messages> <seconds> <messages per second> <p50 ms> <p99 ms>" */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +54,74 @@ wait_confirms(amqp_connection_state_t conn, long sent, long confirmed, long max_
 	return confirmed;
 }
 
+static int
+by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Paced publishing: groups of messages every 2.5 ms at rate messages/s;
+ * latency[i] gets the publish-to-confirm time of message i+1 in ms. */
+static int
+publish_paced(amqp_connection_state_t conn, const char *exchange, const char *key, amqp_bytes_t body,
+    long count, double rate, double *latency)
+{
+	amqp_basic_properties_t props;
+	double *sent_at = calloc((size_t)count + 1, sizeof(double));
+	double start = now(), tick = 0.0025;
+	long per_tick = lround(fmax(1.0, rate * tick)), sent = 0, confirmed = 0;
+	int rc = -1;
+
+	memset(&props, 0, sizeof(props));
+	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+	props.delivery_mode = 2;
+	tick = (double)per_tick / rate;
+	while (confirmed < count) {
+		double due = start + (double)(sent / per_tick) * tick, left = due - now();
+		amqp_frame_t frame;
+		struct timeval tv;
+		int st;
+
+		if (sent < count && left <= 0) {
+			for (long k = 0; k < per_tick && sent < count; k++) {
+				if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), 0, 0,
+				        &props, body) != 0)
+					goto out;
+				sent_at[++sent] = now();
+			}
+			continue;
+		}
+		if (sent == count || left > 1)
+			left = 1;
+		tv.tv_sec = 0;
+		tv.tv_usec = (long)(left * 1e6);
+		st = amqp_simple_wait_frame_noblock(conn, &frame, &tv);
+		if (st == AMQP_STATUS_TIMEOUT)
+			continue;
+		if (st != AMQP_STATUS_OK)
+			goto out;
+		if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+			amqp_basic_ack_t *ack = frame.payload.method.decoded;
+			long upto = ack->multiple ? (long)ack->delivery_tag : confirmed + 1;
+			double t = now();
+
+			for (long tag = confirmed + 1; tag <= upto; tag++)
+				latency[tag - 1] = (t - sent_at[tag]) * 1000.0;
+			confirmed = upto;
+		} else if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+			fprintf(stderr, "nack\n");
+			goto out;
+		}
+		amqp_maybe_release_buffers(conn);
+	}
+	rc = 0;
+out:
+	free(sent_at);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -58,8 +132,8 @@ main(int argc, char **argv)
 	char *body;
 	double t0, t1;
 
-	if (argc != 8) {
-		fprintf(stderr, "usage: %s HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY\n", argv[0]);
+	if (argc != 8 && argc != 9) {
+		fprintf(stderr, "usage: %s HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY [RATE]\n", argv[0]);
 		return 2;
 	}
 	count = atol(argv[3]);
@@ -82,6 +156,19 @@ main(int argc, char **argv)
 	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
 	props.delivery_mode = 2;
 	t0 = now();
+	if (argc == 9) {
+		double *latency = calloc((size_t)count, sizeof(double));
+		amqp_bytes_t b = { (size_t)size, body };
+
+		if (publish_paced(conn, argv[6], argv[7], b, count, atof(argv[8]), latency) < 0)
+			return 1;
+		t1 = now();
+		qsort(latency, (size_t)count, sizeof(double), by_value);
+		printf("%ld %.3f %.0f %.1f %.1f\n", count, t1 - t0, (double)count / (t1 - t0),
+		    latency[count / 2], latency[(long)((double)count * 0.99)]);
+		free(latency);
+		goto close;
+	}
 	while (sent < count) {
 		amqp_bytes_t b = { (size_t)size, body };
 
@@ -97,6 +184,7 @@ main(int argc, char **argv)
 		return 1;
 	t1 = now();
 	printf("%ld %.3f %.0f\n", count, t1 - t0, (double)count / (t1 - t0));
+close:
 	amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
 	amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(conn);

@@ -6,16 +6,21 @@
  *     worker, which must commit each message before acking it;
  *   batch N B: N events in transactions of B events each (a multi-row
  *     claim with ON CONFLICT DO NOTHING and a multi-row business insert):
- *     the database ceiling of batched consumers.
+ *     the database ceiling of batched consumers. The event IDs are UUIDs,
+ *     time-ordered like UUIDv7 by default, or random like UUIDv4 with a
+ *     fifth argument "random" (they land all over the primary key).
  *
- * usage: pg_commit_ceiling CONNINFO single COUNT | batch COUNT BATCH
+ * usage: pg_commit_ceiling CONNINFO single COUNT | batch COUNT BATCH [random|ordered]
  * prints: "<events> <seconds> <events per second>" */
 #include "config.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -54,6 +59,25 @@ drain(PGconn *conn, int queries)
 	must(PQgetResult(conn), "sync");
 }
 
+/* A UUID in text form: 48 bits of milliseconds then random bits (the
+ * layout of UUIDv7), or random bits only (UUIDv4). */
+static void
+uuid_text(char *out, size_t cap, bool ordered)
+{
+	struct timespec ts;
+	uint64_t hi = ((uint64_t)random() << 32) ^ (uint64_t)random(), lo = ((uint64_t)random() << 32) ^ (uint64_t)random();
+
+	if (ordered) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		hi = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16 | (0x7000 | (hi & 0x0fff));
+	} else {
+		hi = (hi & ~(uint64_t)0xf000) | 0x4000;
+	}
+	lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+	snprintf(out, cap, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff,
+	    (unsigned)hi & 0xffff, (unsigned)(lo >> 48), (unsigned long long)(lo & 0xffffffffffffULL));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -80,6 +104,7 @@ main(int argc, char **argv)
 	    " ON CONFLICT DO NOTHING", 1, NULL), "prepare");
 	must(PQprepare(conn, "apply_many",
 	    "INSERT INTO ceiling_applied (event_id, n) SELECT e, 1 FROM unnest($1::text[]) AS e", 1, NULL), "prepare");
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	t0 = now();
 	if (strcmp(argv[2], "single") == 0) {
 		PQenterPipelineMode(conn);
@@ -97,6 +122,7 @@ main(int argc, char **argv)
 		}
 	} else {
 		long batch = argc > 4 ? atol(argv[4]) : 100;
+		bool ordered = !(argc > 5 && strcmp(argv[5], "random") == 0);
 		size_t cap = (size_t)batch * 40 + 16;
 		char *arr = malloc(cap);
 
@@ -105,8 +131,12 @@ main(int argc, char **argv)
 			const char *v[1] = { arr };
 
 			arr[len++] = '{';
-			for (long k = i; k < i + batch && k < count; k++)
-				len += (size_t)snprintf(arr + len, cap - len, "%s\"b-%ld-%ld\"", k > i ? "," : "", (long)t0, k);
+			for (long k = i; k < i + batch && k < count; k++) {
+				char uuid[40];
+
+				uuid_text(uuid, sizeof(uuid), ordered);
+				len += (size_t)snprintf(arr + len, cap - len, "%s\"%s\"", k > i ? "," : "", uuid);
+			}
 			arr[len++] = '}';
 			arr[len] = '\0';
 			must(PQexec(conn, "BEGIN"), "begin");

@@ -316,6 +316,23 @@ def applied_events(pg, route, table="applied"):
     return pg.scalar("SELECT count(DISTINCT event_id) FROM %s WHERE route = %%s" % table, (route,))
 
 
+def ledger(pg, route, expected_ids, table="applied"):
+    """The exactly-once ledger a benchmark run ends with: every expected
+    event applied once by route, none missing, none twice. Prints one line;
+    raises RuntimeError when the ledger does not balance."""
+    rows = pg.execute("SELECT event_id, count(*) FROM %s WHERE route = %%s GROUP BY event_id" % table, (route,))
+    counts = {r[0]: r[1] for r in rows}
+    expected = set(expected_ids)
+    missing = len(expected - set(counts))
+    twice = sum(1 for c in counts.values() if c > 1)
+    extra = len(set(counts) - expected)
+    line = "ledger %s: %d events expected, %d applied, %d missing, %d twice, %d unexpected" % (
+        route, len(expected), len(counts), missing, twice, extra)
+    print(line, flush=True)
+    if missing or twice or extra:
+        raise RuntimeError(line)
+
+
 def wait_applied(pg, route, n, timeout=120, settle=1.0, table="applied"):
     """Wait until route applied n distinct events, then a little longer so
     that a late double application would show."""
