@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
@@ -198,7 +199,9 @@ mqttpub_open(const struct broker *b, int index)
 	MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_connectOptions *opts;
-	char *uri = xasprintf("tcp://%s", b->url + strlen("mqtt://"));
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	char *uri = NULL;
+	bool tls = false;
 	char *client_id = b->outbox_relays > 1 ? xasprintf("%s-relay-%d", b->client_id, index)
 					       : xasprintf("%s-relay", b->client_id);
 	struct timespec until;
@@ -208,6 +211,11 @@ mqttpub_open(const struct broker *b, int index)
 	p->v5 = b->mqtt_version == 5;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	if (mqtt_url_parse(b->url, &uri, &tls) != NULL) {
+		log_error("invalid url \"%s\"", b->url);
+		goto fail;
+	}
+	mqtt_tls_options(b, &ssl);
 	co.MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	/* paho refuses sends once this many wait for its send thread (100 by
 	 * default): a whole batch must fit */
@@ -235,6 +243,7 @@ mqttpub_open(const struct broker *b, int index)
 	opts->connectTimeout = (int)((b->connect_timeout_ms + 999) / 1000);
 	opts->username = b->user;
 	opts->password = b->password;
+	opts->ssl = tls ? &ssl : NULL;
 	rc = MQTTAsync_connect(p->client, opts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
