@@ -95,6 +95,7 @@ struct mqtt_session {
 	MQTTAsync client;
 	char *uri;             /* tcp://host:port or ssl://host:port, as paho wants it */
 	bool tls;
+	bool tls_reported;     /* OpenSSL explained the last failure (paho's threads) */
 	MQTTAsync_SSLOptions ssl;
 	char *client_id;
 	char **filters;        /* distinct topic filters of the routes */
@@ -343,8 +344,8 @@ on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s", s->uri,
-	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+	log_warn("could not connect to %s: %s%s", s->uri,
+	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1), mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
 	set_state(s, ST_LOST);
 }
 
@@ -353,9 +354,10 @@ on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s", s->uri,
+	log_warn("could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message
-	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1));
+	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1),
+	    mqtt_tls_hint(s->tls, r && !r->reasonCode ? r->code : 0, &s->tls_reported));
 	set_state(s, ST_LOST);
 }
 
@@ -546,7 +548,7 @@ session_init(struct mqtt_session *s)
 		return -1;
 	}
 	s->ssl = ssl;
-	mqtt_tls_options(b, &s->ssl);
+	mqtt_tls_options(b, &s->ssl, &s->tls_reported);
 	s->client_id = b->workers > 1 ? xasprintf("%s-%d", b->client_id, s->w->index) : xstrdup(b->client_id);
 	for (size_t i = 0; i < b->n_routes; i++) {
 		bool seen = false;

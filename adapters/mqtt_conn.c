@@ -59,7 +59,7 @@ on_ssl_error(const char *str, size_t len, void *ctx)
 	const char *field[9];
 	int n = 0;
 
-	(void)ctx;
+	__atomic_store_n((bool *)ctx, true, __ATOMIC_SEQ_CST);
 	while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
 		end = str + --len;
 	/* "TID:error:CODE:LIB:FUNC:REASON:FILE:LINE:DATA" */
@@ -78,7 +78,7 @@ on_ssl_error(const char *str, size_t len, void *ctx)
 }
 
 void
-mqtt_tls_options(const struct broker *b, MQTTAsync_SSLOptions *o)
+mqtt_tls_options(const struct broker *b, MQTTAsync_SSLOptions *o, bool *reported)
 {
 	o->trustStore = b->tls_ca_file;      /* NULL: the system's CAs */
 	o->keyStore = b->tls_cert_file;
@@ -90,5 +90,14 @@ mqtt_tls_options(const struct broker *b, MQTTAsync_SSLOptions *o)
 	 * paho's security level 1 anyway */
 	o->sslVersion = MQTT_SSL_VERSION_TLS_1_2;
 	o->ssl_error_cb = on_ssl_error;
-	o->ssl_error_context = NULL;
+	o->ssl_error_context = reported; /* paho's threads write it */
+}
+
+const char *
+mqtt_tls_hint(bool tls, int code, bool *reported)
+{
+	if (!tls || __atomic_exchange_n(reported, false, __ATOMIC_SEQ_CST) || code >= 0)
+		return "";
+	return " (over TLS this is also how paho-mqtt-c reports a certificate that does not name the host, or a "
+	       "client certificate the broker refused or wanted; the broker's log tells which)";
 }

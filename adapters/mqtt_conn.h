@@ -16,7 +16,14 @@ struct broker;
 const char *mqtt_url_parse(const char *url, char **uri, bool *tls);
 
 /* Fill o (initialized with MQTTAsync_SSLOptions_initializer) from b's
- * "tls" group. The strings point into b. */
-void mqtt_tls_options(const struct broker *b, MQTTAsync_SSLOptions *o);
+ * "tls" group. The strings point into b. OpenSSL errors paho passes on
+ * are logged and set *reported (read it with mqtt_tls_hint). */
+void mqtt_tls_options(const struct broker *b, MQTTAsync_SSLOptions *o, bool *reported);
+
+/* What to add to paho's message when a connect failed with code: over TLS
+ * a failure below MQTT (code < 0) that OpenSSL did not explain (*reported
+ * false) may be a check paho does not report. "" when there is nothing to
+ * add. Clears *reported for the next attempt. */
+const char *mqtt_tls_hint(bool tls, int code, bool *reported);
 
 #endif

@@ -20,6 +20,7 @@
 #include "bridge/pattern.h"
 #include "bridge/secret.h"
 #include "bridge/settings.h"
+#include "bridge/tls.h"
 #include "bridge/util.h"
 
 #define S(f) offsetof(struct settings, f)
@@ -516,6 +517,8 @@ settings_load(const char *path, struct diag *d)
 		diag_error(d, path, cfg_line(ll),
 		    "invalid value \"%s\" of key \"log_level\" (error, warning, notice, info or debug)", s->log_level);
 	}
+	if (s->db_conninfo)
+		tls_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
 	if (s->retry_initial_ms > s->retry_max_ms)
 		diag_error(d, path, cfg_line(config_lookup(&cfg, "retry")),
 		    "key \"initial_ms\" of group \"retry\" is larger than \"max_ms\"");
