@@ -345,7 +345,8 @@ on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 	struct mqtt_session *s = ctx;
 
 	log_warn("could not connect to %s: %s%s", s->uri,
-	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1), mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
+	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
+	    mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
 	set_state(s, ST_LOST);
 }
 

@@ -88,7 +88,8 @@ connect_done(struct publisher *p, int result, const char *why, int code)
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (result < 0)
-		log_warn("could not connect for publishing: %s%s", why ? why : "unknown error", mqtt_tls_hint(p->tls, code, &p->tls_reported));
+		log_warn("could not connect for publishing: %s%s", why ? why : "unknown error",
+		    mqtt_tls_hint(p->tls, code, &p->tls_reported));
 }
 
 static void
@@ -108,7 +109,8 @@ on_connect5(void *ctx, MQTTAsync_successData5 *r)
 static void
 on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
-	connect_done(ctx, -1, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1), r ? r->code : -1);
+	connect_done(ctx, -1, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
+	    r ? r->code : -1);
 }
 
 static void
