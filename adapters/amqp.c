@@ -21,6 +21,7 @@
 #include "bridge/log.h"
 #include "bridge/pattern.h"
 #include "bridge/settings.h"
+#include "bridge/tls.h"
 #include "bridge/util.h"
 #include "bridge/worker.h"
 
@@ -90,11 +91,14 @@ static void
 amqp_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d)
 {
-	const char *err = amqp_url_error(b->url);
+	bool tls = false;
+	const char *err = amqp_url_error(b->url, &tls);
 
 	if (err)
 		diag_error(d, file, cfg_key_line(group, "url"),
 		    "invalid value of key \"url\" in group \"broker\": %s", err);
+	else
+		tls_check(b, tls, group, file, d);
 	if (b->prefetch < b->batch_size)
 		diag_warn(d, file, cfg_key_line(group, "prefetch"),
 		    "prefetch (%lld) is smaller than batch_size (%lld): batches will never fill up",
@@ -161,8 +165,8 @@ broker_connect(struct amqp_session *s)
 		if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "start consuming"))
 			goto fail;
 	}
-	log_info("connected to %s:%d, consuming %zu queue%s", s->target.host, s->target.port, s->n_queues,
-	    s->n_queues == 1 ? "" : "s");
+	log_info("connected to %s:%d%s, consuming %zu queue%s", s->target.host, s->target.port,
+	    s->target.tls ? " (TLS)" : "", s->n_queues, s->n_queues == 1 ? "" : "s");
 	worker_broker_connected(s->w, true);
 	return 0;
 fail:

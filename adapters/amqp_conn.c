@@ -1,7 +1,7 @@
 /* AMQP connection setup shared by the consumer and the outbox publisher:
- * the URL (never with a password in it), login with the password from its
- * file, heartbeats, timeouts and one channel; and the wording of the
- * broker's errors in our logs. */
+ * the URL (never with a password in it), TLS for amqps:// (amqp_tls.c),
+ * login with the password from its file, heartbeats, timeouts and one
+ * channel; and the wording of the broker's errors in our logs. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -9,12 +9,13 @@
 #include <sys/time.h>
 
 #include "adapters/amqp_conn.h"
+#include "adapters/amqp_tls.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
 #include "bridge/util.h"
 
 static const char *
-parse_url(const char *url, struct amqp_target *t)
+parse_url(const char *url, struct amqp_target *t, bool *tls)
 {
 	struct amqp_connection_info info;
 	char *copy;
@@ -27,9 +28,7 @@ parse_url(const char *url, struct amqp_target *t)
 		return "the URL must not contain a password; put it in password_file";
 	copy = xstrdup(url);
 	if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
-		err = "not a valid AMQP URL (amqp://[user@]host[:port][/vhost])";
-	} else if (info.ssl) {
-		err = "amqps:// (TLS) is not supported by this version yet";
+		err = "not a valid AMQP URL (amqp[s]://[user@]host[:port][/vhost])";
 	} else if (t) {
 		t->host = xstrdup(info.host);
 		t->port = info.port;
@@ -37,25 +36,29 @@ parse_url(const char *url, struct amqp_target *t)
 		t->vhost = xstrdup(info.vhost && info.vhost[0] ? info.vhost : "/");
 		t->user = at ? xstrdup(info.user) : NULL;
 	}
+	if (err == NULL && tls)
+		*tls = info.ssl != 0;
 	free(copy);
 	return err;
 }
 
 const char *
-amqp_url_error(const char *url)
+amqp_url_error(const char *url, bool *tls)
 {
-	return parse_url(url, NULL);
+	return parse_url(url, NULL, tls);
 }
 
 const char *
 amqp_target_init(struct amqp_target *t, const struct broker *b)
 {
 	const char *err;
+	bool tls = false;
 
 	memset(t, 0, sizeof(*t));
-	err = parse_url(b->url, t);
+	err = parse_url(b->url, t, &tls);
 	if (err)
 		return err;
+	t->tls = tls ? b : NULL;
 	if (b->user) {
 		free(t->user);
 		t->user = xstrdup(b->user);
@@ -148,18 +151,22 @@ amqp_open(const struct amqp_target *t)
 {
 	struct timeval tv = { t->timeout_ms / 1000, (t->timeout_ms % 1000) * 1000 };
 	amqp_connection_state_t conn = amqp_new_connection();
-	amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+	amqp_socket_t *sock = t->tls ? amqp_tls_socket(conn, t->host, t->tls) : amqp_tcp_socket_new(conn);
 	int rc;
 
 	if (sock == NULL) {
-		log_warn("could not create a socket");
+		if (!t->tls)
+			log_warn("could not create a socket");
 		goto fail;
 	}
 	amqp_set_handshake_timeout(conn, &tv);
 	amqp_set_rpc_timeout(conn, &tv);
 	rc = amqp_socket_open_noblock(sock, t->host, t->port, &tv);
 	if (rc != AMQP_STATUS_OK) {
-		log_warn("could not connect to %s:%d: %s", t->host, t->port, amqp_error_string2(rc));
+		const char *why = t->tls ? amqp_tls_failure() : NULL;
+
+		log_warn("could not connect to %s:%d%s: %s%s%s", t->host, t->port, t->tls ? " (TLS)" : "",
+		    amqp_error_string2(rc), why ? ": " : "", why ? why : "");
 		goto fail;
 	}
 	if (!amqp_reply_ok(amqp_login(conn, t->vhost, 0, 131072, t->heartbeat, AMQP_SASL_METHOD_PLAIN, t->user,

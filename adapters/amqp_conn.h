@@ -27,10 +27,12 @@ struct amqp_target {
 	const char *password;
 	int heartbeat;
 	int64_t timeout_ms;
+	const struct broker *tls; /* amqps://: the broker whose "tls" group applies; else NULL */
 };
 
-/* Check an AMQP URL without I/O: NULL when valid, else a static reason. */
-const char *amqp_url_error(const char *url);
+/* Check an AMQP URL without I/O: NULL when valid, else a static reason;
+ * *tls tells whether it is amqps://. */
+const char *amqp_url_error(const char *url, bool *tls);
 
 /* Fill t from the broker's url, user and password. Returns NULL, or the
  * reason the URL is invalid. */

@@ -45,7 +45,7 @@ amqpub_open(const struct broker *b, int index)
 	if (!amqp_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms"))
 		goto fail;
 	p->next_seq = 1;
-	log_info("connected to %s:%d for publishing", p->target.host, p->target.port);
+	log_info("connected to %s:%d%s for publishing", p->target.host, p->target.port, p->target.tls ? " (TLS)" : "");
 	return p;
 fail:
 	amqp_close(&p->conn, false);

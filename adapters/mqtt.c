@@ -40,12 +40,14 @@
 #include <MQTTAsync.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
 #include "bridge/pattern.h"
 #include "bridge/settings.h"
+#include "bridge/tls.h"
 #include "bridge/util.h"
 #include "bridge/worker.h"
 
@@ -91,7 +93,10 @@ struct mqtt_session {
 	struct worker *w;
 	const struct broker *b;
 	MQTTAsync client;
-	char *uri;             /* tcp://host:port, as paho wants it */
+	char *uri;             /* tcp://host:port or ssl://host:port, as paho wants it */
+	bool tls;
+	bool tls_reported;     /* OpenSSL explained the last failure (paho's threads) */
+	MQTTAsync_SSLOptions ssl;
 	char *client_id;
 	char **filters;        /* distinct topic filters of the routes */
 	int *qos;              /* requested QoS of each, for subscribeMany */
@@ -109,42 +114,6 @@ struct mqtt_session {
 };
 
 /* --- configuration */
-
-/* Split "mqtt://host[:port]" into host and port (default 1883). */
-static const char *
-parse_url(const char *url, char **host, int *port)
-{
-	const char *h, *colon, *end;
-	long p = 1883;
-
-	if (strncmp(url, "mqtts://", 8) == 0)
-		return "mqtts:// (TLS) is not supported by this version yet";
-	if (strncmp(url, "mqtt://", 7) != 0)
-		return "not a valid MQTT URL (mqtt://host[:port])";
-	h = url + 7;
-	if (strchr(h, '@'))
-		return "the URL must not contain a user or password; use keys \"user\" and \"password_file\"";
-	end = h + strcspn(h, "/");
-	if (*end && end[1])
-		return "an MQTT URL has no path (mqtt://host[:port])";
-	colon = memchr(h, ':', (size_t)(end - h));
-	if (colon) {
-		char *e;
-
-		p = strtol(colon + 1, &e, 10);
-		if (e == colon + 1 || e != end || p < 1 || p > 65535)
-			return "invalid port in the URL";
-	} else {
-		colon = end;
-	}
-	if (colon == h)
-		return "the URL has no host";
-	if (host) {
-		*host = xstrndup(h, (size_t)(colon - h));
-		*port = (int)p;
-	}
-	return NULL;
-}
 
 /* A client ID that looks generated per run (a UUID or a long random-looking
  * hex run) gets a new session on every start and loses what the old one
@@ -178,12 +147,14 @@ static void
 mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d)
 {
-	const char *err = parse_url(b->url, NULL, NULL);
-	bool all_shared = true;
+	bool tls = false, all_shared = true;
+	const char *err = mqtt_url_parse(b->url, NULL, &tls);
 
 	if (err)
 		diag_error(d, file, cfg_key_line(group, "url"),
 		    "invalid value of key \"url\" in group \"broker\": %s", err);
+	else
+		tls_check(b, tls, group, file, d);
 	if (b->client_id && b->client_id[0] == '\0')
 		diag_error(d, file, cfg_key_line(group, "client_id"),
 		    "key \"client_id\" is empty: a persistent session needs a fixed client ID");
@@ -373,8 +344,9 @@ on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s", s->uri,
-	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+	log_warn("could not connect to %s: %s%s", s->uri,
+	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
+	    mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
 	set_state(s, ST_LOST);
 }
 
@@ -383,9 +355,10 @@ on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s", s->uri,
+	log_warn("could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message
-	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1));
+	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1),
+	    mqtt_tls_hint(s->tls, r && !r->reasonCode ? r->code : 0, &s->tls_reported));
 	set_state(s, ST_LOST);
 }
 
@@ -539,6 +512,7 @@ start_connect(struct mqtt_session *s)
 	o->context = s;
 	o->username = b->user;
 	o->password = b->password;
+	o->ssl = s->tls ? &s->ssl : NULL;
 	if (b->mqtt_version == 5) {
 		o->MQTTVersion = MQTTVERSION_5;
 		o->cleanstart = b->clean_session;
@@ -566,16 +540,16 @@ session_init(struct mqtt_session *s)
 {
 	const struct broker *b = s->b;
 	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
-	char *host = NULL;
-	int port = 0, rc;
-	const char *err = parse_url(b->url, &host, &port);
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	int rc;
+	const char *err = mqtt_url_parse(b->url, &s->uri, &s->tls);
 
 	if (err) {
 		log_error("invalid url: %s", err);
 		return -1;
 	}
-	s->uri = xasprintf("tcp://%s:%d", host, port);
-	free(host);
+	s->ssl = ssl;
+	mqtt_tls_options(b, &s->ssl, &s->tls_reported);
 	s->client_id = b->workers > 1 ? xasprintf("%s-%d", b->client_id, s->w->index) : xstrdup(b->client_id);
 	for (size_t i = 0; i < b->n_routes; i++) {
 		bool seen = false;

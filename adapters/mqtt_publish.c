@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
@@ -41,6 +42,8 @@ struct publisher {
 	const struct broker *b;
 	MQTTAsync client;
 	bool v5;
+	bool tls;
+	bool tls_reported;       /* OpenSSL explained the last failure (paho's threads) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	/* guarded by mu */
@@ -78,40 +81,43 @@ on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 }
 
 static void
-connect_done(struct publisher *p, int result, const char *why)
+connect_done(struct publisher *p, int result, const char *why, int code)
 {
 	pthread_mutex_lock(&p->mu);
 	p->connect_result = result;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (result < 0)
-		log_warn("could not connect for publishing: %s", why ? why : "unknown error");
+		log_warn("could not connect for publishing: %s%s", why ? why : "unknown error",
+		    mqtt_tls_hint(p->tls, code, &p->tls_reported));
 }
 
 static void
 on_connect(void *ctx, MQTTAsync_successData *r)
 {
 	(void)r;
-	connect_done(ctx, 1, NULL);
+	connect_done(ctx, 1, NULL, 0);
 }
 
 static void
 on_connect5(void *ctx, MQTTAsync_successData5 *r)
 {
 	(void)r;
-	connect_done(ctx, 1, NULL);
+	connect_done(ctx, 1, NULL, 0);
 }
 
 static void
 on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
-	connect_done(ctx, -1, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1));
+	connect_done(ctx, -1, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
+	    r ? r->code : -1);
 }
 
 static void
 on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
-	connect_done(ctx, -1, r && r->message ? r->message : MQTTReasonCode_toString(r ? r->reasonCode : 0));
+	connect_done(ctx, -1, r && r->message ? r->message : MQTTReasonCode_toString(r ? r->reasonCode : 0),
+	    r && !r->reasonCode ? r->code : 0);
 }
 
 static void
@@ -198,7 +204,8 @@ mqttpub_open(const struct broker *b, int index)
 	MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_connectOptions *opts;
-	char *uri = xasprintf("tcp://%s", b->url + strlen("mqtt://"));
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	char *uri = NULL;
 	char *client_id = b->outbox_relays > 1 ? xasprintf("%s-relay-%d", b->client_id, index)
 					       : xasprintf("%s-relay", b->client_id);
 	struct timespec until;
@@ -208,6 +215,11 @@ mqttpub_open(const struct broker *b, int index)
 	p->v5 = b->mqtt_version == 5;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	if (mqtt_url_parse(b->url, &uri, &p->tls) != NULL) {
+		log_error("invalid url \"%s\"", b->url);
+		goto fail;
+	}
+	mqtt_tls_options(b, &ssl, &p->tls_reported);
 	co.MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	/* paho refuses sends once this many wait for its send thread (100 by
 	 * default): a whole batch must fit */
@@ -235,6 +247,7 @@ mqttpub_open(const struct broker *b, int index)
 	opts->connectTimeout = (int)((b->connect_timeout_ms + 999) / 1000);
 	opts->username = b->user;
 	opts->password = b->password;
+	opts->ssl = p->tls ? &ssl : NULL;
 	rc = MQTTAsync_connect(p->client, opts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));

@@ -44,6 +44,12 @@ fingerprint(const struct settings *s, const struct broker *b)
 
 	append_file(&out, s->path);
 	append_file(&out, b->file);
+	/* a renewed CA or client certificate (a new key comes with a new
+	 * certificate) restarts the broker's workers */
+	if (b->tls_ca_file)
+		append_file(&out, b->tls_ca_file);
+	if (b->tls_cert_file)
+		append_file(&out, b->tls_cert_file);
 	buf_appendf(&out, "\n-- secrets\n%s\n%s\n", s->db_password ? s->db_password : "",
 	    b->password ? b->password : "");
 	buf_append(&out, "", 1);

@@ -14,6 +14,39 @@
 
 #define SECRET_MAX 4096
 
+/* NULL when st (of path) is a file only oncebridge's user or root can
+ * read, else why not (malloc'd). */
+static char *
+secrecy_error(const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return xasprintf("secret file \"%s\" is not a regular file", path);
+	if (st->st_uid != geteuid() && st->st_uid != 0)
+		return xasprintf("secret file \"%s\" must be owned by the user oncebridge runs as or by root", path);
+	if (st->st_mode & (S_IRWXG | S_IRWXO))
+		return xasprintf("secret file \"%s\" has group or world access; fix it with \"chmod 600 %s\"",
+		    path, path);
+	return NULL;
+}
+
+int
+secret_check(const char *path, char **err)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		*err = xasprintf("could not open secret file \"%s\": %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0)
+		*err = xasprintf("could not stat secret file \"%s\": %s", path, strerror(errno));
+	else
+		*err = secrecy_error(path, &st);
+	close(fd);
+	return *err ? -1 : 0;
+}
+
 char *
 secret_read(const char *path, char **err)
 {
@@ -32,19 +65,8 @@ secret_read(const char *path, char **err)
 		*err = xasprintf("could not stat secret file \"%s\": %s", path, strerror(errno));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		*err = xasprintf("secret file \"%s\" is not a regular file", path);
+	if ((*err = secrecy_error(path, &st)) != NULL)
 		goto out;
-	}
-	if (st.st_uid != geteuid() && st.st_uid != 0) {
-		*err = xasprintf("secret file \"%s\" must be owned by the user oncebridge runs as or by root", path);
-		goto out;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		*err = xasprintf("secret file \"%s\" has group or world access; fix it with \"chmod 600 %s\"",
-		    path, path);
-		goto out;
-	}
 	while ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
 		len += (size_t)n;
 	if (n < 0) {

@@ -7,4 +7,8 @@
  * dropped. Returns a malloc'd string, or NULL with *err set (malloc'd). */
 char *secret_read(const char *path, char **err);
 
+/* The same checks without reading the secret (a private key that a
+ * library loads itself): 0, or -1 with *err set (malloc'd). */
+int secret_check(const char *path, char **err);
+
 #endif

@@ -20,6 +20,7 @@
 #include "bridge/pattern.h"
 #include "bridge/secret.h"
 #include "bridge/settings.h"
+#include "bridge/tls.h"
 #include "bridge/util.h"
 
 #define S(f) offsetof(struct settings, f)
@@ -102,17 +103,33 @@ static const struct cfg_key main_keys[] = {
 	CFG_END
 };
 
+static const struct cfg_key tls_keys[] = {
+	{ "ca_file", CFG_STRING, B(tls_ca_file), false, NULL, 0, 0, 0, 0, NULL,
+	    "CA certificates (PEM) that the broker's certificate must chain to; default: the system's" },
+	{ "cert_file", CFG_STRING, B(tls_cert_file), false, NULL, 0, 0, 0, 0, NULL,
+	    "client certificate (PEM), for brokers that require one; needs key_file" },
+	{ "key_file", CFG_STRING, B(tls_key_file), false, NULL, 0, 0, 0, 0, NULL,
+	    "private key (PEM, unencrypted) of cert_file; mode 600 like a password file" },
+	{ "verify_peer", CFG_BOOL, B(tls_verify_peer), false, NULL, 1, 0, 0, 0, NULL,
+	    "check that the broker's certificate chains to a trusted CA (keep true)" },
+	{ "verify_hostname", CFG_BOOL, B(tls_verify_hostname), false, NULL, 1, 0, 0, 0, NULL,
+	    "check that the broker's certificate names the host of the URL (keep true)" },
+	CFG_END
+};
+
 static const struct cfg_key broker_common_keys[] = {
 	{ "name", CFG_STRING, B(name), true, NULL, 0, 0, 0, 0, NULL,
 	    "unique name of this broker connection, used in logs and dead letters" },
 	{ "type", CFG_STRING, B(type), true, NULL, 0, 0, 0, 0, NULL, "protocol: \"amqp\"" },
 	{ "url", CFG_STRING, B(url), true, NULL, 0, 0, 0, 0, NULL,
-	    "broker address, e.g. \"amqp://rabbit.example:5672/vhost\" (no password here)" },
+	    "broker address, e.g. \"amqp://rabbit.example:5672/vhost\" or \"mqtts://mqtt.example\" (no password here)" },
 	{ "user", CFG_STRING, B(user), false, NULL, 0, 0, 0, 0, NULL, "user name to log in with" },
 	{ "password_file", CFG_STRING, B(password_file), false, NULL, 0, 0, 0, 0, NULL,
 	    "file holding the broker password (mode 600)" },
 	{ "connect_timeout_ms", CFG_INT, B(connect_timeout_ms), false, NULL, 10000, 100, 600000, 0, NULL,
 	    "timeout of one connection attempt" },
+	{ "tls", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, tls_keys,
+	    "TLS to the broker (with an amqps:// or mqtts:// URL)" },
 	CFG_END
 };
 
@@ -236,6 +253,21 @@ load_secret(const char *mainpath, char **file, char **secret, const char *cfgfil
 	if (*secret == NULL) {
 		diag_error(d, cfgfile, line, "key \"%s\": %s", key, err);
 		free(err);
+	}
+}
+
+static void
+resolve_tls_paths(const char *mainpath, struct broker *b)
+{
+	char **files[] = { &b->tls_ca_file, &b->tls_cert_file, &b->tls_key_file };
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (*files[i]) {
+			char *path = resolve_path(mainpath, *files[i]);
+
+			free(*files[i]);
+			*files[i] = path;
+		}
 	}
 }
 
@@ -367,6 +399,7 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 			diag_error(d, file, b->line, "broker name \"%s\" is already used in \"%s\"", b->name,
 			    s->brokers[i].file);
 	load_secret(s->path, &b->password_file, &b->password, file, b->line, "password_file", d);
+	resolve_tls_paths(s->path, b);
 	{
 		const struct cfg_key *const otables[] = { outbox_keys, NULL };
 		const config_setting_t *outbox = config_lookup(&cfg, "outbox");
@@ -484,6 +517,8 @@ settings_load(const char *path, struct diag *d)
 		diag_error(d, path, cfg_line(ll),
 		    "invalid value \"%s\" of key \"log_level\" (error, warning, notice, info or debug)", s->log_level);
 	}
+	if (s->db_conninfo)
+		tls_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
 	if (s->retry_initial_ms > s->retry_max_ms)
 		diag_error(d, path, cfg_line(config_lookup(&cfg, "retry")),
 		    "key \"initial_ms\" of group \"retry\" is larger than \"max_ms\"");

@@ -46,6 +46,12 @@ struct broker {
 	int64_t batch_size;
 	int64_t batch_linger_ms;
 	int64_t connect_timeout_ms;
+	/* TLS, with an amqps:// or mqtts:// URL (bridge/tls.h) */
+	char *tls_ca_file;     /* paths resolved against the main file's directory */
+	char *tls_cert_file;
+	char *tls_key_file;
+	bool tls_verify_peer;
+	bool tls_verify_hostname;
 	/* MQTT */
 	char *client_id;
 	int64_t keepalive;

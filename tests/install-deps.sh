@@ -3,7 +3,7 @@
 # oncebridge and run its tests and demo. Does nothing when all is there.
 set -eu
 packages="build-essential autoconf automake pkg-config
-libpaho-mqtt-dev librabbitmq-dev libpq-dev libconfig-dev libjson-c-dev libssl-dev
+libpaho-mqtt-dev librabbitmq-dev libpq-dev libconfig-dev libjson-c-dev libssl-dev openssl
 libsystemd-dev libmicrohttpd-dev
 postgresql postgresql-client rabbitmq-server mosquitto
 python3 python3-pika python3-paho-mqtt python3-psycopg2 procps"

@@ -39,7 +39,7 @@ import time
 __all__ = [
     'TAP', 'make_tmpdir', 'free_port', 'wait_until', 'start_all',
     'Postgres', 'RabbitMQ', 'Mosquitto', 'Daemon', 'MQTTv311', 'MQTTv5',
-    'teardown',
+    'make_certs', 'teardown',
 ]
 
 MQTTv311 = 4        # same values as paho.mqtt.client.MQTTv311 / MQTTv5
@@ -204,6 +204,98 @@ def start_all(*servers):
         t.join()
     if errors:
         raise errors[0]
+
+
+# --------------------------------------------------------------------------
+# a throwaway PKI for TLS tests
+
+_OPENSSL_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = $ENV::ONCETEST_SAN
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+"""
+
+
+class Certs:
+    """Paths of the files make_certs() wrote; each certificate is a
+    (cert, key) pair of PEM files, keys mode 0600."""
+
+    def __init__(self, d):
+        self.dir = d
+
+    def __repr__(self):
+        return '<Certs %s>' % self.dir
+
+
+def make_certs(basedir):
+    """Make basedir/tls with the openssl command (P-256 keys, valid two
+    days): a CA (ca.pem) and an unrelated one (other_ca.pem); certificates
+    from the CA for servers -- server (DNS:localhost, IP:127.0.0.1),
+    server_ip (IP:127.0.0.1 only), elsewhere (DNS:elsewhere.example only)
+    -- and a client certificate (client, CN oncetest-client). Takes well
+    under a second."""
+    d = os.path.join(basedir, 'tls')
+    os.makedirs(d, exist_ok=True)
+    cnf = os.path.join(d, 'openssl.cnf')
+    with open(cnf, 'w') as f:
+        f.write(_OPENSSL_CNF)
+    env = dict(os.environ, ONCETEST_SAN='DNS:unused')
+    c = Certs(d)
+
+    def key_and_csr(name, cn):
+        key, csr = os.path.join(d, name + '.key'), os.path.join(d, name + '.csr')
+        _run(['openssl', 'req', '-new', '-config', cnf, '-newkey', 'ec',
+              '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+              '-keyout', key, '-subj', '/CN=' + cn, '-out', csr],
+             env=env, what='openssl req %s' % name)
+        os.chmod(key, 0o600)
+        return key, csr
+
+    def ca(name, cn):
+        key, csr = key_and_csr(name, cn)
+        pem = os.path.join(d, name + '.pem')
+        _run(['openssl', 'x509', '-req', '-in', csr, '-signkey', key,
+              '-days', '2', '-extfile', cnf, '-extensions', 'ca',
+              '-out', pem], env=env, what='openssl x509 %s' % name)
+        return pem, key
+
+    def leaf(name, cn, issuer, ext, san=None):
+        key, csr = key_and_csr(name, cn)
+        pem = os.path.join(d, name + '.pem')
+        _run(['openssl', 'x509', '-req', '-in', csr, '-CA', issuer[0],
+              '-CAkey', issuer[1], '-set_serial',
+              str(random.getrandbits(63)), '-days', '2', '-extfile', cnf,
+              '-extensions', ext, '-out', pem],
+             env=dict(env, ONCETEST_SAN=san or 'DNS:unused'),
+             what='openssl x509 %s' % name)
+        return pem, key
+
+    ca_pair = ca('ca', 'oncetest CA')
+    c.ca = ca_pair[0]
+    c.other_ca = ca('other_ca', 'oncetest unrelated CA')[0]
+    c.server = leaf('server', 'localhost', ca_pair, 'server',
+                    'DNS:localhost,IP:127.0.0.1')
+    c.server_ip = leaf('server_ip', '127.0.0.1', ca_pair, 'server',
+                       'IP:127.0.0.1')
+    c.elsewhere = leaf('elsewhere', 'elsewhere.example', ca_pair, 'server',
+                       'DNS:elsewhere.example')
+    c.client = leaf('client', 'oncetest-client', ca_pair, 'client')
+    return c
 
 
 # --------------------------------------------------------------------------
@@ -449,9 +541,12 @@ class _Proc:
 # PostgreSQL
 
 class Postgres(_Proc):
-    """A private PostgreSQL 15 cluster in basedir/pgdata on 127.0.0.1:port."""
+    """A private PostgreSQL 15 cluster in basedir/pgdata on 127.0.0.1:port.
 
-    def __init__(self, basedir, port=None, dbname='oncetest'):
+    tls: None, or a (cert, key) pair (see make_certs) to turn ssl on with;
+    the files are copied into the data directory for the postgres user."""
+
+    def __init__(self, basedir, port=None, dbname='oncetest', tls=None):
         self.basedir = basedir
         self.datadir = os.path.join(basedir, 'pgdata')
         self.sockdir = os.path.join(basedir, 'pgsock')
@@ -465,6 +560,7 @@ class Postgres(_Proc):
         self._gen = 0
         self._initialized = False
         self._ever_started = False
+        self.tls = tls
 
     def __repr__(self):
         return '<Postgres port=%d pid=%s>' % (self.port, self.pid)
@@ -493,6 +589,15 @@ class Postgres(_Proc):
                     "fsync = on\n"
                     "log_line_prefix = '%%m [%%p] '\n"
                     % (self.port, self.sockdir))
+            if self.tls:
+                # the server wants its key owned by its own user, mode 0600
+                for src, dst in zip(self.tls, ('server.crt', 'server.key')):
+                    shutil.copyfile(src, os.path.join(self.datadir, dst))
+                    os.chmod(os.path.join(self.datadir, dst), 0o600)
+                    self._chown(os.path.join(self.datadir, dst))
+                f.write("ssl = on\n"
+                        "ssl_cert_file = 'server.crt'\n"
+                        "ssl_key_file = 'server.key'\n")
         self._chown(path)
 
     def log(self):
@@ -711,12 +816,16 @@ def _rabbitmq_slim_home(dest):
         return None
 
 class RabbitMQ(_Proc):
-    """A private RabbitMQ node; all state in basedir/rabbitmq."""
+    """A private RabbitMQ node; all state in basedir/rabbitmq.
+
+    tls: None, or a dict with cert and key (paths, see make_certs) and
+    optionally ca (to verify client certificates against) and
+    require_client_cert (bool): adds a TLS listener on tls_port."""
 
     user = 'guest'
     password = 'guest'
 
-    def __init__(self, basedir, port=None, dist_port=None):
+    def __init__(self, basedir, port=None, dist_port=None, tls=None):
         self.basedir = basedir
         self.dir = os.path.join(basedir, 'rabbitmq')
         self.port = port or free_port()
@@ -729,6 +838,8 @@ class RabbitMQ(_Proc):
         self._prepared = False
         self._ever_started = False
         self._slim = None
+        self.tls = tls
+        self.tls_port = None
 
     def __repr__(self):
         return '<RabbitMQ %s pid=%s>' % (self.node, self.pid)
@@ -751,6 +862,22 @@ class RabbitMQ(_Proc):
                     'loopback_users.guest = true\n'
                     'log.console = false\n'
                     'log.file.level = info\n' % self.port)
+            if self.tls:
+                self.tls_port = self.tls_port or free_port()
+                ca = self.tls.get('ca')
+                f.write('listeners.ssl.default = 127.0.0.1:%d\n'
+                        'ssl_options.certfile = %s\n'
+                        'ssl_options.keyfile = %s\n'
+                        'ssl_options.versions.1 = tlsv1.2\n'
+                        'ssl_options.versions.2 = tlsv1.3\n'
+                        % (self.tls_port, self.tls['cert'], self.tls['key']))
+                if ca:
+                    f.write('ssl_options.cacertfile = %s\n' % ca)
+                f.write('ssl_options.verify = %s\n'
+                        'ssl_options.fail_if_no_peer_cert = %s\n'
+                        % ('verify_peer' if ca else 'verify_none',
+                           'true' if self.tls.get('require_client_cert')
+                           else 'false'))
         with open(os.path.join(d, 'advanced.config'), 'w') as f:
             # quorum queues report their counts on every Ra tick (default
             # 5 s): a shorter tick makes queue_counts() catch up sooner
@@ -823,6 +950,7 @@ class RabbitMQ(_Proc):
                     raise
                 self.port = free_port()         # lost a race for the port
                 self.dist_port = free_port()
+                self.tls_port = None
                 self.node = 'oncetest-%d@localhost' % self.port
                 self._prepared = False
 
@@ -1164,6 +1292,7 @@ class Mosquitto(_Proc):
     out to one client; 20 is the broker's default)."""
 
     def __init__(self, basedir, port=None, max_inflight=0, extra_conf=''):
+        self._tls_listeners = []
         self.basedir = basedir
         self.dir = os.path.join(basedir, 'mosquitto')
         self.datadir = os.path.join(self.dir, 'data')
@@ -1178,6 +1307,14 @@ class Mosquitto(_Proc):
 
     def __repr__(self):
         return '<Mosquitto port=%d pid=%s>' % (self.port, self.pid)
+
+    def add_tls_listener(self, cert, key, ca=None, require_certificate=False):
+        """Before start(): one more listener, speaking TLS with the (cert,
+        key) files; with require_certificate, clients must present a
+        certificate from ca. Returns its port."""
+        port = free_port()
+        self._tls_listeners.append((port, cert, key, ca, require_certificate))
+        return port
 
     def _write_conf(self):
         os.makedirs(self.datadir, exist_ok=True)
@@ -1206,6 +1343,14 @@ class Mosquitto(_Proc):
             # else mosquitto switches to user "mosquitto", which cannot
             # write to our directories
             lines.append('user root')
+        for port, cert, key, ca, require in self._tls_listeners:
+            lines += ['listener %d 127.0.0.1' % port,
+                      'certfile %s' % cert, 'keyfile %s' % key,
+                      'tls_version tlsv1.2']
+            if ca:
+                lines.append('cafile %s' % ca)
+            lines.append('require_certificate %s'
+                         % ('true' if require else 'false'))
         with open(self.confpath, 'w') as f:
             f.write('\n'.join(lines) + '\n' + self.extra_conf + '\n')
 

@@ -122,6 +122,62 @@ expect_error("secret-world-readable", ("conf.d/10-r1.conf", 1,
 expect_error("secret-missing", ("oncebridge.conf", 1, 'key "password_file": could not open secret file'),
              main='database = { conninfo = "dbname=x"; password_file = "nope.pw"; };\n')
 
+# TLS to brokers: the "tls" group
+pki = ot.make_certs(base)
+AMQPS = BROKER_OK.replace('"amqp://127.0.0.1:5672/"', '"amqps://127.0.0.1:5671/"')
+
+
+def with_tls(broker, *lines):
+    """broker text with a tls group (one key per line) before the url: the
+    group is on line 4, its keys on lines 5, 6, ..."""
+    return broker.replace('  url =', '  tls = {\n%s  };\n  url =' % "".join("    %s\n" % x for x in lines))
+
+
+expect_error("tls-without-tls-url", ("conf.d/10-r1.conf", 4,
+             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts://) in key "url"'),
+             brokers={"10-r1.conf": with_tls(BROKER_OK, 'ca_file = "%s";' % pki.ca)})
+expect_error("tls-mqtt-without-tls-url", ("conf.d/10-m1.conf", 5,
+             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts://) in key "url"'),
+             brokers={"10-m1.conf": with_tls(BROKER_OK.replace('"amqp"', '"mqtt"').replace(
+                 '"amqp://127.0.0.1:5672/"', '"mqtt://127.0.0.1"').replace('    queue = "q";', '    topic = "a/#";').replace(
+                 '  url =', '  client_id = "ob-1";\n  url ='), 'verify_peer = true;')})
+expect_error("tls-ca-missing", ("conf.d/10-r1.conf", 5,
+             'invalid value of key "ca_file" in group "tls": could not open file "%s": No such file or directory'
+             % os.path.join(base, "tls-ca-missing", "nope.pem")),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "nope.pem";')})
+expect_error("tls-ca-not-pem", ("conf.d/10-r1.conf", 5,
+             'invalid value of key "ca_file" in group "tls": file "%s" holds no PEM certificate'
+             % os.path.join(base, "tls-ca-not-pem", "ca.txt")),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "ca.txt";')}, secrets={"ca.txt": ("hello\n", 0o644)})
+expect_error("tls-cert-without-key", ("conf.d/10-r1.conf", 6,
+             'key "cert_file" in group "tls" needs key "key_file" (the certificate\'s private key)'),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "%s";' % pki.ca, 'cert_file = "%s";' % pki.client[0])})
+expect_error("tls-key-without-cert", ("conf.d/10-r1.conf", 5,
+             'key "key_file" in group "tls" needs key "cert_file" (the client certificate)'),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'key_file = "%s";' % pki.client[1])})
+expect_error("tls-key-readable", ("conf.d/10-r1.conf", 6,
+             'key "key_file" in group "tls": secret file "%s" has group or world access; fix it with "chmod 600'
+             % os.path.join(base, "tls-key-readable", "client.key")),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'cert_file = "%s";' % pki.client[0], 'key_file = "client.key";')},
+             secrets={"client.key": (open(pki.client[1]).read(), 0o640)})
+expect_error("tls-unknown-key", ("conf.d/10-r1.conf", 5, 'unknown key "verify" in group "tls"'),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'verify = false;')})
+expect_error("tls-wrong-type", ("conf.d/10-r1.conf", 5, 'key "verify_peer" in group "tls" must be a boolean (true or false)'),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'verify_peer = "no";')})
+expect_error("bad-conninfo", ("oncebridge.conf", 1,
+             'invalid value of key "conninfo" in group "database": missing "=" after "dbname" in connection info string'),
+             main='database = { conninfo = "host=127.0.0.1 dbname"; };\n')
+
+d, out = run_case("tls-ok", brokers={"10-r1.conf": with_tls(
+    AMQPS, 'ca_file = "%s";' % pki.ca, 'cert_file = "%s";' % pki.client[0], 'key_file = "%s";' % pki.client[1],
+    'verify_peer = false;')})
+path = os.path.join(d, "conf.d", "10-r1.conf")
+t.ok(out.returncode == 0 and '%s:8: warning: TLS peer verification is off for broker "r1" (verify_peer = false)' % path
+     in out.stderr, "a complete tls group passes; verify_peer = false warns with file and line", diag=out.stderr)
+d, out = run_case("sslmode-require", main=MAIN_OK.replace('dbname=x"', 'dbname=x sslmode=require"'))
+t.ok(out.returncode == 0 and ':1: warning: sslmode "require" in key "conninfo" does not check' in out.stderr,
+     "sslmode=require in the conninfo warns", diag=out.stderr)
+
 # several mistakes at once are all reported
 d, out = run_case("many", main=MAIN_OK + 'bogus = 1;\n',
                   brokers={"10-r1.conf": BROKER_OK.replace('"json:v"', '"jsn:v"')})
