@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge/deadletter.h"
 #include "bridge/diag.h"
@@ -19,13 +20,14 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: oncebridge [-t] [-c FILE]\n"
+	    "usage: oncebridge [-t] [-c FILE] [--allow-root]\n"
 	    "       oncebridge [-c FILE] dead-letters list|show|replay|purge ... (see dead-letters help)\n"
 	    "\n"
 	    "Bridges MQTT and AMQP brokers to PostgreSQL with exactly-once effects.\n"
 	    "\n"
 	    "  -c, --config FILE  main configuration file (default %s)\n"
 	    "  -t, --test         check the configuration, without network I/O, and exit\n"
+	    "      --allow-root   run the daemon as root (refused otherwise)\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         print this help and exit\n",
 	    DEFAULT_CONFIG);
@@ -39,11 +41,12 @@ main(int argc, char **argv)
 		{ "test", no_argument, NULL, 't' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "allow-root", no_argument, NULL, 'R' },
 		{ "list-keys", no_argument, NULL, 'K' }, /* hidden: for the documentation check */
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_CONFIG;
-	bool test_only = false;
+	bool test_only = false, allow_root = false;
 	struct diag d = { 0 };
 	struct settings *s;
 	int opt, status;
@@ -63,6 +66,9 @@ main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'R':
+			allow_root = true;
+			break;
 		case 'K':
 			settings_list_keys(stdout);
 			return 0;
@@ -74,6 +80,13 @@ main(int argc, char **argv)
 	if (optind < argc && strcmp(argv[optind], "dead-letters") != 0) {
 		usage(stderr);
 		return 2;
+	}
+	if (geteuid() == 0 && !allow_root && !test_only && optind == argc) {
+		/* it holds credentials and parses what any device sends */
+		fprintf(stderr, "oncebridge: running as root is not permitted\n"
+		                "HINT: run it as an unprivileged user, as the packaged service does (user \"oncebridge\"),"
+		                " or pass --allow-root\n");
+		return 1;
 	}
 	log_init("oncebridge");
 	s = settings_load(path, &d);

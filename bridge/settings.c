@@ -32,6 +32,8 @@ static const struct cfg_key database_keys[] = {
 	    "libpq connection string, e.g. \"host=db.example dbname=app user=oncebridge sslmode=verify-full\"" },
 	{ "password_file", CFG_STRING, S(db_password_file), false, NULL, 0, 0, 0, 0, NULL,
 	    "file holding the database password (mode 600)" },
+	{ "password_env", CFG_STRING, S(db_password_env), false, NULL, 0, 0, 0, 0, NULL,
+	    "environment variable holding the database password (containers), instead of password_file" },
 	{ "statement_timeout_ms", CFG_INT, S(db_statement_timeout_ms), false, NULL, 10000, 0, 3600000, 0, NULL,
 	    "statement_timeout of oncebridge's sessions; 0 disables it" },
 	CFG_END
@@ -126,6 +128,8 @@ static const struct cfg_key broker_common_keys[] = {
 	{ "user", CFG_STRING, B(user), false, NULL, 0, 0, 0, 0, NULL, "user name to log in with" },
 	{ "password_file", CFG_STRING, B(password_file), false, NULL, 0, 0, 0, 0, NULL,
 	    "file holding the broker password (mode 600)" },
+	{ "password_env", CFG_STRING, B(password_env), false, NULL, 0, 0, 0, 0, NULL,
+	    "environment variable holding the broker password (containers), instead of password_file" },
 	{ "connect_timeout_ms", CFG_INT, B(connect_timeout_ms), false, NULL, 10000, 100, 600000, 0, NULL,
 	    "timeout of one connection attempt" },
 	{ "tls", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, tls_keys,
@@ -238,12 +242,30 @@ sql_max_placeholder(const char *sql)
 	return max;
 }
 
+/* The password of group (e.g. "database"), from its password_file or
+ * its password_env, never both. */
 static void
-load_secret(const char *mainpath, char **file, char **secret, const char *cfgfile, int line,
-    const char *key, struct diag *d)
+load_secret(const char *mainpath, char **file, const char *env, char **secret, const config_t *cfg,
+    const char *cfgfile, const char *group, struct diag *d)
 {
-	char *err = NULL, *path;
+	char key[64], *err = NULL, *path;
+	const char *value;
 
+	snprintf(key, sizeof(key), "%s.%s", group, env ? "password_env" : "password_file");
+	if (*file && env) {
+		diag_error(d, cfgfile, cfg_line(config_lookup(cfg, key)),
+		    "keys \"password_file\" and \"password_env\" of \"%s\" cannot be used together", group);
+		return;
+	}
+	if (env) {
+		value = getenv(env);
+		if (value == NULL || value[0] == '\0')
+			diag_error(d, cfgfile, cfg_line(config_lookup(cfg, key)),
+			    "key \"password_env\": environment variable \"%s\" is not set or empty", env);
+		else
+			*secret = xstrdup(value);
+		return;
+	}
 	if (*file == NULL)
 		return;
 	path = resolve_path(mainpath, *file);
@@ -251,7 +273,7 @@ load_secret(const char *mainpath, char **file, char **secret, const char *cfgfil
 	*file = path;
 	*secret = secret_read(path, &err);
 	if (*secret == NULL) {
-		diag_error(d, cfgfile, line, "key \"%s\": %s", key, err);
+		diag_error(d, cfgfile, cfg_line(config_lookup(cfg, key)), "key \"password_file\": %s", err);
 		free(err);
 	}
 }
@@ -398,7 +420,7 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 		if (s->brokers[i].name && strcmp(s->brokers[i].name, b->name) == 0)
 			diag_error(d, file, b->line, "broker name \"%s\" is already used in \"%s\"", b->name,
 			    s->brokers[i].file);
-	load_secret(s->path, &b->password_file, &b->password, file, b->line, "password_file", d);
+	load_secret(s->path, &b->password_file, b->password_env, &b->password, &cfg, file, "broker", d);
 	resolve_tls_paths(s->path, b);
 	{
 		const struct cfg_key *const otables[] = { outbox_keys, NULL };
@@ -531,9 +553,7 @@ settings_load(const char *path, struct diag *d)
 			free(err);
 		}
 	}
-	if (s->db_password_file)
-		load_secret(path, &s->db_password_file, &s->db_password, path,
-		    cfg_line(config_lookup(&cfg, "database.password_file")), "password_file", d);
+	load_secret(path, &s->db_password_file, s->db_password_env, &s->db_password, &cfg, path, "database", d);
 	config_destroy(&cfg);
 	if (d->errors > errors_before)
 		goto out;

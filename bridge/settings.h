@@ -40,7 +40,8 @@ struct broker {
 	char *url;
 	char *user;
 	char *password_file;
-	char *password;        /* read from password_file */
+	char *password_env;    /* or the name of an environment variable */
+	char *password;        /* read from password_file or password_env */
 	int64_t heartbeat;     /* AMQP heartbeat, seconds */
 	int64_t prefetch;
 	int64_t batch_size;
@@ -81,6 +82,7 @@ struct settings {
 	char *path;                 /* main file */
 	char *db_conninfo;
 	char *db_password_file;
+	char *db_password_env;
 	char *db_password;
 	int64_t db_statement_timeout_ms;
 	char *log_level;

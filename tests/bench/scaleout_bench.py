@@ -39,7 +39,7 @@ def clone_config(b, k, replace=()):
 
 def start_instances(b, configs, tag):
     b.started = time.time()
-    return [ot.Daemon([obtest.BIN, "-c", c], os.path.join(b.dir, "%s-%d.log" % (tag, k)))
+    return [ot.Daemon(obtest.daemon_argv(c), os.path.join(b.dir, "%s-%d.log" % (tag, k)))
             for k, c in enumerate(configs)]
 
 

@@ -41,6 +41,12 @@ def write_secret(path, text):
     os.chmod(path, 0o600)
 
 
+def daemon_argv(config):
+    """The command line of the daemon under test; the suite runs as root in
+    CI, which oncebridge refuses without --allow-root."""
+    return [BIN, "-c", config] + (["--allow-root"] if os.geteuid() == 0 else [])
+
+
 class Bridge:
     """A private PostgreSQL (with the oncebridge schema) and RabbitMQ, and
     oncebridge configured against them."""
@@ -109,7 +115,7 @@ class Bridge:
     def start(self, env=None):
         self.runs += 1
         log = os.path.join(self.dir, "oncebridge-%d.log" % self.runs)
-        self.daemon = ot.Daemon([BIN, "-c", self.config], log, env=env)
+        self.daemon = ot.Daemon(daemon_argv(self.config), log, env=env)
         return self.daemon
 
     def logs(self):

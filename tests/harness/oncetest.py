@@ -109,6 +109,13 @@ class TAP:
             self.diag(diag)
         return cond
 
+    def skip(self, desc, reason):
+        """A test point that cannot run here, reported as a TAP skip."""
+        with _lock:
+            self.n += 1
+            n = self.n
+        self._emit('ok %d - %s # SKIP %s' % (n, ' '.join(str(desc).split()), reason))
+
     def is_(self, got, want, desc):
         return self.ok(got == want, desc,
                        diag='got:  %r\nwant: %r' % (got, want))

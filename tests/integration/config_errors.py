@@ -114,13 +114,21 @@ expect_error("duplicate-route", ("conf.d/20-r2.conf", 7, 'route name "route-a" i
 expect_error("duplicate-broker", ("conf.d/20-r2.conf", 1, 'broker name "r1" is already used in'),
              brokers={"10-r1.conf": BROKER_OK, "20-r2.conf": BROKER_OK.replace('route-a', 'route-b')})
 expect_error("no-broker-files", ("oncebridge.conf", 0, 'no broker files (*.conf) in'), brokers={})
-expect_error("secret-world-readable", ("conf.d/10-r1.conf", 1,
+expect_error("secret-world-readable", ("conf.d/10-r1.conf", 4,
              'key "password_file": secret file "%s" has group or world access; fix it with "chmod 600'
              % os.path.join(base, "secret-world-readable", "rabbit.pw")),
              brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n  url =')},
              secrets={"rabbit.pw": ("guest\n", 0o644)})
 expect_error("secret-missing", ("oncebridge.conf", 1, 'key "password_file": could not open secret file'),
              main='database = { conninfo = "dbname=x"; password_file = "nope.pw"; };\n')
+expect_error("secret-file-and-env", ("conf.d/10-r1.conf", 5,
+             'keys "password_file" and "password_env" of "broker" cannot be used together'),
+             brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n'
+                                                      '  password_env = "RABBIT_PW";\n  url =')},
+             secrets={"rabbit.pw": ("guest\n", 0o600)})
+expect_error("secret-env-unset", ("oncebridge.conf", 2,
+             'key "password_env": environment variable "ONCEBRIDGE_TEST_UNSET_PW" is not set or empty'),
+             main='database = { conninfo = "dbname=x";\n  password_env = "ONCEBRIDGE_TEST_UNSET_PW"; };\n')
 
 # TLS to brokers: the "tls" group
 pki = ot.make_certs(base)
