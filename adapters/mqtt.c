@@ -297,7 +297,8 @@ on_subscribe_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_error("could not subscribe: %s", r && r->message ? r->message : MQTTReasonCode_toString(r->reasonCode));
+	log_error("could not subscribe: %s",
+	    r == NULL ? "no reason given" : r->message ? r->message : MQTTReasonCode_toString(r->reasonCode));
 	set_state(s, ST_LOST);
 }
 

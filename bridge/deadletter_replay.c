@@ -100,8 +100,13 @@ unhex(const char *hex, unsigned char *out)
 {
 	size_t n = 0;
 
-	for (; hex[0] && hex[1]; hex += 2)
-		out[n++] = (unsigned char)(hexval(hex[0]) << 4 | hexval(hex[1]));
+	for (; hex[0] && hex[1]; hex += 2) {
+		int hi = hexval(hex[0]), lo = hexval(hex[1]);
+
+		if (hi < 0 || lo < 0)
+			break; /* not bytea's hex output: stop at the first bad digit */
+		out[n++] = (unsigned char)(hi << 4 | lo);
+	}
 	return n;
 }
 

@@ -249,7 +249,6 @@ load_secret(const char *mainpath, char **file, const char *env, char **secret, c
     const char *cfgfile, const char *group, struct diag *d)
 {
 	char key[64], *err = NULL, *path;
-	const char *value;
 
 	snprintf(key, sizeof(key), "%s.%s", group, env ? "password_env" : "password_file");
 	if (*file && env) {
@@ -258,7 +257,8 @@ load_secret(const char *mainpath, char **file, const char *env, char **secret, c
 		return;
 	}
 	if (env) {
-		value = getenv(env);
+		const char *value = getenv(env);
+
 		if (value == NULL || value[0] == '\0')
 			diag_error(d, cfgfile, cfg_line(config_lookup(cfg, key)),
 			    "key \"password_env\": environment variable \"%s\" is not set or empty", env);

@@ -67,8 +67,9 @@ source_parse(const char *spec, bool for_event_id, struct source *out, char **err
 		}
 		out->kind = source_kinds[i].kind;
 		out->spec = xstrdup(spec);
-		if (arg)
-			out->arg = xstrdup(arg);
+		if (arg == NULL)
+			return 0; /* the kinds below all take an argument */
+		out->arg = xstrdup(arg);
 		if (out->kind == SRC_TOPIC_LEVEL) {
 			char *end;
 			long lvl = strtol(arg, &end, 10);

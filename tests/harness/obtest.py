@@ -43,8 +43,19 @@ def write_secret(path, text):
 
 def daemon_argv(config):
     """The command line of the daemon under test; the suite runs as root in
-    CI, which oncebridge refuses without --allow-root."""
-    return [BIN, "-c", config] + (["--allow-root"] if os.geteuid() == 0 else [])
+    CI, which oncebridge refuses without --allow-root. With
+    ONCEBRIDGE_VALGRIND_DIR set, the daemon and its workers run under
+    valgrind's memcheck, one log per process in that directory (empty when
+    clean: tests/hardening.sh checks them)."""
+    argv = [BIN, "-c", config] + (["--allow-root"] if os.geteuid() == 0 else [])
+    vgdir = os.environ.get("ONCEBRIDGE_VALGRIND_DIR")
+    if vgdir:
+        os.makedirs(vgdir, exist_ok=True)
+        argv = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full", "--show-leak-kinds=definite",
+                "--errors-for-leak-kinds=definite", "--num-callers=30",
+                "--suppressions=" + os.path.join(SRCDIR, "tests", "valgrind.supp"),
+                "--log-file=" + os.path.join(vgdir, "vg.%p.log")] + argv
+    return argv
 
 
 class Bridge:

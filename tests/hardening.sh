@@ -1,0 +1,101 @@
+#!/bin/bash
+# The hardening checks CI runs after the test suite (tests/run.sh, which
+# must have built build/ first):
+#
+#  1. cppcheck (warning, performance and portability checks) on the C code:
+#     no findings;
+#  2. clang's static analyzer (scan-build, its default checkers) over a
+#     clang build of the daemon: no bugs;
+#  3. the integration suite, less the benchmark smoke run and the package
+#     install, under AddressSanitizer + UndefinedBehaviorSanitizer +
+#     LeakSanitizer (-fno-sanitize-recover=all) in build-asan/;
+#  4. the core scenarios with the daemon and every worker under valgrind's
+#     memcheck: an invalid access or a definite leak fails the run;
+#  5. the fuzz corpora under the sanitizers (they run in 3's make check).
+#
+# Ends with the line "N passed, N failed". Environment: JOBS (make -j).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+passed=0
+failed=0
+
+check() { # check DESCRIPTION COMMAND...: one pass or fail
+	local what=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		passed=$((passed + 1))
+		echo "ok - $what"
+	else
+		failed=$((failed + 1))
+		echo "not ok - $what"
+		echo "$out" | tail -40 | sed 's/^/# /'
+	fi
+}
+
+count_trs() { # add the results of the .trs files under $1
+	local trs p f
+	for trs in $(find "$1" -name '*.trs' | sort); do
+		p=$(grep -c -E '^:test-result: (PASS|XFAIL|SKIP)' "$trs")
+		f=$(grep -c -E '^:test-result: (FAIL|XPASS|ERROR)' "$trs")
+		passed=$((passed + p))
+		failed=$((failed + f))
+		if [ "$f" -gt 0 ]; then
+			echo "---- ${trs%.trs}.log (last 60 lines) ----"
+			tail -60 "${trs%.trs}.log"
+		fi
+	done
+}
+
+start=$(date +%s)
+
+# 1. cppcheck
+check "cppcheck: no findings" \
+	cppcheck --quiet --enable=warning,performance,portability --std=c11 --error-exitcode=1 \
+	--inline-suppr -D__GNUC__ -I . -I build bridge adapters
+
+# 2. scan-build
+scan() {
+	rm -rf build-scan && mkdir build-scan && cd build-scan || return 1
+	../configure CC=clang > configure.out 2>&1 || { tail -20 configure.out; return 1; }
+	scan-build -o report --status-bugs make -j"${JOBS:-2}" oncebridge
+}
+check "scan-build: no bugs" bash -c "$(declare -f scan); scan"
+
+# 3. the suite under the sanitizers
+integration=$(sed -n '/^integration_tests = /,/^$/p' Makefile.am | grep -o 'tests/integration/[a-z_0-9]*\.py' |
+	grep -v -e bench_smoke -e package_install | tr '\n' ' ')
+rm -rf build-asan && mkdir build-asan
+(
+	cd build-asan &&
+	../configure --enable-werror --enable-sanitizer=address,undefined > configure.out 2>&1 &&
+	make -j"${JOBS:-2}" > make.out 2>&1
+) || { failed=$((failed + 1)); echo "not ok - sanitizer build"; tail -30 build-asan/make.out; }
+if [ -x build-asan/oncebridge ]; then
+	# every instrumented process (daemons, workers, unit tests) reports
+	# into sandir, whatever happens to its own log
+	sandir=$(mktemp -d /tmp/oncebridge-sanitizers.XXXXXX)
+	(cd build-asan && ASAN_OPTIONS="log_path=$sandir/asan" UBSAN_OPTIONS="log_path=$sandir/ubsan:print_stacktrace=1" \
+		make -j"${JOBS:-2}" check TESTS="\$(unit_tests) \$(fuzz_tests) $integration" > check.out 2>&1)
+	count_trs build-asan/tests
+	check "sanitizers: no report from any process of the suite" \
+		bash -c "if ls $sandir/* > /dev/null 2>&1; then head -60 $sandir/*; exit 1; fi"
+	rm -rf "$sandir"
+fi
+
+# 4. valgrind on the core scenarios, in the normal build
+vgdir=$(mktemp -d /tmp/oncebridge-valgrind.XXXXXX)
+for t in amqp_dedupe amqp_poison mqtt_dedupe outbox_amqp hostile_inputs; do
+	rm -rf "$vgdir/$t"
+	(cd build && ONCEBRIDGE_VALGRIND_DIR="$vgdir/$t" make check TESTS="tests/integration/$t.py" > "$vgdir/$t.out" 2>&1)
+	count_trs "build/tests/integration/$t.trs"
+	logs=$(find "$vgdir/$t" -name 'vg.*.log' 2> /dev/null | wc -l)
+	check "valgrind: $t ran the daemon and its workers under memcheck ($logs processes)" test "$logs" -ge 2
+	check "valgrind: $t: no invalid access and no definite leak" \
+		bash -c "for f in $vgdir/$t/vg.*.log; do if [ -s \"\$f\" ]; then cat \"\$f\"; exit 1; fi; done"
+done
+rm -rf "$vgdir"
+
+echo "hardening checks took $(( $(date +%s) - start )) s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
