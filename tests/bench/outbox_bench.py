@@ -112,16 +112,21 @@ def pct(values, p):
     return values[min(len(values) - 1, int(len(values) * p / 100.0))]
 
 
-def main():
-    b = obtest.Bridge("bench-outbox")
-    b.start_servers()
-    b.rabbit.declare_queue("bench-q", keys=["bench.#"])
+def configure(b, outbox_extra):
     b.write_config([("10-rabbit.conf", b.amqp_broker(name="rabbit"), [])], log_level="warning")
     path = b.config.replace("oncebridge.conf", "conf.d/10-rabbit.conf")
     with open(path) as f:
         text = f.read().replace("routes = [  ];\n", "")
     with open(path, "w") as f:
-        f.write(text + "outbox = { batch_size = 1000; poll_interval_ms = 100; retention_s = 3600; };\n")
+        f.write(text + "outbox = { batch_size = 1000; poll_interval_ms = 100; retention_s = 3600;%s };\n"
+                % outbox_extra)
+
+
+def main():
+    b = obtest.Bridge("bench-outbox")
+    b.start_servers()
+    b.rabbit.declare_queue("bench-q", keys=["bench.#"])
+    configure(b, "")
 
     c1000 = ceiling(b, 1000)
     purge(b)
@@ -138,6 +143,15 @@ def main():
     purge(b)
     rss = b.peak_rss_kb()  # the relay: the config has no routes
     d.terminate(timeout=20)
+    # two relays sharing the work (ordered = false): while one waits for
+    # its confirms, the other publishes
+    configure(b, " ordered = false; relays = 2;")
+    d = b.start()
+    time.sleep(1.0)
+    relay2 = relay_throughput(b)
+    outbox_ledger(b, COUNT)
+    purge(b)
+    d.terminate(timeout=20)
 
     print("machine: %d cores, %s" % (os.cpu_count(), " ".join(os.uname()[2:3])))
     print("%d messages of %d bytes, persistent, fsync on, loopback" % (COUNT, SIZE))
@@ -145,6 +159,8 @@ def main():
                                                 "peak RSS"))
     print("%-44s %12.0f %14.0f %6.0f%% %9s %9s %10s" % ("outbox relay -> AMQP, confirms, batch 1000", c1000, relay,
                                                           100.0 * relay / c1000, "", "", "%d kB" % rss))
+    print("%-44s %12.0f %14.0f %6.0f%% %9s %9s %10s" % ("2 relays, unordered (ordered = false)", c1000, relay2,
+                                                          100.0 * relay2 / c1000, "", "", ""))
     print("%-44s %12.0f %14s %7s %9s %9s %10s" % ("plain publisher, confirm window 1", c1, "", "", "", "", ""))
     print("%-44s %12s %14.0f %7s %9.1f %9.1f %10s" % ("COMMIT -> confirm at half the relay's rate", "", achieved, "",
                                                        statistics.median(lat), pct(lat, 99), ""))

@@ -18,7 +18,7 @@ SRCDIR = os.environ.get("ONCEBRIDGE_SRCDIR",
 RUNS = [
     ("amqp_bench.py", {"BENCH_COUNT": "800", "BENCH_SECONDS": "1"}, "oncebridge / naive", 2),
     ("mqtt_bench.py", {"BENCH_COUNT": "300"}, "oncebridge MQTT, 1 worker", 2),
-    ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 1),
+    ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 2),
     ("scaleout_bench.py", {"BENCH_COUNT": "300", "BENCH_INSTANCES": "1,2"}, "speed-up", 4),
     ("rss_bench.py", {"BENCH_RSS_COUNT": "2000"}, "RSS change", 1),
     ("dedupe_bench.py", {"BENCH_DEDUPE_SIZES": "1000,3000", "BENCH_COUNT": "1000"}, "primary key MB", 0),
