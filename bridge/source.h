@@ -60,6 +60,11 @@ struct limits {
 	size_t max_headers;
 };
 
+/* Which limit on untrusted input m breaks (payload size, topic length, a
+ * topic that is not clean UTF-8, header count): a malloc'd reason, or NULL
+ * when it breaks none. */
+char *limits_check(const struct limits *lim, const struct message *m);
+
 void msg_view_init(struct msg_view *v, const struct message *m, const char *broker);
 void msg_view_clear(struct msg_view *v);
 /* Parses the payload as JSON if not done yet; 0 on success, -1 with
