@@ -50,17 +50,34 @@ deadletter_properties_json(const struct message *m)
 static int
 hexval(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 unsigned char *
 hex_decode(const char *hex, size_t *len)
 {
-	unsigned char *out = xcalloc(strlen(hex) / 2 + 1, 1);
-	size_t n = 0;
+	size_t n = strlen(hex) / 2;
+	unsigned char *out;
 
-	for (; hex[0] && hex[1]; hex += 2)
-		out[n++] = (unsigned char)(hexval(hex[0]) << 4 | hexval(hex[1]));
+	if (strlen(hex) % 2 != 0)
+		return NULL;
+	out = xmalloc(n + 1);
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			free(out);
+			return NULL;
+		}
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	out[n] = '\0';
 	*len = n;
 	return out;
 }
@@ -103,7 +120,11 @@ dl_message_build(struct dl_message *dm, const struct dl_row *row, char sep, char
 	size_t len = 0;
 
 	memset(dm, 0, sizeof(*dm));
-	dm->payload = hex_decode(row->payload_hex ? row->payload_hex : "", &len);
+	dm->payload = row->payload_hex ? hex_decode(row->payload_hex, &len) : NULL;
+	if (dm->payload == NULL) {
+		*err = xstrdup("the payload is not valid hex");
+		return -1;
+	}
 	m->payload = dm->payload;
 	m->payload_len = len;
 	m->source = row->source;

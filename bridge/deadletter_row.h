@@ -40,8 +40,9 @@ struct dl_message {
 int dl_message_build(struct dl_message *dm, const struct dl_row *row, char sep, char **err);
 void dl_message_free(struct dl_message *dm);
 
-/* Decode hex digits (as encode(..., 'hex') writes them) into a malloc'd
- * buffer of *len bytes plus a terminating NUL. */
+/* Decode hex digits (as encode(..., 'hex') writes them, either case) into
+ * a malloc'd buffer of *len bytes plus a terminating NUL; NULL when hex
+ * has an odd length or a character that is not a hex digit. */
 unsigned char *hex_decode(const char *hex, size_t *len);
 
 #endif
