@@ -102,9 +102,18 @@ message_properties(struct dl_message *dm, struct json_object *props, char **err)
 
 		dm->headers = xcalloc((size_t)json_object_object_length(h) + 1, sizeof(struct msg_header));
 		json_object_object_foreach(h, key, val) {
+			/* the writer stores every header as a string; anything else
+			 * (null has no text at all) was put there by hand */
+			if (!json_object_is_type(val, json_type_string)) {
+				char *name = text_sanitize(key, strlen(key));
+
+				*err = xasprintf("header \"%s\" in the properties is not a string", name);
+				free(name);
+				return -1;
+			}
 			dm->headers[n].name = key;
 			dm->headers[n].value = json_object_get_string(val);
-			dm->headers[n].value_len = strlen(dm->headers[n].value);
+			dm->headers[n].value_len = (size_t)json_object_get_string_len(val);
 			n++;
 		}
 		m->headers = dm->headers;
@@ -134,8 +143,10 @@ dl_message_build(struct dl_message *dm, const struct dl_row *row, char sep, char
 	m->received_at_us = now_us();
 	if (row->properties)
 		dm->props = json_tokener_parse(row->properties);
-	if (dm->props)
-		return message_properties(dm, dm->props, err);
+	if (dm->props && message_properties(dm, dm->props, err) < 0) {
+		dl_message_free(dm);
+		return -1;
+	}
 	return 0;
 }
 
