@@ -172,20 +172,8 @@ item_clear(const struct route *r, struct item *it)
 static bool
 message_over_limits(struct core *c, const struct message *m, struct item *it)
 {
-	size_t topic_len = m->topic ? (m->topic_len ? m->topic_len : strlen(m->topic)) : 0;
-	char *why = NULL;
+	char *why = limits_check(&c->limits, m);
 
-	if (m->payload_len > c->limits.max_payload)
-		why = xasprintf("payload of %zu bytes exceeds limits.max_payload (%zu)", m->payload_len,
-		    c->limits.max_payload);
-	else if (topic_len > c->limits.max_topic_length)
-		why = xasprintf("topic of %zu bytes exceeds limits.max_topic_length (%zu)", topic_len,
-		    c->limits.max_topic_length);
-	else if (m->topic && !text_is_clean(m->topic, topic_len))
-		why = xstrdup("topic is not valid UTF-8 or contains control characters");
-	else if (m->n_headers > c->limits.max_headers)
-		why = xasprintf("%zu headers or user properties exceed limits.max_headers (%zu)", m->n_headers,
-		    c->limits.max_headers);
 	if (why == NULL)
 		return false;
 	item_poison(it, why);

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include "bridge/apply_int.h"
 #include "bridge/db.h"
+#include "bridge/deadletter_row.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
 #include "bridge/text.h"
@@ -190,40 +190,6 @@ run_business(struct core *c, struct item *it, struct stmt_result *sr)
 	return ok;
 }
 
-static char *
-properties_json(const struct message *m)
-{
-	struct json_object *o = json_object_new_object(), *h;
-	char *s;
-
-	if (m->message_id) {
-		s = text_sanitize(m->message_id, m->message_id_len);
-		json_object_object_add(o, "message_id", json_object_new_string(s));
-		free(s);
-	}
-	if (m->content_type) {
-		s = text_sanitize(m->content_type, strlen(m->content_type));
-		json_object_object_add(o, "content_type", json_object_new_string(s));
-		free(s);
-	}
-	json_object_object_add(o, "redelivered", json_object_new_boolean(m->redelivered));
-	if (m->n_headers) {
-		h = json_object_new_object();
-		for (size_t i = 0; i < m->n_headers; i++) {
-			char *name = text_sanitize(m->headers[i].name, strlen(m->headers[i].name));
-
-			s = text_sanitize(m->headers[i].value, m->headers[i].value_len);
-			json_object_object_add(h, name, json_object_new_string(s));
-			free(s);
-			free(name);
-		}
-		json_object_object_add(o, "headers", h);
-	}
-	s = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	return s;
-}
-
 /* Insert the dead-letter row of it. claim: also claim its event ID first,
  * and write nothing when it was claimed before. */
 static bool
@@ -235,7 +201,7 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 	char *topic = text_sanitize(m->topic, m->topic ? (m->topic_len ? m->topic_len : strlen(m->topic)) : 0);
 	char *source = text_sanitize(m->source, m->source ? strlen(m->source) : 0);
 	char *exchange = text_sanitize(m->exchange, m->exchange ? strlen(m->exchange) : 0);
-	char *props = properties_json(m);
+	char *props = deadletter_properties_json(m);
 	char size[24], attempts[16];
 	size_t stored = m->payload_len > c->limits.max_payload ? c->limits.max_payload : m->payload_len;
 	const char *values[13];

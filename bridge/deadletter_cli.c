@@ -13,6 +13,7 @@
 
 #include "bridge/db.h"
 #include "bridge/deadletter.h"
+#include "bridge/deadletter_row.h"
 #include "bridge/settings.h"
 #include "bridge/text.h"
 #include "bridge/util.h"
@@ -166,16 +167,10 @@ cmd_list(PGconn *conn, const struct selection *sel)
 static void
 print_payload(const char *hex)
 {
-	size_t len = strlen(hex) / 2;
-	char *bytes = xcalloc(len + 1, 1);
+	size_t len = 0;
+	unsigned char *bytes = hex_decode(hex, &len);
 
-	for (size_t i = 0; i < len; i++) {
-		unsigned v;
-
-		sscanf(hex + 2 * i, "%2x", &v);
-		bytes[i] = (char)v;
-	}
-	if (text_is_clean(bytes, len))
+	if (bytes && text_is_clean((const char *)bytes, len))
 		printf("payload: %s\n", bytes);
 	else
 		printf("payload (hex, not clean UTF-8 text): %s\n", hex);

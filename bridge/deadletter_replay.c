@@ -20,11 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "adapters/adapter.h"
 #include "bridge/apply.h"
 #include "bridge/deadletter.h"
+#include "bridge/deadletter_row.h"
 #include "bridge/settings.h"
 #include "bridge/util.h"
 
@@ -89,56 +88,6 @@ replay_hook(PGconn *conn, void *arg)
 	return ok;
 }
 
-static int
-hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static size_t
-unhex(const char *hex, unsigned char *out)
-{
-	size_t n = 0;
-
-	for (; hex[0] && hex[1]; hex += 2) {
-		int hi = hexval(hex[0]), lo = hexval(hex[1]);
-
-		if (hi < 0 || lo < 0)
-			break; /* not bytea's hex output: stop at the first bad digit */
-		out[n++] = (unsigned char)(hi << 4 | lo);
-	}
-	return n;
-}
-
-/* Fill m from the properties JSON of the row; the strings live in props. */
-static void
-message_properties(struct message *m, struct json_object *props, struct msg_header **headers)
-{
-	struct json_object *v, *h;
-
-	if (json_object_object_get_ex(props, "message_id", &v) && json_object_is_type(v, json_type_string)) {
-		m->message_id = json_object_get_string(v);
-		m->message_id_len = (size_t)json_object_get_string_len(v);
-	}
-	if (json_object_object_get_ex(props, "content_type", &v) && json_object_is_type(v, json_type_string))
-		m->content_type = json_object_get_string(v);
-	if (json_object_object_get_ex(props, "redelivered", &v))
-		m->redelivered = json_object_get_boolean(v);
-	if (json_object_object_get_ex(props, "headers", &h) && json_object_is_type(h, json_type_object)) {
-		size_t n = 0;
-
-		*headers = xcalloc((size_t)json_object_object_length(h) + 1, sizeof(struct msg_header));
-		json_object_object_foreach(h, key, val) {
-			(*headers)[n].name = key;
-			(*headers)[n].value = json_object_get_string(val);
-			(*headers)[n].value_len = strlen((*headers)[n].value);
-			n++;
-		}
-		m->headers = *headers;
-		m->n_headers = n;
-	}
-}
-
 static size_t
 route_index(const struct broker *b, const char *name)
 {
@@ -154,19 +103,18 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	const char *params[1] = { id };
 	PGresult *res = PQexecParams(conn, SQL_ROW, 1, NULL, params, NULL, NULL, 0);
 	struct replay r = { .id = id };
-	struct message m;
-	struct msg_header *headers = NULL;
-	struct json_object *props = NULL;
+	struct dl_row row;
+	struct dl_message dm;
+	char *err = NULL;
 	const struct broker *b;
 	struct core *core = NULL;
-	unsigned char *payload = NULL;
 	struct core_stats before;
 	const struct core_stats *after;
 	size_t ri;
 	bool settled = false;
 	int rc = -1;
 
-	memset(&m, 0, sizeof(m));
+	memset(&dm, 0, sizeof(dm));
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "oncebridge: could not read dead letter %s: %s", id, PQresultErrorMessage(res));
 		goto out;
@@ -193,22 +141,21 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	r.consumer = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
 	r.event_id = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
 	r.created_at = PQgetvalue(res, 0, 11);
-	payload = xcalloc(strlen(PQgetvalue(res, 0, 7)) / 2 + 1, 1);
-	m.payload = payload;
-	m.payload_len = unhex(PQgetvalue(res, 0, 7), payload);
-	m.source = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
-	m.exchange = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
-	m.topic = PQgetisnull(res, 0, 5) ? "" : PQgetvalue(res, 0, 5);
-	m.topic_separator = strcmp(b->adapter->name, "mqtt") == 0 ? '/' : '.';
-	m.received_at_us = now_us();
-	props = json_tokener_parse(PQgetvalue(res, 0, 6));
-	if (props)
-		message_properties(&m, props, &headers);
+	row.source = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
+	row.exchange = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
+	row.topic = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
+	row.properties = PQgetvalue(res, 0, 6);
+	row.payload_hex = PQgetvalue(res, 0, 7);
+	if (dl_message_build(&dm, &row, strcmp(b->adapter->name, "mqtt") == 0 ? '/' : '.', &err) < 0) {
+		printf("%s\tskipped: it cannot be replayed: %s\n", id, err);
+		free(err);
+		goto out;
+	}
 
 	core = core_new(s, b);
 	core_set_tx_hook(core, replay_hook, &r);
 	before = *core_stats(core);
-	if (core_apply(core, &m, 1, &settled) == APPLY_OK && !settled) {
+	if (core_apply(core, &dm.msg, 1, &settled) == APPLY_OK && !settled) {
 		/* an unclassified error, left for a retry: the core committed our
 		 * mark but not the event, so the row is not replayed yet */
 		PGresult *un = PQexecParams(conn, "UPDATE oncebridge.dead_letters SET replayed_at = NULL WHERE id = $1",
@@ -246,10 +193,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 		printf("%s\treplayed: no effect (duplicate)\n", id);
 out:
 	core_free(core);
-	if (props)
-		json_object_put(props);
-	free(headers);
-	free(payload);
+	dl_message_free(&dm);
 	PQclear(res);
 	return rc;
 }

@@ -55,7 +55,9 @@ secret_read(const char *path, char **err)
 	ssize_t n;
 	size_t len = 0;
 	char *secret = NULL;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: opening a named pipe would otherwise wait for a writer,
+	 * and "oncebridge -t" would hang before refusing it below */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0) {
 		*err = xasprintf("could not open secret file \"%s\": %s", path, strerror(errno));

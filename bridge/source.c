@@ -128,6 +128,25 @@ source_needs_json(const struct source *src)
 	return src->kind == SRC_JSON;
 }
 
+char *
+limits_check(const struct limits *lim, const struct message *m)
+{
+	size_t topic_len = m->topic ? (m->topic_len ? m->topic_len : strlen(m->topic)) : 0;
+
+	if (m->payload_len > lim->max_payload)
+		return xasprintf("payload of %zu bytes exceeds limits.max_payload (%zu)", m->payload_len,
+		    lim->max_payload);
+	if (topic_len > lim->max_topic_length)
+		return xasprintf("topic of %zu bytes exceeds limits.max_topic_length (%zu)", topic_len,
+		    lim->max_topic_length);
+	if (m->topic && !text_is_clean(m->topic, topic_len))
+		return xstrdup("topic is not valid UTF-8 or contains control characters");
+	if (m->n_headers > lim->max_headers)
+		return xasprintf("%zu headers or user properties exceed limits.max_headers (%zu)", m->n_headers,
+		    lim->max_headers);
+	return NULL;
+}
+
 void
 msg_view_init(struct msg_view *v, const struct message *m, const char *broker)
 {

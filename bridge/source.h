@@ -60,6 +60,11 @@ struct limits {
 	size_t max_headers;
 };
 
+/* Which limit on untrusted input m breaks (payload size, topic length, a
+ * topic that is not clean UTF-8, header count): a malloc'd reason, or NULL
+ * when it breaks none. */
+char *limits_check(const struct limits *lim, const struct message *m);
+
 void msg_view_init(struct msg_view *v, const struct message *m, const char *broker);
 void msg_view_clear(struct msg_view *v);
 /* Parses the payload as JSON if not done yet; 0 on success, -1 with
@@ -83,9 +88,10 @@ int source_value(const struct source *src, struct msg_view *v, const struct limi
     const char *route, const char *event_id, struct value *out, const char **reason);
 
 /* Extract and validate an event ID into buf (NUL-terminated, at most
- * lim->max_event_id_length bytes). Returns 0, or -1 with *reason set:
- * missing, empty, too long, not valid UTF-8 or has control characters,
- * payload not JSON. */
+ * lim->max_event_id_length bytes, except a payload_hash ID: that one is
+ * not untrusted input and always "sha256:" and 64 hex digits). Returns 0,
+ * or -1 with *reason set: missing, empty, too long, not valid UTF-8 or has
+ * control characters, payload not JSON. */
 int source_event_id(const struct source *src, struct msg_view *v, const struct limits *lim,
     char *buf, size_t bufsize, const char **reason);
 
