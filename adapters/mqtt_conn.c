@@ -84,7 +84,8 @@ mqtt_tls_options(const struct broker *b, MQTTAsync_SSLOptions *o, bool *reported
 	o->keyStore = b->tls_cert_file;
 	o->privateKey = b->tls_key_file;
 	o->enableServerCertAuth = b->tls_verify_peer;
-	o->verify = b->tls_verify_hostname;
+	/* a name on a certificate nobody checked proves nothing */
+	o->verify = b->tls_verify_peer && b->tls_verify_hostname;
 	/* paho 1.3.12 built with OpenSSL 1.1 or newer ignores this and lets
 	 * OpenSSL negotiate; Debian 12's OpenSSL 3 refuses TLS 1.0 and 1.1 at
 	 * paho's security level 1 anyway */
