@@ -233,3 +233,34 @@ fail:
 	PQfinish(conn);
 	return NULL;
 }
+
+/* Check a conninfo without connecting (oncebridge -t). */
+void
+db_check_conninfo(const char *conninfo, const char *file, int line, struct diag *d)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+
+	if (opts == NULL) {
+		size_t len = err ? strlen(err) : 0;
+
+		while (len > 0 && err[len - 1] == '\n')
+			err[--len] = '\0';
+		diag_error(d, file, line, "invalid value of key \"conninfo\" in group \"database\": %s",
+		    err ? err : "out of memory");
+		PQfreemem(err);
+		return;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (o->val && strcmp(o->keyword, "password") == 0)
+			diag_error(d, file, line, "key \"conninfo\" in group \"database\" must not hold a password; "
+			    "put it in password_file or password_env");
+		if (strcmp(o->keyword, "sslmode") != 0 || o->val == NULL)
+			continue;
+		if (strcmp(o->val, "require") == 0 || strcmp(o->val, "verify-ca") == 0)
+			diag_warn(d, file, line,
+			    "sslmode \"%s\" in key \"conninfo\" does not check that the database server's certificate "
+			    "names the host; use sslmode=verify-full with sslrootcert", o->val);
+	}
+	PQconninfoFree(opts);
+}

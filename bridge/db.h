@@ -7,6 +7,8 @@
 
 #include <libpq-fe.h>
 
+#include "bridge/diag.h"
+
 struct settings;
 struct broker;
 
@@ -31,5 +33,11 @@ void db_error(PGconn *conn, const PGresult *res, char sqlstate[6], char **errmsg
 
 /* Name of the prepared business statement of route index i. */
 void db_route_stmt(char *buf, size_t size, size_t route_index);
+
+/* Check a libpq conninfo without connecting: an error when libpq cannot
+ * parse it or it holds a password (that belongs in password_file or
+ * password_env), a warning when its sslmode encrypts without checking
+ * that the server's certificate names the host ("require", "verify-ca"). */
+void db_check_conninfo(const char *conninfo, const char *file, int line, struct diag *d);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "adapters/adapter.h"
 #include "bridge/cfgtable.h"
+#include "bridge/db.h"
 #include "bridge/log.h"
 #include "bridge/metrics.h"
 #include "bridge/pattern.h"
@@ -540,7 +541,7 @@ settings_load(const char *path, struct diag *d)
 		    "invalid value \"%s\" of key \"log_level\" (error, warning, notice, info or debug)", s->log_level);
 	}
 	if (s->db_conninfo)
-		tls_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
+		db_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
 	if (s->retry_initial_ms > s->retry_max_ms)
 		diag_error(d, path, cfg_line(config_lookup(&cfg, "retry")),
 		    "key \"initial_ms\" of group \"retry\" is larger than \"max_ms\"");

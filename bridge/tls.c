@@ -1,8 +1,7 @@
 /* Checks of a broker's "tls" group that do not depend on the protocol:
  * which keys go together, files that must be readable PEM certificates, a
  * private key as private as a password file, and a warning for each
- * verification turned off; and the same warning for the database's
- * sslmode. */
+ * verification turned off. */
 #include "config.h"
 
 #include <errno.h>
@@ -10,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -87,31 +85,4 @@ tls_check(const struct broker *b, bool url_tls, const config_setting_t *group, c
 		diag_warn(d, file, cfg_key_line(tls, "verify_hostname"),
 		    "TLS host name verification is off for broker \"%s\" (verify_hostname = false): a certificate "
 		    "issued for any other host by a trusted CA is accepted", b->name);
-}
-
-void
-tls_check_conninfo(const char *conninfo, const char *file, int line, struct diag *d)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-
-	if (opts == NULL) {
-		size_t len = err ? strlen(err) : 0;
-
-		while (len > 0 && err[len - 1] == '\n')
-			err[--len] = '\0';
-		diag_error(d, file, line, "invalid value of key \"conninfo\" in group \"database\": %s",
-		    err ? err : "out of memory");
-		PQfreemem(err);
-		return;
-	}
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (strcmp(o->keyword, "sslmode") != 0 || o->val == NULL)
-			continue;
-		if (strcmp(o->val, "require") == 0 || strcmp(o->val, "verify-ca") == 0)
-			diag_warn(d, file, line,
-			    "sslmode \"%s\" in key \"conninfo\" does not check that the database server's certificate "
-			    "names the host; use sslmode=verify-full with sslrootcert", o->val);
-	}
-	PQconninfoFree(opts);
 }

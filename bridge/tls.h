@@ -20,9 +20,4 @@ struct broker;
 void tls_check(const struct broker *b, bool url_tls, const config_setting_t *group, const char *file,
     struct diag *d);
 
-/* Check a libpq conninfo without connecting: an error when libpq cannot
- * parse it, a warning when its sslmode encrypts without checking that the
- * server's certificate names the host ("require", "verify-ca"). */
-void tls_check_conninfo(const char *conninfo, const char *file, int line, struct diag *d);
-
 #endif

@@ -121,6 +121,12 @@ expect_error("secret-world-readable", ("conf.d/10-r1.conf", 4,
              secrets={"rabbit.pw": ("guest\n", 0o644)})
 expect_error("secret-missing", ("oncebridge.conf", 1, 'key "password_file": could not open secret file'),
              main='database = { conninfo = "dbname=x"; password_file = "nope.pw"; };\n')
+expect_error("password-in-conninfo", ("oncebridge.conf", 1,
+             'key "conninfo" in group "database" must not hold a password; put it in password_file or password_env'),
+             main='database = { conninfo = "host=db dbname=x password=hunter2-in-conninfo"; };\n')
+d, out = run_case("password-in-conninfo-not-echoed",
+                  main='database = { conninfo = "host=db dbname=x password=hunter2-in-conninfo"; };\n')
+t.ok("hunter2" not in out.stdout + out.stderr, "the refused password is not echoed", diag=out.stderr)
 expect_error("secret-file-and-env", ("conf.d/10-r1.conf", 5,
              'keys "password_file" and "password_env" of "broker" cannot be used together'),
              brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n'
