@@ -3,13 +3,17 @@
  * broker's publish-with-confirm ceiling that the outbox relay is compared
  * against.
  *
- * usage: amqp_publish_ceiling HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY [RATE]
+ * usage: amqp_publish_ceiling HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY [RATE [ID_PREFIX]]
  * prints: "<messages> <seconds> <messages per second>"
  *
  * With RATE, it publishes at RATE messages/s instead of as fast as it can
  * (the same pacing the relay's latency run sees: a group of messages every
  * 2.5 ms) and prints the publish-to-confirm latency too:
- * "<messages> <seconds> <messages per second> <p50 ms> <p99 ms>" */
+ * "<messages> <seconds> <messages per second> <p50 ms> <p99 ms>".
+ * With ID_PREFIX too, each body is JSON of about SIZE bytes,
+ * {"id": "ID_PREFIX-N", "n": N, "t": <publish time, Unix seconds>, "pad": ...},
+ * so that a consumer can measure publish-to-COMMIT latency without a load
+ * generator of its own eating the cores. */
 #include "config.h"
 
 #include <math.h>
@@ -64,10 +68,35 @@ by_value(const void *a, const void *b)
 
 /* Paced publishing: groups of messages every 2.5 ms at rate messages/s;
  * latency[i] gets the publish-to-confirm time of message i+1 in ms. */
+static double
+wall_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The JSON body of message n, padded to about size bytes. */
+static amqp_bytes_t
+json_body(char *buf, size_t cap, long size, const char *prefix, long n)
+{
+	int len = snprintf(buf, cap, "{\"id\": \"%s-%ld\", \"n\": %ld, \"t\": %.6f, \"pad\": \"", prefix, n, n,
+	    wall_clock());
+
+	while (len < size - 2 && (size_t)len < cap - 3)
+		buf[len++] = 'x';
+	buf[len++] = '"';
+	buf[len++] = '}';
+	return (amqp_bytes_t){ (size_t)len, buf };
+}
+
 static int
 publish_paced(amqp_connection_state_t conn, const char *exchange, const char *key, amqp_bytes_t body,
-    long count, double rate, double *latency)
+    long count, double rate, const char *prefix, double *latency)
 {
+	char json[4096];
+	long size = (long)body.len;
 	amqp_basic_properties_t props;
 	double *sent_at = calloc((size_t)count + 1, sizeof(double));
 	double start = now(), tick = 0.0025;
@@ -86,6 +115,8 @@ publish_paced(amqp_connection_state_t conn, const char *exchange, const char *ke
 
 		if (sent < count && left <= 0) {
 			for (long k = 0; k < per_tick && sent < count; k++) {
+				if (prefix)
+					body = json_body(json, sizeof(json), size, prefix, sent);
 				if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), 0, 0,
 				        &props, body) != 0)
 					goto out;
@@ -132,8 +163,8 @@ main(int argc, char **argv)
 	char *body;
 	double t0, t1;
 
-	if (argc != 8 && argc != 9) {
-		fprintf(stderr, "usage: %s HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY [RATE]\n", argv[0]);
+	if (argc < 8 || argc > 10) {
+		fprintf(stderr, "usage: %s HOST PORT COUNT SIZE WINDOW EXCHANGE ROUTING_KEY [RATE [ID_PREFIX]]\n", argv[0]);
 		return 2;
 	}
 	count = atol(argv[3]);
@@ -156,11 +187,11 @@ main(int argc, char **argv)
 	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
 	props.delivery_mode = 2;
 	t0 = now();
-	if (argc == 9) {
+	if (argc >= 9) {
 		double *latency = calloc((size_t)count, sizeof(double));
 		amqp_bytes_t b = { (size_t)size, body };
 
-		if (publish_paced(conn, argv[6], argv[7], b, count, atof(argv[8]), latency) < 0)
+		if (publish_paced(conn, argv[6], argv[7], b, count, atof(argv[8]), argc == 10 ? argv[9] : NULL, latency) < 0)
 			return 1;
 		t1 = now();
 		qsort(latency, (size_t)count, sizeof(double), by_value);

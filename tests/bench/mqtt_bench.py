@@ -13,6 +13,7 @@ in the same run (JSON payloads, 10 % duplicates, QoS 1, fsync on):
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -62,16 +63,52 @@ def drain_bridge(b, name, workers, ids, msgs):
     ot.wait_until(lambda: obtest.applied_events(b.pg, name, "bench") >= n_events, 900, interval=0.05,
                   desc="%s drained" % name)
     rate = (n_events - c0) / (time.time() - t0) if c0 < n_events else n_events / (time.time() - started)
+    # messages/s, duplicates included: each message costs one transaction,
+    # like each of the commit ceiling's
+    rate *= len(msgs) / n_events
     rss = b.peak_rss_kb()
     d.terminate(timeout=30)
     obtest.ledger(b.pg, name, ids, table="bench")
     return rate, rss
 
 
+def latency(b, rate, seconds=float(os.environ.get("BENCH_SECONDS", "8"))):
+    """One worker; publish QoS 1 at rate msgs/s with the publish time in
+    the payload; the business SQL records COMMIT-side time minus publish
+    time. Returns (achieved rate, latencies in ms)."""
+    route = obtest.mqtt_route("w1-lat", "lat/+", sql="INSERT INTO bench_lat (route, event_id, lat_ms)"
+                              " VALUES ($1, $2, extract(epoch FROM clock_timestamp()) * 1000 - $3::float8 * 1000)",
+                              params=["route", "event_id", "json:t"])
+    b.write_config([("10.conf", b.mqtt_broker(name="mosq", client_id="bench-lat", mqtt_version=5), [route])])
+    d = b.start()
+    b.wait_subscribed("mosq")
+    c = b.mqtt.client(protocol=ot.MQTTv5)
+    start, i = time.time(), 0
+    while time.time() - start < seconds:
+        wait = start + i / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        c.publish("lat/1", json.dumps({"id": "lat-%d" % i, "t": time.time()}), qos=1)
+        i += 1
+    achieved = i / (time.time() - start)
+    ot.wait_until(lambda: obtest.applied_events(b.pg, "w1-lat", "bench_lat") >= i, 120, interval=0.1,
+                  desc="latency run")
+    c.loop_stop()
+    c.disconnect()
+    d.terminate(timeout=30)
+    return achieved, [r[0] for r in b.pg.execute("SELECT lat_ms FROM bench_lat")]
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100.0))]
+
+
 def main():
     b = obtest.MQTTBridge("bench-mqtt")
     b.start_servers()
     b.pg.execute("CREATE TABLE bench (route text, event_id text, n int)")
+    b.pg.execute("CREATE TABLE bench_lat (route text, event_id text, lat_ms float8)")
     uri = "tcp://127.0.0.1:%d" % b.mqtt.port
 
     ids, msgs = items(COUNT, "ceiling")
@@ -87,8 +124,11 @@ def main():
     one, rss1 = drain_bridge(b, "w1", 1, ids1, msgs1)
     ids2, msgs2 = items(COUNT, "w2")
     two, rss2 = drain_bridge(b, "w2", 2, ids2, msgs2)
+    achieved, lat = latency(b, one / 2)
 
     print("machine: %d cores; %d events (+10%% duplicate messages), QoS 1, fsync on" % (os.cpu_count(), COUNT))
+    print("oncebridge rates are messages/s, duplicates included (each is one transaction; events/s = that / %.2f)"
+          % (len(msgs1) / len(ids1)))
     print("%-52s %12s %14s %7s %10s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "peak RSS"))
     print("%-52s %12.0f" % ("MQTT broker ceiling (paho QoS 1 drain, no DB)", broker))
     print("%-52s %12.0f" % ("one transaction per event, one round trip", commit))
@@ -97,6 +137,8 @@ def main():
     print("%-52s %12.0f %14.0f %6.0f%% %7d kB" % ("oncebridge MQTT, 1 worker", commit, one, 100 * one / commit, rss1))
     print("%-52s %12.0f %14.0f %6.0f%% %7d kB" % ("oncebridge MQTT, 2 workers ($share)", 2 * one, two,
                                                    100 * two / (2 * one), rss2))
+    print("publish -> COMMIT, 1 worker, at %.0f/s (half its rate): p50 %.1f ms, p99 %.1f ms"
+          % (achieved, statistics.median(lat), pct(lat, 99)))
     return 0
 
 
