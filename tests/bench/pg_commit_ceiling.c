@@ -111,7 +111,7 @@ main(int argc, char **argv)
 		for (long i = 0; i < count; i++) {
 			const char *v[2] = { id, n };
 
-			snprintf(id, sizeof(id), "s-%ld-%ld", (long)t0, i);
+			snprintf(id, sizeof(id), "s-%ld-%ld-%ld", (long)getpid(), (long)t0, i);
 			snprintf(n, sizeof(n), "%ld", i);
 			PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
 			PQsendQueryPrepared(conn, "claim", 1, v, NULL, NULL, 0);
