@@ -53,6 +53,14 @@ struct adapter {
 	struct publisher *(*publisher_open)(const struct broker *b, int index);
 	int (*publish)(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed,
 	    int64_t timeout_ms);
+	/* Optional, a confirm window spanning batches: send puts msgs[0..n)
+	 * in flight (at most two batches at a time; msgs must live until
+	 * settled); settle waits up to timeout_ms for the broker's answers to
+	 * the oldest batch in flight, sets its confirmed[i] and forgets it.
+	 * Both return -1 when the connection is gone: every batch in flight
+	 * then counts as not confirmed; close and open again. */
+	int (*publish_send)(struct publisher *p, const struct outbound *msgs, size_t n);
+	int (*publish_settle)(struct publisher *p, bool *confirmed, int64_t timeout_ms);
 	int (*publisher_idle)(struct publisher *p);
 	void (*publisher_close)(struct publisher *p);
 };

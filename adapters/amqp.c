@@ -526,6 +526,8 @@ const struct adapter amqp_adapter = {
 	.run = amqp_run,
 	.publisher_open = amqpub_open,
 	.publish = amqpub_publish,
+	.publish_send = amqpub_send,
+	.publish_settle = amqpub_settle,
 	.publisher_idle = amqpub_idle,
 	.publisher_close = amqpub_close,
 };

@@ -4,7 +4,11 @@
  * delivery tags (with "multiple") cover the per-channel publish sequence
  * 1, 2, 3 ... A mandatory message the broker cannot route comes back as
  * basic.return (before its ack) and is not counted as confirmed. The event
- * ID travels as message_id and as the header "event_id". */
+ * ID travels as message_id and as the header "event_id".
+ *
+ * Up to two batches may be in flight (send, then settle the older one):
+ * the relay sends the next batch while the broker still confirms the
+ * previous one, so the confirm window spans rounds. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -19,11 +23,29 @@
 
 #define EVENT_ID_HEADER "event_id"
 
+#define MAX_FLIGHTS 2
+
+/* answers of a message in flight */
+#define ANSWERED 1
+#define ACKED 2
+#define RETURNED 4
+
+/* One batch in flight: publish sequence numbers first .. first+n-1. */
+struct flight {
+	uint64_t first;
+	size_t n;
+	const struct outbound *msgs;
+	unsigned char *answer;
+	size_t pending, n_returned, n_nacked;
+};
+
 struct publisher {
 	const struct broker *b;
 	struct amqp_target target;
 	amqp_connection_state_t conn;
 	uint64_t next_seq;
+	struct flight flights[MAX_FLIGHTS]; /* oldest first */
+	int n_flights;
 };
 
 struct publisher *
@@ -54,11 +76,22 @@ fail:
 	return NULL;
 }
 
+static void
+flight_drop(struct publisher *p)
+{
+	free(p->flights[0].answer);
+	memmove(&p->flights[0], &p->flights[1], (size_t)(MAX_FLIGHTS - 1) * sizeof(struct flight));
+	memset(&p->flights[MAX_FLIGHTS - 1], 0, sizeof(struct flight));
+	p->n_flights--;
+}
+
 void
 amqpub_close(struct publisher *p)
 {
 	if (p == NULL)
 		return;
+	while (p->n_flights > 0)
+		flight_drop(p);
 	amqp_close(&p->conn, true);
 	amqp_target_free(&p->target);
 	free(p);
@@ -106,55 +139,94 @@ send_one(struct publisher *p, const struct outbound *m)
 	return 0;
 }
 
-/* A basic.return: read the returned message and mark it by its message_id. */
+/* A basic.return: read the returned message and mark it, in whichever
+ * batch in flight holds it, by its message_id. */
 static int
-read_return(struct publisher *p, const struct outbound *msgs, size_t n, bool *returned, size_t *n_returned)
+read_return(struct publisher *p)
 {
 	amqp_message_t msg;
 	amqp_rpc_reply_t r = amqp_read_message(p->conn, AMQP_CHANNEL, &msg, 0);
 
 	if (r.reply_type != AMQP_RESPONSE_NORMAL)
 		return -1;
-	if (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
-		for (size_t i = 0; i < n; i++) {
-			if (strlen(msgs[i].event_id) == msg.properties.message_id.len &&
-			    memcmp(msgs[i].event_id, msg.properties.message_id.bytes, msg.properties.message_id.len) == 0) {
-				if (!returned[i] && (*n_returned)++ == 0)
-					log_warn("the broker could not route event %s to \"%s\" (no queue bound?); "
-					    "will publish it again", msgs[i].event_id, msgs[i].topic);
-				returned[i] = true;
-			}
+	for (int f = 0; f < p->n_flights && (msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG); f++) {
+		struct flight *fl = &p->flights[f];
+
+		for (size_t i = 0; i < fl->n; i++) {
+			const char *id = fl->msgs[i].event_id;
+
+			if (strlen(id) != msg.properties.message_id.len ||
+			    memcmp(id, msg.properties.message_id.bytes, msg.properties.message_id.len) != 0)
+				continue;
+			if (!(fl->answer[i] & RETURNED) && fl->n_returned++ == 0)
+				log_warn("the broker could not route event %s to \"%s\" (no queue bound?); "
+				    "will publish it again", id, fl->msgs[i].topic);
+			fl->answer[i] |= RETURNED;
 		}
 	}
 	amqp_destroy_message(&msg);
 	return 0;
 }
 
-int
-amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
+/* A basic.ack or basic.nack for tag (and every earlier one if multiple). */
+static void
+read_answer(struct publisher *p, uint64_t tag, bool multiple, bool ack)
 {
-	uint64_t first = p->next_seq;
-	bool *acked = xcalloc(n + 1, sizeof(bool)), *returned = xcalloc(n + 1, sizeof(bool));
-	size_t pending = n, n_returned = 0, n_nacked = 0;
+	for (int f = 0; f < p->n_flights; f++) {
+		struct flight *fl = &p->flights[f];
+
+		for (size_t i = 0; i < fl->n; i++) {
+			uint64_t seq = fl->first + i;
+
+			if ((fl->answer[i] & ANSWERED) || !(seq == tag || (multiple && seq < tag)))
+				continue;
+			fl->answer[i] |= ANSWERED | (ack ? ACKED : 0);
+			fl->pending--;
+			fl->n_nacked += !ack;
+		}
+	}
+}
+
+int
+amqpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
+{
+	struct flight *fl;
+
+	if (p->n_flights == MAX_FLIGHTS) {
+		log_error("a third batch sent before the first was settled");
+		return -1;
+	}
+	fl = &p->flights[p->n_flights++];
+	fl->first = p->next_seq;
+	fl->n = fl->pending = n;
+	fl->msgs = msgs;
+	fl->answer = xcalloc(n + 1, 1);
+	fl->n_returned = fl->n_nacked = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (send_one(p, &msgs[i]) < 0)
+			return -1;
+		p->next_seq++;
+	}
+	return 0;
+}
+
+int
+amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
+{
+	struct flight *fl = &p->flights[0];
 	int64_t deadline = now_ms() + timeout_ms;
 	int rc = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		confirmed[i] = false;
-		if (send_one(p, &msgs[i]) < 0) {
-			rc = -1;
-			goto out;
-		}
-		p->next_seq++;
-	}
-	while (pending > 0) {
+	if (p->n_flights == 0)
+		return 0;
+	while (fl->pending > 0) {
 		int64_t left = deadline - now_ms();
 		struct timeval tv;
 		amqp_frame_t frame;
 		int st;
 
 		if (left <= 0) {
-			log_warn("%zu of %zu messages not confirmed within %lld ms; will republish", pending, n,
+			log_warn("%zu of %zu messages not confirmed within %lld ms; will republish", fl->pending, fl->n,
 			    (long long)timeout_ms);
 			break;
 		}
@@ -166,50 +238,49 @@ amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool 
 		if (st != AMQP_STATUS_OK) {
 			log_warn("lost the broker connection while waiting for confirms: %s", amqp_error_string2(st));
 			rc = -1;
-			goto out;
+			break;
 		}
 		if (amqp_close_frame(&frame)) {
 			rc = -1;
-			goto out;
+			break;
 		}
 		if (frame.frame_type != AMQP_FRAME_METHOD)
 			continue;
 		if (frame.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
-			if (read_return(p, msgs, n, returned, &n_returned) < 0) {
+			if (read_return(p) < 0) {
 				rc = -1;
-				goto out;
+				break;
 			}
-		} else if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD ||
-		    frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
-			bool ack = frame.payload.method.id == AMQP_BASIC_ACK_METHOD;
-			uint64_t tag = ack ? ((amqp_basic_ack_t *)frame.payload.method.decoded)->delivery_tag
-					   : ((amqp_basic_nack_t *)frame.payload.method.decoded)->delivery_tag;
-			bool multiple = ack ? ((amqp_basic_ack_t *)frame.payload.method.decoded)->multiple
-					    : ((amqp_basic_nack_t *)frame.payload.method.decoded)->multiple;
+		} else if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+			amqp_basic_ack_t *a = frame.payload.method.decoded;
 
-			for (size_t i = 0; i < n; i++) {
-				uint64_t seq = first + i;
+			read_answer(p, a->delivery_tag, a->multiple, true);
+		} else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+			amqp_basic_nack_t *a = frame.payload.method.decoded;
 
-				if (acked[i] || !(seq == tag || (multiple && seq < tag)))
-					continue;
-				acked[i] = true; /* answered, one way or the other */
-				pending--;
-				confirmed[i] = ack && !returned[i];
-				n_nacked += !ack;
-			}
+			read_answer(p, a->delivery_tag, a->multiple, false);
 		}
 	}
-	if (n_nacked)
-		log_warn("the broker nacked %zu of %zu messages; will publish them again", n_nacked, n);
-	if (n_returned > 1)
-		log_warn("%zu of %zu messages were returned as unroutable", n_returned, n);
-out:
-	if (rc < 0)
+	for (size_t i = 0; i < fl->n; i++)
+		confirmed[i] = rc == 0 && (fl->answer[i] & (ACKED | RETURNED)) == ACKED;
+	if (fl->n_nacked)
+		log_warn("the broker nacked %zu of %zu messages; will publish them again", fl->n_nacked, fl->n);
+	if (fl->n_returned > 1)
+		log_warn("%zu of %zu messages were returned as unroutable", fl->n_returned, fl->n);
+	flight_drop(p);
+	return rc;
+}
+
+int
+amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
+{
+	if (amqpub_send(p, msgs, n) < 0) {
 		for (size_t i = 0; i < n; i++)
 			confirmed[i] = false;
-	free(acked);
-	free(returned);
-	return rc;
+		flight_drop(p);
+		return -1;
+	}
+	return amqpub_settle(p, confirmed, timeout_ms);
 }
 
 int

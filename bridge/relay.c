@@ -10,7 +10,12 @@
  * holding a session-level advisory lock on it; the others stand by and take
  * over when its session ends. Parallel mode: every relay claims rows with
  * FOR UPDATE SKIP LOCKED inside a transaction that lasts until the marks.
- * The relay wakes on NOTIFY oncebridge_outbox and polls as a fallback. */
+ * The relay wakes on NOTIFY oncebridge_outbox and polls as a fallback.
+ *
+ * In ordered mode, with a publisher that can (AMQP), the confirm window
+ * spans rounds: the next batch is sent while the broker still confirms
+ * the previous one, and each batch is marked once its own confirms are
+ * in. */
 #include "config.h"
 
 #include <endian.h>
@@ -35,6 +40,9 @@
 #define SQL_FETCH \
 	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
 	" WHERE destination = $1 AND published_at IS NULL ORDER BY id LIMIT $2"
+#define SQL_FETCH_AFTER \
+	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
+	" WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint ORDER BY id LIMIT $2"
 #define SQL_MARK \
 	"UPDATE oncebridge.outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 #define SQL_FAILED \
@@ -53,6 +61,15 @@
 #define WAIT_SLICE_MS 200
 #define GAUGE_EVERY_MS 5000
 
+/* Rows fetched from the outbox and their messages; the strings live in
+ * res until batch_free. */
+struct batch {
+	PGresult *res;
+	struct outbound *msgs;
+	bool *confirmed;
+	int n;
+};
+
 struct relay {
 	struct worker *w;
 	const struct broker *b;
@@ -66,6 +83,9 @@ struct relay {
 	int64_t next_gauge_ms;
 	uint64_t published, confirmed, unconfirmed;
 	int round_unconfirmed;      /* rows of the last round not confirmed */
+	struct batch flights[2];    /* window mode: batches in flight, oldest first */
+	int n_flights;
+	bool draining;              /* window mode: settle what is in flight, fetch nothing */
 	struct backoff db_backoff, broker_backoff, retry_backoff;
 };
 
@@ -251,61 +271,79 @@ field(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-/* One round: fetch, publish, mark. Returns the number of rows fetched, or
- * -1 when the database failed; sets r->round_unconfirmed. */
+static void
+batch_free(struct batch *bt)
+{
+	for (int i = 0; bt->msgs && i < bt->n; i++) {
+		for (size_t k = 0; k < bt->msgs[i].n_headers; k++) {
+			free((char *)bt->msgs[i].headers[k].name);
+			free((char *)bt->msgs[i].headers[k].value);
+		}
+		free((void *)bt->msgs[i].headers);
+	}
+	free(bt->msgs);
+	free(bt->confirmed);
+	PQclear(bt->res);
+	memset(bt, 0, sizeof(*bt));
+}
+
+/* Fetch up to batch_size pending rows in outbox order, after the row
+ * after_id when it is not 0. Returns the number of rows, or -1. */
 static int
-relay_round(struct relay *r)
+batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 {
 	const struct broker *b = r->b;
-	char limit[24];
-	const char *values[2] = { b->name, limit };
-	const int formats[2] = { 0, 0 };
-	struct outbound *msgs = NULL;
-	bool *confirmed = NULL;
-	struct buf ok_ids = { 0 }, failed_ids = { 0 };
-	PGresult *res = NULL;
-	int n = -1, fetched = 0, rc;
+	char limit[24], after[24];
+	const char *values[3] = { b->name, limit, after };
+	const int formats[3] = { 0, 0, 0 };
 	char *sql;
 
-	r->round_unconfirmed = 0;
-	if (!b->outbox_ordered && !command(r, "BEGIN", "begin a relay transaction"))
-		goto out;
+	memset(bt, 0, sizeof(*bt));
 	snprintf(limit, sizeof(limit), "%lld", (long long)b->outbox_batch_size);
-	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
-	res = PQexecParams(r->conn, sql, 2, NULL, values, NULL, formats, 1 /* binary results */);
+	snprintf(after, sizeof(after), "%lld", (long long)after_id);
+	sql = xasprintf("%s%s", after_id ? SQL_FETCH_AFTER : SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
+	bt->res = PQexecParams(r->conn, sql, after_id ? 3 : 2, NULL, values, NULL, formats, 1 /* binary results */);
 	free(sql);
-	if (!exec_ok(res, "read the outbox"))
-		goto out;
-	n = fetched = PQntuples(res);
-	if (n == 0)
-		goto done;
-	msgs = xcalloc((size_t)n, sizeof(*msgs));
-	confirmed = xcalloc((size_t)n, sizeof(bool));
-	for (int i = 0; i < n; i++) {
+	if (!exec_ok(bt->res, "read the outbox")) {
+		batch_free(bt);
+		return -1;
+	}
+	bt->n = PQntuples(bt->res);
+	bt->msgs = xcalloc((size_t)bt->n + 1, sizeof(*bt->msgs));
+	bt->confirmed = xcalloc((size_t)bt->n + 1, sizeof(bool));
+	for (int i = 0; i < bt->n; i++) {
+		struct outbound *m = &bt->msgs[i];
 		uint64_t be;
 		char *headers;
 
-		memcpy(&be, PQgetvalue(res, i, 0), sizeof(be));
-		msgs[i].id = (int64_t)be64toh(be);
-		msgs[i].event_id = field(res, i, 1);
-		msgs[i].topic = field(res, i, 2);
-		msgs[i].exchange = field(res, i, 3);
-		msgs[i].payload = PQgetvalue(res, i, 4);
-		msgs[i].payload_len = (size_t)PQgetlength(res, i, 4);
-		msgs[i].content_type = field(res, i, 5);
-		headers = xstrndup(PQgetvalue(res, i, 6), (size_t)PQgetlength(res, i, 6));
-		msgs[i].headers = headers_of(headers, &msgs[i].n_headers);
+		memcpy(&be, PQgetvalue(bt->res, i, 0), sizeof(be));
+		m->id = (int64_t)be64toh(be);
+		m->event_id = field(bt->res, i, 1);
+		m->topic = field(bt->res, i, 2);
+		m->exchange = field(bt->res, i, 3);
+		m->payload = PQgetvalue(bt->res, i, 4);
+		m->payload_len = (size_t)PQgetlength(bt->res, i, 4);
+		m->content_type = field(bt->res, i, 5);
+		headers = xstrndup(PQgetvalue(bt->res, i, 6), (size_t)PQgetlength(bt->res, i, 6));
+		m->headers = headers_of(headers, &m->n_headers);
 		free(headers);
 	}
-	rc = r->a->publish(r->pub, msgs, (size_t)n, confirmed, b->outbox_confirm_timeout_ms);
-	if (rc < 0) {
-		r->a->publisher_close(r->pub);
-		r->pub = NULL;
-	}
-	for (int i = 0; i < n; i++) {
-		array_add_id(confirmed[i] ? &ok_ids : &failed_ids, msgs[i].id);
+	return bt->n;
+}
+
+/* Mark the confirmed rows of bt published and count an attempt on the
+ * others; sets r->round_unconfirmed. */
+static bool
+batch_mark(struct relay *r, const struct batch *bt)
+{
+	struct buf ok_ids = { 0 }, failed_ids = { 0 };
+	bool ok = true;
+
+	r->round_unconfirmed = 0;
+	for (int i = 0; i < bt->n; i++) {
+		array_add_id(bt->confirmed[i] ? &ok_ids : &failed_ids, bt->msgs[i].id);
 		r->published++;
-		if (confirmed[i]) {
+		if (bt->confirmed[i]) {
 			r->confirmed++;
 		} else {
 			r->unconfirmed++;
@@ -314,37 +352,121 @@ relay_round(struct relay *r)
 	}
 	if (ok_ids.len) {
 		buf_append(&ok_ids, "}", 1);
-		if (!mark(r, SQL_MARK, &ok_ids, "mark outbox rows published")) {
-			n = -1;
-			goto out;
-		}
+		ok = mark(r, SQL_MARK, &ok_ids, "mark outbox rows published");
 	}
-	if (failed_ids.len) {
+	if (ok && failed_ids.len) {
 		buf_append(&failed_ids, "}", 1);
-		if (!mark(r, SQL_FAILED, &failed_ids, "count failed outbox attempts")) {
-			n = -1;
-			goto out;
-		}
+		ok = mark(r, SQL_FAILED, &failed_ids, "count failed outbox attempts");
 	}
-done:
-	if (!b->outbox_ordered && !command(r, "COMMIT", "commit the relay transaction"))
-		n = -1;
-out:
-	for (int i = 0; msgs && i < fetched; i++) {
-		for (size_t k = 0; k < msgs[i].n_headers; k++) {
-			free((char *)msgs[i].headers[k].name);
-			free((char *)msgs[i].headers[k].value);
-		}
-		free((void *)msgs[i].headers);
-	}
-	free(msgs);
-	free(confirmed);
 	buf_free(&ok_ids);
 	buf_free(&failed_ids);
-	PQclear(res);
+	return ok;
+}
+
+/* One round: fetch, publish with every row in flight, mark. Returns the
+ * number of rows fetched, or -1 when the database failed; sets
+ * r->round_unconfirmed. Parallel mode runs it in one transaction, whose
+ * row locks keep other relays off these rows until the marks. */
+static int
+relay_round(struct relay *r)
+{
+	struct batch bt = { 0 };
+	int n = -1;
+
+	r->round_unconfirmed = 0;
+	if (!r->b->outbox_ordered && !command(r, "BEGIN", "begin a relay transaction"))
+		goto out;
+	n = batch_fetch(r, 0, &bt);
+	if (n <= 0)
+		goto done;
+	if (r->a->publish(r->pub, bt.msgs, (size_t)n, bt.confirmed, r->b->outbox_confirm_timeout_ms) < 0) {
+		r->a->publisher_close(r->pub);
+		r->pub = NULL;
+	}
+	if (!batch_mark(r, &bt))
+		n = -1;
+done:
+	if (n >= 0 && !r->b->outbox_ordered && !command(r, "COMMIT", "commit the relay transaction"))
+		n = -1;
+out:
+	batch_free(&bt);
 	if (n < 0 && r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
 		command(r, "ROLLBACK", "roll back the relay transaction");
 	return n;
+}
+
+/* Forget the batches in flight without marking them: they are published
+ * again later, and consumers dedupe. */
+static void
+window_drop(struct relay *r)
+{
+	for (int i = 0; i < r->n_flights; i++)
+		batch_free(&r->flights[i]);
+	r->n_flights = 0;
+}
+
+/* Ordered mode with a publisher that keeps two batches in flight: send
+ * the next batch (the rows after those in flight), then settle and mark
+ * the older one while the broker confirms the newer. After a batch with
+ * unconfirmed rows, the rest in flight is settled before anything new is
+ * fetched, so the next fetch starts again at the oldest unpublished row.
+ * Returns the number of rows fetched or settled, 0 when there is nothing
+ * to do, or -1 when the database failed. */
+static int
+relay_window_round(struct relay *r)
+{
+	int fetched = 0, settled;
+
+	if (r->draining && r->n_flights == 0)
+		r->draining = false; /* settled: fetch from the oldest unpublished row again */
+	if (r->n_flights < 2 && !r->draining) {
+		struct batch *bt = &r->flights[r->n_flights];
+		int64_t after = r->n_flights ? r->flights[r->n_flights - 1].msgs[r->flights[r->n_flights - 1].n - 1].id : 0;
+
+		fetched = batch_fetch(r, after, bt);
+		if (fetched < 0) {
+			window_drop(r);
+			return -1;
+		}
+		if (fetched == 0) {
+			batch_free(bt);
+		} else {
+			r->n_flights++;
+			if (r->a->publish_send(r->pub, bt->msgs, (size_t)fetched) < 0) {
+				r->a->publisher_close(r->pub);
+				r->pub = NULL;
+				window_drop(r);
+				r->round_unconfirmed = fetched;
+				return fetched;
+			}
+		}
+	}
+	if (r->n_flights == 0) {
+		r->round_unconfirmed = 0;
+		return 0;
+	}
+	if (r->n_flights < 2 && fetched > 0)
+		return fetched; /* keep the window full: fetch again before settling */
+	if (r->a->publish_settle(r->pub, r->flights[0].confirmed, r->b->outbox_confirm_timeout_ms) < 0) {
+		/* nothing counts as confirmed: the batches in flight are dropped
+		 * below and published again on the next connection */
+		r->a->publisher_close(r->pub);
+		r->pub = NULL;
+	}
+	settled = r->flights[0].n;
+	if (!batch_mark(r, &r->flights[0])) {
+		window_drop(r);
+		return -1;
+	}
+	batch_free(&r->flights[0]);
+	r->flights[0] = r->flights[1];
+	memset(&r->flights[1], 0, sizeof(r->flights[1]));
+	r->n_flights--;
+	if (r->pub == NULL)
+		window_drop(r);
+	else if (r->round_unconfirmed > 0)
+		r->draining = true;
+	return fetched + settled;
 }
 
 static void
@@ -409,11 +531,13 @@ relay_run(struct worker *w)
 {
 	const struct settings *s = w->settings;
 	struct relay r;
+	bool window;
 
 	memset(&r, 0, sizeof(r));
 	r.w = w;
 	r.b = w->broker;
 	r.a = w->broker->adapter;
+	window = r.b->outbox_ordered && r.a->publish_send && r.a->publish_settle;
 	backoff_init(&r.db_backoff, s->retry_initial_ms, s->retry_max_ms);
 	backoff_init(&r.broker_backoff, s->retry_initial_ms, s->retry_max_ms);
 	backoff_init(&r.retry_backoff, s->retry_initial_ms, s->retry_max_ms);
@@ -445,7 +569,7 @@ relay_run(struct worker *w)
 			}
 			backoff_reset(&r.broker_backoff);
 		}
-		n = relay_round(&r);
+		n = window ? relay_window_round(&r) : relay_round(&r);
 		if (n < 0) {
 			if (r.conn && PQstatus(r.conn) != CONNECTION_OK)
 				relay_disconnect_db(&r);
@@ -473,6 +597,13 @@ relay_run(struct worker *w)
 		if (n == 0 && r.conn)
 			relay_wait(&r, r.b->outbox_poll_interval_ms);
 	}
+	/* settle and mark what is still in flight, so that a clean stop
+	 * publishes nothing twice */
+	r.draining = true;
+	while (r.n_flights > 0 && r.pub && r.conn)
+		if (relay_window_round(&r) < 0)
+			break;
+	window_drop(&r);
 	if (r.conn)
 		relay_stats(&r, true);
 	if (r.pub)

@@ -68,6 +68,24 @@ by_value(const void *a, const void *b)
 
 /* Paced publishing: groups of messages every 2.5 ms at rate messages/s;
  * latency[i] gets the publish-to-confirm time of message i+1 in ms. */
+/* Properties like the outbox relay's messages (adapters/amqp_publish.c):
+ * persistent, a message_id and the same ID in the header "event_id", so
+ * that the broker does the same work per message. id must outlive the
+ * publish. */
+static void
+relay_like(amqp_basic_properties_t *props, amqp_table_entry_t *header, const char *id)
+{
+	memset(props, 0, sizeof(*props));
+	props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+	props->delivery_mode = 2;
+	props->message_id = amqp_cstring_bytes(id);
+	header->key = amqp_cstring_bytes("event_id");
+	header->value.kind = AMQP_FIELD_KIND_UTF8;
+	header->value.value.bytes = amqp_cstring_bytes(id);
+	props->headers.num_entries = 1;
+	props->headers.entries = header;
+}
+
 static double
 wall_clock(void)
 {
@@ -95,17 +113,15 @@ static int
 publish_paced(amqp_connection_state_t conn, const char *exchange, const char *key, amqp_bytes_t body,
     long count, double rate, const char *prefix, double *latency)
 {
-	char json[4096];
+	char json[4096], id[64];
 	long size = (long)body.len;
 	amqp_basic_properties_t props;
+	amqp_table_entry_t header;
 	double *sent_at = calloc((size_t)count + 1, sizeof(double));
 	double start = now(), tick = 0.0025;
 	long per_tick = lround(fmax(1.0, rate * tick)), sent = 0, confirmed = 0;
 	int rc = -1;
 
-	memset(&props, 0, sizeof(props));
-	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
-	props.delivery_mode = 2;
 	tick = (double)per_tick / rate;
 	while (confirmed < count) {
 		double due = start + (double)(sent / per_tick) * tick, left = due - now();
@@ -117,7 +133,9 @@ publish_paced(amqp_connection_state_t conn, const char *exchange, const char *ke
 			for (long k = 0; k < per_tick && sent < count; k++) {
 				if (prefix)
 					body = json_body(json, sizeof(json), size, prefix, sent);
-				if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), 0, 0,
+				snprintf(id, sizeof(id), "ceiling-%ld", sent);
+				relay_like(&props, &header, id);
+				if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), 1, 0,
 				        &props, body) != 0)
 					goto out;
 				sent_at[++sent] = now();
@@ -183,9 +201,6 @@ main(int argc, char **argv)
 	amqp_confirm_select(conn, 1);
 	if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL)
 		return 1;
-	memset(&props, 0, sizeof(props));
-	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
-	props.delivery_mode = 2;
 	t0 = now();
 	if (argc >= 9) {
 		double *latency = calloc((size_t)count, sizeof(double));
@@ -203,7 +218,12 @@ main(int argc, char **argv)
 	while (sent < count) {
 		amqp_bytes_t b = { (size_t)size, body };
 
-		if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(argv[6]), amqp_cstring_bytes(argv[7]), 0, 0, &props, b) != 0)
+		char id[64];
+		amqp_table_entry_t header;
+
+		snprintf(id, sizeof(id), "ceiling-%ld", sent);
+		relay_like(&props, &header, id);
+		if (amqp_basic_publish(conn, 1, amqp_cstring_bytes(argv[6]), amqp_cstring_bytes(argv[7]), 1, 0, &props, b) != 0)
 			return 1;
 		sent++;
 		confirmed = wait_confirms(conn, sent, confirmed, window - 1);

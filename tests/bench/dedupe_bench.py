@@ -7,9 +7,11 @@ CONFLICT DO NOTHING into processed_events plus a multi-row business
 insert), with tests/bench/pg_commit_ceiling. PostgreSQL runs with its
 defaults (shared_buffers 128MB, fsync on). Sizes: BENCH_DEDUPE_SIZES
 (default "1000000,20000000"); events per measurement: BENCH_COUNT
-(default 100000). Not a pass/fail test; takes several minutes and about
-6 GB of disk."""
+(default 100000), measured BENCH_ROUNDS times (default 3) in turns across
+the sizes, each size in its own PostgreSQL. Not a pass/fail test; takes
+several minutes and about 6 GB of disk."""
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ import obtest
 BENCH = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench")
 SIZES = [int(x) for x in os.environ.get("BENCH_DEDUPE_SIZES", "1000000,20000000").split(",")]
 MEASURE = int(os.environ.get("BENCH_COUNT", "100000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 # UUID-shaped keys of the consumer pg_commit_ceiling claims for ("ceiling"):
 # random ones from md5, or time-ordered ones whose first 48 bits count
@@ -61,22 +64,31 @@ def measure(pg, kind):
 def main():
     rows = []
     for kind in ("random", "ordered"):
-        b = obtest.Bridge("bench-dedupe-" + kind, rabbit=False)
-        b.start_servers()
+        # one private PostgreSQL per size, measured in turns, so that the
+        # disk's drift during the run weighs on every size alike
+        pgs = []
         for size in SIZES:
+            b = obtest.Bridge("bench-dedupe-%s-%d" % (kind, size), rabbit=False)
+            b.start_servers()
             took = fill(b.pg, kind, size)
             obtest.note("%s: filled to %d rows in %.0f s" % (kind, size, took))
-            rate = measure(b.pg, kind)
-            mb = b.pg.scalar("SELECT pg_relation_size('oncebridge.processed_events_pkey') / 1048576")
-            rows.append((kind, size, rate, mb))
-        b.pg.stop()
-    print("machine: %d cores; %d events per measurement, 500 per transaction, fsync on, shared_buffers 128MB"
-          % (os.cpu_count(), MEASURE))
-    print("%-10s %22s %12s %16s %12s" % ("event IDs", "processed_events rows", "events/s", "primary key MB",
-                                         "vs smallest"))
-    for kind, size, rate, mb in rows:
+            pgs.append((size, b.pg))
+        rates = {size: [] for size in SIZES}
+        for _ in range(ROUNDS):
+            for size, pg in pgs:
+                rates[size].append(measure(pg, kind))
+        for size, pg in pgs:
+            mb = pg.scalar("SELECT pg_relation_size('oncebridge.processed_events_pkey') / 1048576")
+            rows.append((kind, size, statistics.median(rates[size]), mb, rates[size]))
+            pg.stop()
+    print("machine: %d cores; %d events per measurement, 500 per transaction, fsync on, shared_buffers 128MB;"
+          " the median of %d turns per size" % (os.cpu_count(), MEASURE, ROUNDS))
+    print("%-10s %22s %12s %16s %12s   %s" % ("event IDs", "processed_events rows", "events/s", "primary key MB",
+                                              "vs smallest", "turns"))
+    for kind, size, rate, mb, turns in rows:
         first = [r for r in rows if r[0] == kind][0]
-        print("%-10s %22d %12.0f %16d %+11.1f%%" % (kind, size, rate, mb, 100.0 * (rate / first[2] - 1)))
+        print("%-10s %22d %12.0f %16d %+11.1f%%   %s" % (kind, size, rate, mb, 100.0 * (rate / first[2] - 1),
+                                                         " ".join("%.0f" % x for x in turns)))
     return 0
 
 
