@@ -298,6 +298,9 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	const int formats[3] = { 0, 0, 0 };
 	char *sql;
 
+	/* notifications already read are about rows this fetch sees; drop
+	 * them, or under steady load libpq's queue of them only grows */
+	(void)relay_woken(r);
 	memset(bt, 0, sizeof(*bt));
 	snprintf(limit, sizeof(limit), "%lld", (long long)b->outbox_batch_size);
 	snprintf(after, sizeof(after), "%lld", (long long)after_id);
