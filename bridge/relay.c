@@ -399,10 +399,15 @@ out:
 }
 
 /* Forget the batches in flight without marking them: they are published
- * again later, and consumers dedupe. */
+ * again later, and consumers dedupe. The publisher still counts them in
+ * flight (and points into them), so it goes too. */
 static void
 window_drop(struct relay *r)
 {
+	if (r->n_flights > 0 && r->pub) {
+		r->a->publisher_close(r->pub);
+		r->pub = NULL;
+	}
 	for (int i = 0; i < r->n_flights; i++)
 		batch_free(&r->flights[i]);
 	r->n_flights = 0;
@@ -557,6 +562,7 @@ relay_run(struct worker *w)
 		}
 		backoff_reset(&r.db_backoff);
 		if (r.b->outbox_ordered && !r.active) {
+			window_drop(&r); /* the lock was lost: what was in flight is another relay's now */
 			r.active = relay_take_lock(&r);
 			if (!r.active) {
 				if (r.conn)
