@@ -293,7 +293,9 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 		    sr.message ? sr.message : "unknown error", sr.sqlstate[0] ? " (SQLSTATE " : "",
 		    sr.sqlstate, sr.sqlstate[0] ? ")" : "");
 		c->stats->transient_failures++;
-		if (PQstatus(c->conn) != CONNECTION_OK)
+		/* a session still inside a transaction would carry its claims
+		 * into the retry: drop it with the broken ones */
+		if (PQstatus(c->conn) != CONNECTION_OK || PQtransactionStatus(c->conn) != PQTRANS_IDLE)
 			core_disconnect(c);
 		status = APPLY_TRANSIENT;
 		goto out;

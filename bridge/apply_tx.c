@@ -492,9 +492,13 @@ tx_pipelined(struct core *c, struct item *items, size_t n, struct stmt_result *s
 	free(pos);
 	res = pipe_next(conn);
 	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-		PQclear(res);
-		PQexitPipelineMode(conn);
-		return FAILURE_TRANSIENT;
+		/* BEGIN and the claims may have run: roll them back, or a retry
+		 * on this session takes its own claims for duplicates */
+		if (sr->failure == FAILURE_NONE) {
+			sr->failure = FAILURE_TRANSIENT;
+			sr->message = xstrdup("the pipeline ended without its sync");
+		}
+		ok = false;
 	}
 	PQclear(res);
 	if (!ok)
