@@ -124,17 +124,28 @@ check_schema(PGconn *conn)
 	return ok;
 }
 
-/* Acks follow COMMIT, so COMMIT must be durable before it returns. */
+/* Acks follow COMMIT, so COMMIT must be durable before it returns, and on
+ * a primary with a synchronous standby it must be on the standby too:
+ * "off", "local" and "remote_write" would let a crash or a failover lose a
+ * commit whose message was already acked. "on" and "remote_apply" stay. */
 static void
 ensure_synchronous_commit(PGconn *conn)
 {
+	static const char *const weak[] = { "off", "local", "remote_write" };
 	PGresult *res = PQexec(conn, "SHOW synchronous_commit");
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "off") == 0) {
-		log_warn("synchronous_commit is off for this role or database; oncebridge sets it to on "
-		    "for its own sessions, since it acks messages after COMMIT");
-		PQclear(res);
-		res = PQexec(conn, "SET synchronous_commit = on");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		const char *v = PQgetvalue(res, 0, 0);
+
+		for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
+			if (strcmp(v, weak[i]) != 0)
+				continue;
+			log_warn("synchronous_commit is \"%s\" for this role or database; oncebridge sets it to \"on\" "
+			    "for its own sessions, since it acks messages after COMMIT", v);
+			PQclear(res);
+			res = PQexec(conn, "SET synchronous_commit = on");
+			break;
+		}
 	}
 	PQclear(res);
 }
