@@ -13,12 +13,14 @@
 #     memcheck: an invalid access or a definite leak fails the run;
 #  5. the fuzz corpora under the sanitizers (they run in 3's make check).
 #
-# Ends with the line "N passed, N failed". Environment: JOBS (make -j).
+# Ends with the line "N passed, N failed, N skipped". Environment: JOBS
+# (make -j).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 passed=0
 failed=0
+skipped=0
 
 check() { # check DESCRIPTION COMMAND...: one pass or fail
 	local what=$1 out
@@ -34,17 +36,39 @@ check() { # check DESCRIPTION COMMAND...: one pass or fail
 }
 
 count_trs() { # add the results of the .trs files under $1
-	local trs p f
+	local trs p s f
 	for trs in $(find "$1" -name '*.trs' | sort); do
-		p=$(grep -c -E '^:test-result: (PASS|XFAIL|SKIP)' "$trs")
+		p=$(grep -c -E '^:test-result: (PASS|XFAIL)' "$trs")
+		s=$(grep -c -E '^:test-result: SKIP' "$trs")
 		f=$(grep -c -E '^:test-result: (FAIL|XPASS|ERROR)' "$trs")
 		passed=$((passed + p))
+		skipped=$((skipped + s))
 		failed=$((failed + f))
 		if [ "$f" -gt 0 ]; then
 			echo "---- ${trs%.trs}.log (last 60 lines) ----"
 			tail -60 "${trs%.trs}.log"
 		fi
 	done
+}
+
+results_of() { # results_of TRS: how many test points it records (0 if none)
+	if [ -f "$1" ]; then grep -c -E '^:test-result: ' "$1"; else echo 0; fi
+}
+
+# every test of the list ran under the sanitizers and reported at least as
+# many points as in the normal build: a program that did not build, or a
+# test that stopped early, cannot pass as "no sanitizer report"
+compare_results() { # compare_results TESTS...
+	local t want got bad=0
+	for t in "$@"; do
+		want=$(results_of "build/$t.trs")
+		got=$(results_of "build-asan/$t.trs")
+		if [ "$got" -eq 0 ] || [ "$got" -lt "$want" ]; then
+			echo "$t: $got results under the sanitizers, $want in the normal build"
+			bad=1
+		fi
+	done
+	return $bad
 }
 
 start=$(date +%s)
@@ -75,9 +99,17 @@ if [ -x build-asan/oncebridge ]; then
 	# every instrumented process (daemons, workers, unit tests) reports
 	# into sandir, whatever happens to its own log
 	sandir=$(mktemp -d /tmp/oncebridge-sanitizers.XXXXXX)
+	tests=$(cd build && make -s -f Makefile -f - print-tests <<< 'print-tests: ; @echo $(unit_tests) $(fuzz_tests)')
+	tests="$tests $integration"
 	(cd build-asan && ASAN_OPTIONS="log_path=$sandir/asan" UBSAN_OPTIONS="log_path=$sandir/ubsan:print_stacktrace=1" \
-		make -j"${JOBS:-2}" check TESTS="\$(unit_tests) \$(fuzz_tests) $integration" > check.out 2>&1)
+		make -j"${JOBS:-2}" check TESTS="$tests" > check.out 2>&1)
+	status=$?
 	count_trs build-asan/tests
+	check "sanitizers: make check of the suite under the sanitizers succeeded" \
+		bash -c "[ $status -eq 0 ] || { grep -E 'error|Error' build-asan/check.out | tail -20; exit 1; }"
+	# shellcheck disable=SC2086
+	check "sanitizers: every test ran and reported at least as many results as in the normal build" \
+		bash -c "$(declare -f results_of compare_results); compare_results $tests"
 	check "sanitizers: no report from any process of the suite" \
 		bash -c "if ls $sandir/* > /dev/null 2>&1; then head -60 $sandir/*; exit 1; fi"
 	rm -rf "$sandir"
@@ -89,6 +121,7 @@ for t in amqp_dedupe amqp_poison mqtt_dedupe outbox_amqp hostile_inputs; do
 	rm -rf "$vgdir/$t"
 	(cd build && ONCEBRIDGE_VALGRIND_DIR="$vgdir/$t" make check TESTS="tests/integration/$t.py" > "$vgdir/$t.out" 2>&1)
 	count_trs "build/tests/integration/$t.trs"
+	check "valgrind: $t reported its results" test "$(results_of "build/tests/integration/$t.trs")" -gt 0
 	logs=$(find "$vgdir/$t" -name 'vg.*.log' 2> /dev/null | wc -l)
 	check "valgrind: $t ran the daemon and its workers under memcheck ($logs processes)" test "$logs" -ge 2
 	check "valgrind: $t: no invalid access and no definite leak" \
@@ -97,5 +130,5 @@ done
 rm -rf "$vgdir"
 
 echo "hardening checks took $(( $(date +%s) - start )) s"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

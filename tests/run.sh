@@ -2,7 +2,7 @@
 # Runs oncebridge's whole test suite on a Debian 12 machine: installs the
 # packages it needs (as root), builds in build/, runs the unit tests and the
 # integration tests against private PostgreSQL, RabbitMQ and Mosquitto
-# servers, and ends with the line "N passed, N failed".
+# servers, and ends with the line "N passed, N failed, N skipped".
 #
 # Environment: CONFIGURE_FLAGS adds configure options (for example
 # --enable-sanitizer=address,undefined); JOBS sets make's -j (default 2).
@@ -24,10 +24,13 @@ grep -E "^(PASS|FAIL|ERROR|XPASS|XFAIL|SKIP):" check.out | grep -v "^PASS" || tr
 
 passed=0
 failed=0
+skipped=0
 for trs in $(find tests -name '*.trs' | sort); do
-	p=$(grep -c -E '^:test-result: (PASS|XFAIL|SKIP)' "$trs")
+	p=$(grep -c -E '^:test-result: (PASS|XFAIL)' "$trs")
+	s=$(grep -c -E '^:test-result: SKIP' "$trs")
 	f=$(grep -c -E '^:test-result: (FAIL|XPASS|ERROR)' "$trs")
 	passed=$((passed + p))
+	skipped=$((skipped + s))
 	failed=$((failed + f))
 	if [ "$f" -gt 0 ]; then
 		log=${trs%.trs}.log
@@ -41,5 +44,5 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	tail -20 check.out
 	failed=1
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
