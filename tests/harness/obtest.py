@@ -1,6 +1,8 @@
 """oncebridge-specific test helpers on top of oncetest: write configs,
 install the schema, start the daemon, count what it applied."""
 import os
+import re
+import signal
 import subprocess
 import time
 
@@ -70,6 +72,14 @@ class Bridge:
         os.makedirs(os.path.join(self.confdir, "conf.d"), exist_ok=True)
         self.daemon = None
         self.runs = 0
+        ot.at_done(self._check_logs)
+
+    def _check_logs(self, t):
+        """Every test with a daemon ends with this check of its logs."""
+        if self.runs:
+            bad = log_errors(self.logs())
+            t.ok(not bad, "the daemon's logs show no sanitizer report, crash or unexpected process exit",
+                 diag="\n".join(bad[:20]))
 
     def start_servers(self):
         self.pg.start()
@@ -194,11 +204,22 @@ def exactly_once(t, pg, route, expected_ids, table="applied"):
     return not missing and not twice and not extra
 
 
+_EXIT = re.compile(r"(worker|relay|retention process).*(exited with status \d+|was terminated by signal (\d+)"
+                   r"|ended with status \d+); restarting it in")
+
+
 def log_errors(text):
-    """Lines of the daemon log that show a bug rather than an injected fault."""
+    """Lines of the daemon log that show a bug rather than an injected
+    fault: sanitizer reports, and any process of the daemon that ended
+    by itself and was restarted (a crash, an abort, an unexpected exit).
+    A restart after SIGKILL is the one fault tests inject into workers."""
     bad = []
     for line in text.splitlines():
         if "Sanitizer" in line or "runtime error" in line or "Segmentation" in line:
+            bad.append(line)
+            continue
+        m = _EXIT.search(line)
+        if m and m.group(3) != str(signal.SIGKILL.value):
             bad.append(line)
     return bad
 

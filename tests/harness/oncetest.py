@@ -37,7 +37,7 @@ import threading
 import time
 
 __all__ = [
-    'TAP', 'make_tmpdir', 'free_port', 'wait_until', 'start_all',
+    'TAP', 'at_done', 'make_tmpdir', 'free_port', 'wait_until', 'start_all',
     'Postgres', 'RabbitMQ', 'Mosquitto', 'Daemon', 'MQTTv311', 'MQTTv5',
     'make_certs', 'teardown',
 ]
@@ -116,12 +116,27 @@ class TAP:
             n = self.n
         self._emit('ok %d - %s # SKIP %s' % (n, ' '.join(str(desc).split()), reason))
 
+    def eventually(self, fn, timeout, desc, interval=0.1):
+        """A test point that passes when fn() turns truthy within timeout
+        seconds, and fails (and the script goes on) when it does not.
+        Returns fn()'s last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = fn()
+            if v or time.monotonic() >= deadline:
+                self.ok(v, desc, diag='not within %g s' % timeout)
+                return v
+            time.sleep(interval)
+
     def is_(self, got, want, desc):
         return self.ok(got == want, desc,
                        diag='got:  %r\nwant: %r' % (got, want))
 
     def done(self):
-        """Print the plan; return the exit status (0 = all passed, N > 0)."""
+        """Run the checks registered with at_done, print the plan; return
+        the exit status (0 = all passed, N > 0)."""
+        while _done_hooks:
+            _done_hooks.pop(0)(self)
         self._emit('1..%d' % self.n)
         return 0 if (self.n > 0 and self.failed == 0) else 1
 
@@ -135,6 +150,15 @@ class TAP:
 # temporary directories, ports, waiting
 
 _tmpdirs = []
+
+
+_done_hooks = []
+
+
+def at_done(fn):
+    """Have TAP.done() call fn(tap) first: checks every test of a kind
+    must end with (the daemon's logs, say) without each script asking."""
+    _done_hooks.append(fn)
 
 
 def make_tmpdir(name):

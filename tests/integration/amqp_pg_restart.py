@@ -36,5 +36,4 @@ t.ok("could not connect to the database" in log or "could not apply a batch" in 
      "the outage was noticed and logged", diag=log[-3000:])
 t.is_(b.pg.scalar("SELECT count(*) FROM oncebridge.dead_letters"), 0, "no event was dead-lettered for a transient failure")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

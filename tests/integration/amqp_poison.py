@@ -113,8 +113,7 @@ t.ok(len(rows) == 1 and rows[0][1] == "XX000" and rows[0][2] == 3,
      "an unclassified error (XX000) is retried 3 times (retry.max_attempts), then dead-lettered", diag=str(rows))
 t.ok(d.alive(), "oncebridge is still running")
 t.is_(b.pg.scalar("SELECT count(*) FROM oncebridge.processed_events WHERE consumer = 'broken'"), 1,
-      "the dead-lettered event is claimed once")
+      "the dead-lettered event keeps its claim, so a redelivery is a duplicate")
 rc = d.terminate(timeout=20)
 t.is_(rc, 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

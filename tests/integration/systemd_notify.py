@@ -38,9 +38,8 @@ t.ok(status == 503 and "not connected to the database" in body,
      "/health is 503 while the worker has had no database for stall_timeout_ms", diag="%s %s" % (status, body))
 b.pg.start_again()
 t0 = time.monotonic()
-ot.wait_until(lambda: listener.has("READY=1"), 30, desc="READY=1")
+t.eventually(lambda: listener.has("READY=1"), 30, "READY=1 once PostgreSQL answers")
 obtest.note("READY=1 %.1f s after PostgreSQL came back" % (time.monotonic() - t0))
-t.ok(True, "READY=1 once PostgreSQL answers")
 b.wait_subscribed("mosq")
 
 # steady state: pings every half WATCHDOG_USEC
@@ -88,9 +87,8 @@ t.is_(obtest.metric(samples, "oncebridge_worker_stalled", broker="mosq", index="
 
 lock.rollback()
 lock.close()
-ot.wait_until(lambda: obtest.http_get("http://127.0.0.1:%d/health" % port)[0] == 200, 15, interval=0.1,
-              desc="/health 200 again")
-t.ok(True, "/health is 200 again once the lock is gone")
+t.eventually(lambda: obtest.http_get("http://127.0.0.1:%d/health" % port)[0] == 200, 15,
+             "/health is 200 again once the lock is gone")
 since = time.monotonic()
 time.sleep(1.5)
 t.ok(listener.count("WATCHDOG=1", since) >= 2, "watchdog pings resume")
@@ -104,5 +102,4 @@ t.ok(listener.has("RELOADING=1", since), "SIGHUP: RELOADING=1, then READY=1")
 since = time.monotonic()
 t.is_(d.terminate(timeout=20), 0, "SIGTERM stops it with status 0")
 t.ok(listener.has("STOPPING=1", since), "SIGTERM: STOPPING=1")
-t.ok(not obtest.log_errors(b.logs()), "no crash reports in the log")
 raise SystemExit(t.done())
