@@ -355,6 +355,7 @@ gather_batch(struct amqp_session *s)
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
 			if (s->n > 0)
 				break;
+			worker_tick(s->w); /* idle: nothing comes */
 			continue;
 		}
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
@@ -416,7 +417,7 @@ apply_batch(struct amqp_session *s)
 
 	for (size_t i = 0; i < s->n; i++)
 		message_of(s, &s->batch[i], &s->msgs[i]);
-	st = core_apply(s->w->core, s->msgs, s->n, s->settled);
+	st = worker_apply(s->w, s->msgs, s->n, s->settled);
 	if (st == APPLY_TRANSIENT) {
 		/* give everything back and stay away from the broker until the
 		 * database is usable again */
@@ -434,6 +435,7 @@ apply_batch(struct amqp_session *s)
 		broker_disconnect(s, false);
 		return;
 	}
+	worker_acked(s->w);
 	if (unsettled == 0) {
 		backoff_reset(&s->retry_backoff);
 		return;
@@ -493,6 +495,7 @@ amqp_run(struct worker *w)
 	while (!*w->stop) {
 		int rc;
 
+		worker_tick(w);
 		if (worker_wait_for_database(w) < 0)
 			break;
 		if (s.conn == NULL) {

@@ -467,7 +467,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 		int64_t delay;
 
 		tries++;
-		if (core_apply(s->w->core, &m, 1, &settled) == APPLY_OK && settled)
+		if (worker_apply(s->w, &m, 1, &settled) == APPLY_OK && settled)
 			break;
 		if (*s->w->stop) {
 			log_notice("stopping with a message on \"%s\" not applied; the broker will redeliver it", topic);
@@ -493,6 +493,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 	pthread_mutex_lock(&s->mu);
 	s->in_callback = false;
 	pthread_mutex_unlock(&s->mu);
+	worker_acked(s->w);
 	return 1; /* settled: paho writes the PUBACK now */
 }
 
@@ -681,6 +682,7 @@ mqtt_run(struct worker *w)
 	while (!*w->stop) {
 		enum conn_state st = get_state(s);
 
+		worker_tick(w);
 		if (st == ST_READY) {
 			backoff_reset(&s->broker_backoff);
 			sleep_ms_unless(POLL_MS, w->stop);

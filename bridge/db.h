@@ -12,7 +12,7 @@
 struct settings;
 struct broker;
 
-#define ONCEBRIDGE_SCHEMA_VERSION 3
+#define ONCEBRIDGE_SCHEMA_VERSION 4
 
 /* Connect as application_name appname and check the schema version.
  * Returns a ready connection, or NULL after logging why (the caller backs

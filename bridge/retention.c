@@ -1,11 +1,17 @@
 /* Dedupe retention. processed_events keeps one row per (route, event ID)
  * applied; rows older than retention.dedupe_window_s are deleted so the
- * table stops growing. Each DELETE takes at most retention.batch_size of
- * the oldest expired rows (found through the processed_at index of
- * migration 3) in its own short transaction, skipping rows another session
- * holds, so the stream's claims never wait behind a long lock. One
- * maintenance process of the supervisor does it, so instances of one
- * worker never race on it. */
+ * table stops growing, except while a message of the route may still be
+ * redelivered: a route's keys go only when they are also older than the
+ * redelivery horizon of each of its live workers (the view
+ * oncebridge.retention_holds over consumer_horizons, written by the
+ * workers, see bridge/horizon.c), so a worker cut off from its broker
+ * delays pruning instead of losing the keys of what it committed but
+ * could not ack. Each DELETE takes at most retention.batch_size of the
+ * oldest expired rows (found through the processed_at index of migration
+ * 3) in its own short transaction, skipping rows another session holds, so
+ * the stream's claims never wait behind a long lock. One maintenance
+ * process of the supervisor does it, so instances of one worker never race
+ * on it; it logs which worker holds pruning back, and for how long. */
 #include "config.h"
 
 #include <signal.h>
@@ -24,11 +30,27 @@
 #include "bridge/worker.h"
 
 #define SQL_PRUNE \
-	"DELETE FROM oncebridge.processed_events p USING (" \
-	"  SELECT consumer, event_id FROM oncebridge.processed_events" \
-	"  WHERE processed_at < now() - make_interval(secs => $1::double precision)" \
-	"  ORDER BY processed_at LIMIT $2::integer FOR UPDATE SKIP LOCKED" \
+	"WITH hold AS MATERIALIZED (" \
+	"  SELECT consumer, min(safe_before) AS before FROM oncebridge.retention_holds GROUP BY consumer" \
+	") DELETE FROM oncebridge.processed_events p USING (" \
+	"  SELECT e.consumer, e.event_id FROM oncebridge.processed_events e LEFT JOIN hold USING (consumer)" \
+	"  WHERE e.processed_at < now() - make_interval(secs => $1::double precision)" \
+	"    AND (hold.before IS NULL OR e.processed_at < hold.before)" \
+	"  ORDER BY e.processed_at LIMIT $2::integer FOR UPDATE OF e SKIP LOCKED" \
 	") old WHERE p.consumer = old.consumer AND p.event_id = old.event_id"
+
+/* The workers holding pruning back: their horizon is older than the
+ * window. Seconds held (-1: not yet settled its first deliveries). */
+#define SQL_HELD \
+	"SELECT consumer, worker, connected," \
+	"  CASE WHEN safe_before = '-infinity' THEN -1" \
+	"  ELSE extract(epoch FROM now() - make_interval(secs => $1::double precision) - safe_before)::bigint END" \
+	" FROM oncebridge.retention_holds" \
+	" WHERE safe_before < now() - make_interval(secs => $1::double precision)" \
+	" ORDER BY consumer, worker LIMIT 20"
+
+/* a hold that stays the same is logged again this often */
+#define HELD_LOG_MS (300 * 1000)
 
 /* pause between two full batches, so that pruning a backlog yields to the stream */
 #define BATCH_PAUSE_MS 10
@@ -75,17 +97,70 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 	return total;
 }
 
+/* Log the workers that hold pruning back when they change, and every
+ * HELD_LOG_MS while they stay. */
+static void
+report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
+{
+	char window[32];
+	const char *values[1] = { window };
+	PGresult *res;
+	struct buf now = { 0 };
+	int rows;
+
+	snprintf(window, sizeof(window), "%lld", (long long)window_s);
+	res = PQexecParams(conn, SQL_HELD, 1, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		char sqlstate[6], *msg = NULL;
+
+		db_error(conn, res, sqlstate, &msg);
+		log_warn("could not read the redelivery horizons: %s", msg ? msg : "");
+		free(msg);
+		PQclear(res);
+		return;
+	}
+	rows = PQntuples(res);
+	for (int i = 0; i < rows; i++)
+		buf_appendf(&now, "%s\x1f%s\x1f%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+	if ((now.len != last->len || (now.len && strcmp(now.data, last->data) != 0)) ||
+	    (rows > 0 && now_ms() - *last_ms >= HELD_LOG_MS)) {
+		for (int i = 0; i < rows; i++) {
+			long long held = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+			bool up = PQgetvalue(res, i, 2)[0] == 't';
+
+			if (held < 0)
+				log_notice("pruning of route \"%s\" is held back by worker \"%s\", which has not yet settled "
+				    "its first deliveries", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+			else
+				log_notice("pruning of route \"%s\" is held back by worker \"%s\" (%s) for %lld s: "
+				    "its broker may still redeliver what it committed since", PQgetvalue(res, i, 0),
+				    PQgetvalue(res, i, 1), up ? "settling its redeliveries" : "not connected to its broker",
+				    held);
+		}
+		if (rows == 0)
+			log_info("pruning is no longer held back");
+		*last_ms = now_ms();
+	}
+	buf_reset(last);
+	if (now.len)
+		buf_append(last, now.data, now.len);
+	buf_free(&now);
+	PQclear(res);
+}
+
 int
 retention_main(const struct settings *s)
 {
 	struct backoff backoff;
 	PGconn *conn = NULL;
+	struct buf held = { 0 };
+	int64_t held_ms = 0;
 
 	child_signals(on_stop);
 	log_set_context("retention");
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
-	log_info("pruning processed_events older than %lld s every %lld s", (long long)s->dedupe_window_s,
-	    (long long)s->retention_interval_s);
+	log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
+	    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
 
 	while (!retention_stop) {
 		int64_t t0, n;
@@ -109,9 +184,11 @@ retention_main(const struct settings *s)
 			sleep_ms_unless(backoff_next(&backoff), &retention_stop);
 			continue;
 		}
+		report_held(conn, s->dedupe_window_s, &held, &held_ms);
 		sleep_ms_unless(s->retention_interval_s * 1000, &retention_stop);
 	}
 	if (conn)
 		PQfinish(conn);
+	buf_free(&held);
 	return 0;
 }

@@ -465,7 +465,9 @@ check_route_names_unique(struct settings *s, struct diag *d)
 }
 
 /* A dedupe window shorter than a broker's redelivery horizon lets a
- * redelivered event be applied twice. */
+ * redelivered event be applied twice. A worker's own outage is covered
+ * (it holds pruning back, bridge/horizon.c); what a broker keeps for
+ * longer than the window without having delivered it is not. */
 static void
 check_dedupe_window(struct settings *s, struct diag *d)
 {
@@ -474,7 +476,16 @@ check_dedupe_window(struct settings *s, struct diag *d)
 	for (size_t i = 0; i < s->n_brokers; i++) {
 		const struct broker *b = &s->brokers[i];
 
-		if (b->adapter == NULL || strcmp(b->adapter->name, "mqtt") != 0 || b->n_routes == 0)
+		if (b->adapter == NULL || b->n_routes == 0)
+			continue;
+		if (strcmp(b->adapter->name, "amqp") == 0)
+			diag_warn(d, s->path, 0,
+			    "retention.dedupe_window_s (%lld s) with AMQP broker \"%s\" in \"%s\": a broker outage only "
+			    "delays pruning, but a queue keeps a message until it is consumed, so a copy of an event consumed "
+			    "more than the window after the first (a backlog, a queue TTL or x-message-ttl longer than the "
+			    "window, a late producer retry) is applied again",
+			    (long long)s->dedupe_window_s, b->name, b->file);
+		if (strcmp(b->adapter->name, "mqtt") != 0)
 			continue;
 		if (b->mqtt_version == 5 && !b->clean_session && b->session_expiry > s->dedupe_window_s)
 			diag_warn(d, s->path, 0,

@@ -11,6 +11,7 @@
 #include "adapters/adapter.h"
 #include "bridge/apply.h"
 #include "bridge/board.h"
+#include "bridge/horizon.h"
 #include "bridge/log.h"
 #include "bridge/relay.h"
 #include "bridge/settings.h"
@@ -31,6 +32,36 @@ worker_broker_connected(struct worker *w, bool connected)
 {
 	if (w->shared)
 		w->shared->broker_connected = connected;
+	horizon_connected(w->horizon, connected);
+}
+
+enum apply_status
+worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settled)
+{
+	enum apply_status st;
+	bool fresh = false, any = false;
+
+	for (size_t i = 0; i < n; i++)
+		fresh |= !msgs[i].redelivered;
+	horizon_applying(w->horizon, n, fresh);
+	st = core_apply(w->core, msgs, n, settled);
+	for (size_t i = 0; st == APPLY_OK && i < n; i++)
+		any |= settled[i];
+	if (!any)
+		horizon_released(w->horizon); /* nothing claimed stays: all of it is given back */
+	return st;
+}
+
+void
+worker_acked(struct worker *w)
+{
+	horizon_acked(w->horizon);
+}
+
+void
+worker_tick(struct worker *w)
+{
+	horizon_tick(w->horizon);
 }
 
 int
@@ -97,6 +128,7 @@ worker_main(const struct settings *s, const struct broker *b, bool relay, int in
 		return status;
 	}
 	w.core = core_new(s, b);
+	w.horizon = horizon_new(s, b, index);
 	if (slot) {
 		core_share_stats(w.core, &slot->core);
 		w.shared = &slot->core;
@@ -111,5 +143,12 @@ worker_main(const struct settings *s, const struct broker *b, bool relay, int in
 		    (unsigned long long)st->duplicates, (unsigned long long)st->dead_letters);
 	}
 	core_free(w.core);
+	{
+		/* a parked MQTT callback leaves paho's threads running */
+		struct horizon *h = w.horizon;
+
+		w.horizon = NULL;
+		horizon_free(h);
+	}
 	return status;
 }

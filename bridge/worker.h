@@ -4,7 +4,9 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 
+#include "bridge/apply.h"
 #include "bridge/backoff.h"
 
 struct settings;
@@ -13,6 +15,7 @@ struct core;
 struct core_stats;
 struct relay_stats;
 struct board_slot;
+struct horizon;
 
 struct worker {
 	const struct settings *settings;
@@ -23,6 +26,7 @@ struct worker {
 	struct backoff db_backoff; /* waits while the database is unreachable */
 	struct core_stats *shared; /* the core's counters on the status board, or NULL */
 	struct relay_stats *relay_shared; /* a relay's, or NULL */
+	struct horizon *horizon;   /* its redelivery horizon for retention, or NULL */
 };
 
 /* Runs in the forked child; returns its exit status. slot: where it keeps
@@ -34,8 +38,19 @@ void child_signals(void (*on_stop)(int));
 
 int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot);
 
-/* The adapter reports its broker connection (for metrics). */
+/* The adapter reports its broker connection (for metrics and the
+ * redelivery horizon): connected once it consumes (subscribed). */
 void worker_broker_connected(struct worker *w, bool connected);
+
+/* core_apply for the adapters, telling the redelivery horizon
+ * (bridge/horizon.h) that a batch is in flight; the adapter calls
+ * worker_acked once it has written the acks of what settled. */
+enum apply_status worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settled);
+void worker_acked(struct worker *w);
+
+/* Housekeeping between deliveries, from the worker's main thread: keeps
+ * the redelivery horizon moving. Cheap; call it every loop. */
+void worker_tick(struct worker *w);
 
 /* Wait until the database session is ready, backing off between tries.
  * Returns 0 when ready, -1 when asked to stop first. Called with no batch

@@ -30,3 +30,7 @@ GRANT INSERT ON oncebridge.dead_letters TO :"role";
 -- mode), mark them published, prune old ones
 GRANT SELECT, DELETE ON oncebridge.outbox TO :"role";
 GRANT UPDATE (published_at, attempts) ON oncebridge.outbox TO :"role";
+
+-- each inbound worker's redelivery horizon, and what retention reads of it
+GRANT SELECT, INSERT, UPDATE ON oncebridge.consumer_horizons TO :"role";
+GRANT SELECT ON oncebridge.retention_holds TO :"role";
