@@ -371,6 +371,29 @@ gather_batch(struct amqp_session *s)
 	return 0;
 }
 
+/* Earlier deliveries of d, as a quorum queue counts them in the header
+ * x-delivery-count; 0 when absent, and on a first delivery (where the
+ * header can only come from the publisher). The core takes it as the least
+ * number of attempts so far, so that a count survives a worker restart and
+ * competing consumers. */
+static int64_t
+delivery_count(const struct delivery *d)
+{
+	if (!d->env.redelivered)
+		return 0;
+	for (size_t i = 0; i < d->n_headers; i++) {
+		const struct msg_header *h = &d->headers[i];
+		char *end;
+		long long v;
+
+		if (strcmp(h->name, "x-delivery-count") != 0)
+			continue;
+		v = strtoll(h->value, &end, 10);
+		return end != h->value && *end == '\0' && v > 0 ? (int64_t)v : 0;
+	}
+	return 0;
+}
+
 static void
 message_of(const struct amqp_session *s, const struct delivery *d, struct message *m)
 {
@@ -388,6 +411,7 @@ message_of(const struct amqp_session *s, const struct delivery *d, struct messag
 	m->headers = d->headers;
 	m->n_headers = d->n_headers;
 	m->redelivered = d->env.redelivered != 0;
+	m->delivery_count = delivery_count(d);
 }
 
 /* Ack what committed, nack (requeue) the rest. Returns -1 when the

@@ -23,6 +23,7 @@
 #include <libpq-fe.h>
 
 #include "bridge/apply_int.h"
+#include "bridge/attempts.h"
 #include "bridge/db.h"
 #include "bridge/failure.h"
 #include "bridge/log.h"
@@ -31,6 +32,31 @@
 #include "bridge/stats.h"
 #include "bridge/text.h"
 #include "bridge/util.h"
+
+/* failed-attempt counts: sizes */
+#define ATTEMPTS_MIN_CAPACITY 4096
+#define ATTEMPTS_MIN_HORIZON_MS 300000 /* 5 minutes */
+#define ATTEMPTS_FLOOR_MAX 1000000     /* above any retry.max_attempts */
+
+/* Far more than a worker can have in flight: its prefetch window on each
+ * queue and a batch, so that a failure however wide never evicts its own
+ * counts (bridge/attempts.c). */
+static size_t
+attempts_capacity(const struct broker *b)
+{
+	int64_t window = (b->prefetch > 0 ? b->prefetch : 1) * (int64_t)(b->n_routes > 0 ? b->n_routes : 1) +
+	    (b->batch_size > 0 ? b->batch_size : 1);
+
+	return window * 4 > ATTEMPTS_MIN_CAPACITY ? (size_t)window * 4 : ATTEMPTS_MIN_CAPACITY;
+}
+
+/* A deferred event comes back within a retry backoff and the deliveries
+ * ahead of it; one that stays away this long was taken elsewhere. */
+static int64_t
+attempts_horizon_ms(const struct settings *s)
+{
+	return s->retry_max_ms * 10 > ATTEMPTS_MIN_HORIZON_MS ? s->retry_max_ms * 10 : ATTEMPTS_MIN_HORIZON_MS;
+}
 
 struct core *
 core_new(const struct settings *s, const struct broker *b)
@@ -41,6 +67,7 @@ core_new(const struct settings *s, const struct broker *b)
 	c->broker = b;
 	c->limits = settings_limits(s);
 	c->stats = &c->own_stats;
+	c->attempts = attempts_new(attempts_capacity(b), attempts_horizon_ms(s));
 	return c;
 }
 
@@ -59,8 +86,7 @@ core_free(struct core *c)
 	if (c == NULL)
 		return;
 	core_disconnect(c);
-	for (size_t i = 0; i < ATTEMPT_SLOTS; i++)
-		free(c->attempts[i].key);
+	attempts_free(c->attempts);
 	buf_free(&c->arr_consumers);
 	buf_free(&c->arr_ids);
 	free(c);
@@ -101,49 +127,34 @@ core_share_stats(struct core *c, struct core_stats *area)
 	c->stats = area;
 }
 
-/* --- failed-attempt counts for errors that are neither poison nor transient */
+/* --- failed-attempt counts for errors that are neither poison nor transient
+ * (the table's size and horizon are above core_new) */
 
 int
-attempt_bump(struct core *c, const char *route, const char *event_id)
+attempt_bump(struct core *c, const struct item *it, const struct message *m)
 {
-	char *key = xasprintf("%s%c%s", route, '\x1f', event_id);
-	struct attempt *slot = NULL, *oldest = &c->attempts[0];
+	int64_t dc = m->delivery_count;
+	int floor = dc <= 0 ? 1 : dc >= ATTEMPTS_FLOOR_MAX ? ATTEMPTS_FLOOR_MAX : (int)dc + 1;
+	int n;
 
-	for (size_t i = 0; i < ATTEMPT_SLOTS; i++) {
-		struct attempt *a = &c->attempts[i];
-
-		if (a->key && strcmp(a->key, key) == 0) {
-			slot = a;
-			break;
-		}
-		if (a->used < oldest->used)
-			oldest = a;
+	if (it->event_id == NULL) /* not claimed, cannot happen: never retry it forever */
+		return (int)c->settings->max_attempts;
+	n = attempts_bump(c->attempts, it->route, it->event_id, floor, now_ms());
+	if (attempts_evicted(c->attempts) > c->attempts_evicted) {
+		log_warn("dropped the failed-attempt counts of %llu events (more than %zu failing events in flight); "
+		    "their attempts start over", (unsigned long long)(attempts_evicted(c->attempts) - c->attempts_evicted),
+		    attempts_capacity(c->broker));
+		c->attempts_evicted = attempts_evicted(c->attempts);
 	}
-	if (slot == NULL) {
-		slot = oldest;
-		free(slot->key);
-		slot->key = key;
-		slot->count = 0;
-	} else {
-		free(key);
-	}
-	slot->used = ++c->attempt_clock;
-	return ++slot->count;
+	return n;
 }
 
+/* The event of it is settled: applied, dead-lettered or a duplicate. */
 static void
-attempt_forget(struct core *c, const char *route, const char *event_id)
+attempt_forget(struct core *c, const struct item *it)
 {
-	char *key = xasprintf("%s%c%s", route, '\x1f', event_id);
-
-	for (size_t i = 0; i < ATTEMPT_SLOTS; i++) {
-		if (c->attempts[i].key && strcmp(c->attempts[i].key, key) == 0) {
-			sfree(c->attempts[i].key);
-			c->attempts[i].count = 0;
-			c->attempts[i].used = 0;
-		}
-	}
-	free(key);
+	if (it->route != NO_ROUTE && it->event_id)
+		attempts_forget(c->attempts, it->route, it->event_id);
 }
 
 /* --- building the items of a batch */
@@ -312,18 +323,19 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 			c->stats->applied++;
 			if (it->route < CORE_STATS_ROUTES)
 				c->stats->routes[it->route].applied++;
-			if (it->attempts > 0)
-				attempt_forget(c, c->broker->routes[it->route].name, it->event_id);
+			attempt_forget(c, it);
 			break;
 		case IT_DUP:
 			c->stats->duplicates++;
 			if (it->route < CORE_STATS_ROUTES)
 				c->stats->routes[it->route].duplicates++;
+			attempt_forget(c, it);
 			break;
 		case IT_DEAD:
 			c->stats->dead_letters++;
 			if (it->route < CORE_STATS_ROUTES)
 				c->stats->routes[it->route].dead_letters++;
+			attempt_forget(c, it);
 			break;
 		default:
 			if (it->route < CORE_STATS_ROUTES)

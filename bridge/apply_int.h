@@ -16,7 +16,6 @@
 #include "bridge/util.h"
 
 #define NO_ROUTE ((size_t)-1)
-#define ATTEMPT_SLOTS 256
 
 enum item_state {
 	IT_PENDING,  /* has an event ID, to be claimed */
@@ -40,12 +39,6 @@ struct item {
 	struct value *values;  /* business SQL parameters */
 };
 
-struct attempt {
-	char *key;
-	int count;
-	uint64_t used;
-};
-
 struct core {
 	const struct settings *settings;
 	const struct broker *broker;
@@ -54,8 +47,8 @@ struct core {
 	struct core_stats own_stats, *stats;
 	core_tx_hook tx_hook;
 	void *tx_hook_arg;
-	struct attempt attempts[ATTEMPT_SLOTS];
-	uint64_t attempt_clock;
+	struct attempts *attempts;   /* failed-attempt counts (bridge/attempts.h) */
+	uint64_t attempts_evicted;   /* evictions already logged */
 	struct buf arr_consumers, arr_ids;
 };
 
@@ -69,8 +62,9 @@ struct stmt_result {
 
 void stmt_result_clear(struct stmt_result *sr);
 
-/* Failed attempts of (route, event_id) so far, counting this one. */
-int attempt_bump(struct core *c, const char *route, const char *event_id);
+/* Failed attempts of the event of it so far, counting this one and at
+ * least the deliveries of m the broker reports. */
+int attempt_bump(struct core *c, const struct item *it, const struct message *m);
 
 /* The transactions (apply_tx.c). Each returns FAILURE_NONE when committed,
  * FAILURE_RETRY to ask for tx_plain with savepoints, or FAILURE_TRANSIENT.

@@ -269,7 +269,7 @@ settle_failed_item(struct core *c, const struct message *m, struct item *it, str
 	free(it->detail);
 	it->detail = sr->message ? xstrdup(sr->message) : NULL;
 	if (sr->failure == FAILURE_RETRY) {
-		it->attempts = attempt_bump(c, r->name, it->event_id);
+		it->attempts = attempt_bump(c, it, m);
 		if (it->attempts < c->settings->max_attempts) {
 			const char *cv[2] = { r->name, it->event_id };
 
@@ -281,7 +281,9 @@ settle_failed_item(struct core *c, const struct message *m, struct item *it, str
 			goto out;
 		}
 		free(it->reason);
-		it->reason = xasprintf("business SQL failed %d times: %s", it->attempts,
+		it->reason = xasprintf("business SQL failed %d times%s: %s", it->attempts,
+		    m->delivery_count > 0 && it->attempts == m->delivery_count + 1
+		    ? " (counting the deliveries the broker reports in x-delivery-count)" : "",
 		    it->detail ? it->detail : "");
 	} else {
 		free(it->reason);

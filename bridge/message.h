@@ -27,6 +27,7 @@ struct message {
 	const struct msg_header *headers;
 	size_t n_headers;
 	bool redelivered;
+	int64_t delivery_count;   /* earlier deliveries: AMQP x-delivery-count (quorum queues), else 0 */
 	int64_t received_at_us;   /* monotonic, for latency figures */
 };
 
