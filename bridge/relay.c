@@ -15,11 +15,17 @@
  * In ordered mode, with a publisher that can (AMQP), the confirm window
  * spans rounds: the next batch is sent while the broker still confirms
  * the previous one, and each batch is marked once its own confirms are
- * in. */
+ * in.
+ *
+ * Emitting transactions commit out of id order. In ordered mode every
+ * fetch stops at the publish horizon (outbox_horizon.c): the highest id
+ * up to which no row can still commit. A row that commits late is never passed, and
+ * waits only as long as the transactions that drew ids below it run. */
 #include "config.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +37,7 @@
 #include "adapters/adapter.h"
 #include "bridge/backoff.h"
 #include "bridge/db.h"
+#include "bridge/outbox_horizon.h"
 #include "bridge/log.h"
 #include "bridge/relay.h"
 #include "bridge/settings.h"
@@ -39,10 +46,17 @@
 
 #define SQL_FETCH \
 	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
-	" WHERE destination = $1 AND published_at IS NULL ORDER BY id LIMIT $2"
-#define SQL_FETCH_AFTER \
-	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
-	" WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint ORDER BY id LIMIT $2"
+	" WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint AND id <= $4::bigint" \
+	" ORDER BY id LIMIT $2"
+/* The horizon probe: the highest id the statement's snapshot sees, then
+ * (read after that snapshot) the other transactions holding the lock that
+ * INSERT, UPDATE and DELETE take on the outbox. */
+#define SQL_PROBE \
+	"SELECT (SELECT coalesce(max(id), 0) FROM oncebridge.outbox), l.virtualtransaction, l.pid" \
+	" FROM (VALUES (1)) AS one LEFT JOIN pg_locks AS l ON l.locktype = 'relation'" \
+	" AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())" \
+	" AND l.relation = 'oncebridge.outbox'::regclass AND l.mode = 'RowExclusiveLock'" \
+	" AND l.pid IS DISTINCT FROM pg_backend_pid()"
 #define SQL_MARK \
 	"UPDATE oncebridge.outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 #define SQL_FAILED \
@@ -60,6 +74,8 @@
 #define PRUNE_ROUNDS 20
 #define WAIT_SLICE_MS 200
 #define GAUGE_EVERY_MS 5000
+#define HELD_WAIT_MS 50         /* how often to look again while a writer holds the horizon */
+#define HELD_WARN_MS 10000      /* warn about a writer holding the horizon this long */
 
 /* Rows fetched from the outbox and their messages; the strings live in
  * res until batch_free. */
@@ -86,6 +102,8 @@ struct relay {
 	struct batch flights[2];    /* window mode: batches in flight, oldest first */
 	int n_flights;
 	bool draining;              /* window mode: settle what is in flight, fetch nothing */
+	struct outbox_horizon hz;   /* ordered mode: fetch no id above hz.safe */
+	bool probe_due;             /* the last fetch read every row up to the horizon */
 	struct backoff db_backoff, broker_backoff, retry_backoff;
 };
 
@@ -138,6 +156,8 @@ relay_connect_db(struct relay *r)
 		relay_disconnect_db(r);
 		return false;
 	}
+	outbox_horizon_reset(&r->hz);
+	r->probe_due = true;
 	log_info("connected to the database");
 	return true;
 }
@@ -287,31 +307,80 @@ batch_free(struct batch *bt)
 	memset(bt, 0, sizeof(*bt));
 }
 
+/* Warn once about each writer that has held the horizon back for long. */
+static void
+relay_warn_held(struct relay *r, int64_t now)
+{
+	const struct outbox_holder *h;
+
+	while ((h = outbox_horizon_stuck(&r->hz, now, HELD_WARN_MS)) != NULL) {
+		if (h->pid)
+			log_warn("outbox \"%s\": rows after id %lld wait for a transaction of process %d that has held"
+			    " a write lock on oncebridge.outbox for %lld s and may still commit rows before them",
+			    r->b->name, (long long)r->hz.safe, h->pid, (long long)((now - h->since_ms) / 1000));
+		else
+			log_warn("outbox \"%s\": rows after id %lld wait for prepared transaction \"%s\", which"
+			    " holds a write lock on oncebridge.outbox and may still commit rows before them",
+			    r->b->name, (long long)r->hz.safe, h->vxid);
+	}
+}
+
+/* Ordered mode: move the publish horizon (outbox_horizon.c). Returns
+ * false when the database failed. */
+static bool
+relay_probe(struct relay *r)
+{
+	PGresult *res = PQexec(r->conn, SQL_PROBE);
+	int64_t now = now_ms();
+	bool ok = exec_ok(res, "read the outbox horizon") && PQntuples(res) > 0;
+
+	if (ok) {
+		outbox_horizon_begin(&r->hz);
+		for (int i = 0; i < PQntuples(res); i++)
+			if (!PQgetisnull(res, i, 1))
+				outbox_horizon_saw(&r->hz, PQgetvalue(res, i, 1),
+				    PQgetisnull(res, i, 2) ? 0 : atoi(PQgetvalue(res, i, 2)), now);
+		outbox_horizon_end(&r->hz, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+	}
+	PQclear(res);
+	if (ok)
+		relay_warn_held(r, now);
+	return ok;
+}
+
 /* Fetch up to batch_size pending rows in outbox order, after the row
- * after_id when it is not 0. Returns the number of rows, or -1. */
+ * after_id when it is not 0, and in ordered mode up to the horizon.
+ * Returns the number of rows, or -1. */
 static int
 batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 {
 	const struct broker *b = r->b;
-	char limit[24], after[24];
-	const char *values[3] = { b->name, limit, after };
-	const int formats[3] = { 0, 0, 0 };
+	char limit[24], after[24], upto[24];
+	const char *values[4] = { b->name, limit, after, upto };
+	const int formats[4] = { 0, 0, 0, 0 };
 	char *sql;
 
 	/* notifications already read are about rows this fetch sees; drop
 	 * them, or under steady load libpq's queue of them only grows */
 	(void)relay_woken(r);
 	memset(bt, 0, sizeof(*bt));
+	/* rows up to the horizon are left from the last fetch unless it
+	 * came back short: then look how far the horizon has moved */
+	if (b->outbox_ordered && r->probe_due && !relay_probe(r))
+		return -1;
 	snprintf(limit, sizeof(limit), "%lld", (long long)b->outbox_batch_size);
-	snprintf(after, sizeof(after), "%lld", (long long)after_id);
-	sql = xasprintf("%s%s", after_id ? SQL_FETCH_AFTER : SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
-	bt->res = PQexecParams(r->conn, sql, after_id ? 3 : 2, NULL, values, NULL, formats, 1 /* binary results */);
+	snprintf(after, sizeof(after), "%lld", (long long)(after_id ? after_id : INT64_MIN));
+	snprintf(upto, sizeof(upto), "%lld", (long long)(b->outbox_ordered ? r->hz.safe : INT64_MAX));
+	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
+	bt->res = PQexecParams(r->conn, sql, 4, NULL, values, NULL, formats, 1 /* binary results */);
 	free(sql);
 	if (!exec_ok(bt->res, "read the outbox")) {
 		batch_free(bt);
+		r->probe_due = true;
 		return -1;
 	}
 	bt->n = PQntuples(bt->res);
+	r->probe_due = bt->n < b->outbox_batch_size;
 	bt->msgs = xcalloc((size_t)bt->n + 1, sizeof(*bt->msgs));
 	bt->confirmed = xcalloc((size_t)bt->n + 1, sizeof(bool));
 	for (int i = 0; i < bt->n; i++) {
@@ -534,6 +603,20 @@ relay_stats(struct relay *r, bool log)
 	PQclear(res);
 }
 
+/* How long to wait for a notification when there is nothing to publish:
+ * not long while a writer holds the horizon back, since it may end
+ * without a notification for this destination (another destination's
+ * rows, a rollback). */
+static int64_t
+relay_wait_ms(const struct relay *r)
+{
+	int64_t ms = r->b->outbox_poll_interval_ms;
+
+	if (r->b->outbox_ordered && outbox_horizon_held(&r->hz) && ms > HELD_WAIT_MS)
+		ms = HELD_WAIT_MS;
+	return ms;
+}
+
 int
 relay_run(struct worker *w)
 {
@@ -542,6 +625,7 @@ relay_run(struct worker *w)
 	bool window;
 
 	memset(&r, 0, sizeof(r));
+	outbox_horizon_reset(&r.hz);
 	r.w = w;
 	r.b = w->broker;
 	r.a = w->broker->adapter;
@@ -604,7 +688,7 @@ relay_run(struct worker *w)
 			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
 		}
 		if (n == 0 && r.conn)
-			relay_wait(&r, r.b->outbox_poll_interval_ms);
+			relay_wait(&r, relay_wait_ms(&r));
 	}
 	/* settle and mark what is still in flight, so that a clean stop
 	 * publishes nothing twice */
@@ -618,5 +702,6 @@ relay_run(struct worker *w)
 	if (r.pub)
 		r.a->publisher_close(r.pub);
 	relay_disconnect_db(&r);
+	outbox_horizon_free(&r.hz);
 	return 0;
 }

@@ -138,16 +138,13 @@ try:
 except TimeoutError as e:
     obtest.note(str(e))
 time.sleep(0.5)  # let stray copies of rolled-back or republished rows show
-stop.set()
-consumer.join(10)
-sub.loop_stop()
-sub.disconnect()
 
 outbox_id = dict((e, i) for i, e in b.pg.execute("SELECT id, event_id FROM oncebridge.outbox"))
 for dest, _ in DESTS:
     want = {e for e, (dd, _) in committed.items() if dd == dest}
     with lock:
         got = list(arrivals[dest])
+        arrivals[dest].clear()
     first, seen = [], set()
     for at, e in got:
         if e not in seen:
@@ -162,13 +159,48 @@ for dest, _ in DESTS:
             inversions += 1
             example = example or (i, top)
         top = max(top, i)
-    t.is_(inversions, 0, "%s: first arrivals follow outbox id order (inversions among %d first arrivals; first: id %s after %s)"
-          % (dest, len(first), example and example[0], example and example[1]))
+    t.is_(inversions, 0, "%s: first arrivals follow outbox id order (inversions among %d first arrivals%s)"
+          % (dest, len(first), "; first: id %d after id %d" % example if example else ""))
     lat = sorted(at - committed[e][1] for at, e in first if e in committed)
     worst = lat[-1] if lat else 0.0
     p50 = lat[len(lat) // 2] if lat else 0.0
     t.ok(worst < BOUND_S, "%s: every row arrived within %.1f s of its COMMIT (worst %.3f s, median %.3f s)"
          % (dest, BOUND_S, worst, p50))
+# a transaction that stays open: the rows committed after it, with higher
+# ids, wait for it (a wait of 1.5 s cannot prove that they never pass it,
+# but on the old code they arrived at once)
+slow = b.pg.connect(autocommit=False)
+cur = slow.cursor()
+cur.execute("SELECT oncebridge.emit(d, t, '{}') FROM (VALUES ('rabbit', 'late.held'), ('mosq', 'late/held')) AS x(d, t)")
+held = [r[0] for r in cur.fetchall()]
+after = [r[0] for r in b.pg.execute("SELECT oncebridge.emit(d, t, '{}') FROM (VALUES ('rabbit', 'late.after'),"
+                                    " ('mosq', 'late/after')) AS x(d, t), generate_series(1, 5)")]
+
+
+def arrived(ids):
+    with lock:
+        got = {e for dest in arrivals for _, e in arrivals[dest]}
+    return set(ids) <= got
+
+
+time.sleep(1.5)
+early = sum(arrived([e]) for e in after)
+t.is_(early, 0, "rows committed after an open transaction's rows wait for it (%d of %d arrived in 1.5 s)"
+      % (early, len(after)))
+slow.commit()
+slow.close()
+ot.wait_until(lambda: arrived(held + after), 30, interval=0.1, desc="the held rows and those after them")
+stop.set()
+consumer.join(10)
+sub.loop_stop()
+sub.disconnect()
+with lock:
+    order = {dest: [e for _, e in arrivals[dest]] for dest in arrivals}
+held_in = dict(b.pg.execute("SELECT destination, event_id FROM oncebridge.outbox WHERE event_id = ANY(%s)", (held,)))
+t.ok(all(order[dest].index(held_in[dest]) < min(order[dest].index(e) for e in after if e in order[dest])
+         for dest in held_in),
+     "once it commits, its rows arrive first")
+
 unpublished = "SELECT count(*) FROM oncebridge.outbox WHERE published_at IS NULL"
 try:
     ot.wait_until(lambda: b.pg.scalar(unpublished) == 0, 20, interval=0.2, desc="every row marked published")
