@@ -8,8 +8,8 @@ after rows with higher ids were committed and published. Asserted per
 destination: every committed row arrives and none rolled back; first
 arrivals follow outbox id order over the whole run (no inversion, i.e.
 no first arrival after a higher id); every row arrives within BOUND_S of
-its COMMIT; nothing is left unpublished."""
-import json
+its COMMIT; nothing is left unpublished. Then a transaction that stays
+open: rows committed after it (higher ids) wait until it commits."""
 import random
 import threading
 import time
