@@ -187,6 +187,8 @@ t.is_(len(stale), 0, "the proxy saw no stale PUBACK (%d PUBLISH, %d acknowledged
 obtest.exactly_once(t, b.pg, ROUTE, ids1 + ids2)
 log = b.logs()
 t.ok("session resumed" in log, "oncebridge resumed its persistent session")
+t.ok("discarding the MQTT client state of the lost connection" in log,
+     "oncebridge made a fresh MQTT client after the connection loss")
 t.is_(d.terminate(timeout=20), 0, "clean stop")
 proxy.close()
 t.ok(not obtest.log_errors(log), "no crash reports in the log")
