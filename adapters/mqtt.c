@@ -27,7 +27,11 @@
  * On SIGTERM a message whose transaction is running finishes it and is acked;
  * a message that cannot be settled (database down) is parked: the callback
  * never returns, the worker exits without acking it and the broker redelivers
- * it to the next run. */
+ * it to the next run.
+ *
+ * After a connection loss the paho client is destroyed and a fresh one made
+ * before reconnecting (client_renew): paho keeps PUBACKs it queued on the
+ * lost connection and would write them on the next one. */
 #include "config.h"
 
 #include <ctype.h>
@@ -111,6 +115,7 @@ struct mqtt_session {
 	bool closing;          /* the worker is returning: callbacks must park */
 	int parked;            /* callbacks that will never return (unacked) */
 	bool disconnected;     /* our DISCONNECT completed */
+	bool client_used;      /* the client had a connection: renew it before the next */
 };
 
 /* --- configuration */
@@ -312,6 +317,9 @@ subscribe_all(struct mqtt_session *s, int session_present)
 
 	log_info("connected to %s as \"%s\" (MQTT %s, %s)", s->uri, s->client_id,
 	    s->b->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
+	pthread_mutex_lock(&s->mu);
+	s->client_used = true;
+	pthread_mutex_unlock(&s->mu);
 	set_state(s, ST_SUBSCRIBING);
 	opts.context = s;
 	if (s->b->mqtt_version == 5) {
@@ -537,13 +545,74 @@ start_connect(struct mqtt_session *s)
 	return 0;
 }
 
+/* A paho client for the session, with our callbacks. */
+static int
+client_new(struct mqtt_session *s, MQTTAsync *client)
+{
+	const struct broker *b = s->b;
+	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
+	int rc;
+
+	copts.MQTTVersion = b->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+	rc = MQTTAsync_createWithOptions(client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("could not create the MQTT client: %s", MQTTAsync_strerror(rc));
+		*client = NULL;
+		return -1;
+	}
+	rc = MQTTAsync_setCallbacks(*client, s, on_connection_lost, on_message, NULL);
+	if (rc == MQTTASYNC_SUCCESS && b->mqtt_version == 5)
+		rc = MQTTAsync_setDisconnected(*client, s, on_disconnected5);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("could not set the MQTT callbacks: %s", MQTTAsync_strerror(rc));
+		MQTTAsync_destroy(client);
+		return -1;
+	}
+	return 0;
+}
+
+/* After a connection loss, replace the client by a fresh one before
+ * reconnecting. paho 1.3.12 keeps per-client state across a reconnect of
+ * the same client: above all the PUBACKs it queued while a partial write
+ * was pending (MQTTProtocol_handlePublishes), which it writes only once a
+ * later partial write completes -- on the next connection, where the
+ * broker may have given those packet ids to messages not applied yet, so
+ * they would be acked unapplied. Only MQTTAsync_destroy empties that queue
+ * (and the client's message queue, pending commands and QoS 2 state).
+ * Runs on the worker's main thread and only while no message callback
+ * runs: a callback blocked in a database retry keeps the client until it
+ * returns (or parks on shutdown). The new client is made before the old
+ * one is destroyed, so paho's threads keep running. */
+static int
+client_renew(struct mqtt_session *s)
+{
+	MQTTAsync fresh = NULL;
+	bool busy, used;
+
+	pthread_mutex_lock(&s->mu);
+	busy = s->in_callback;
+	used = s->client_used;
+	pthread_mutex_unlock(&s->mu);
+	if (!used)
+		return 0; /* never connected: nothing to discard */
+	if (busy)
+		return 1;
+	if (client_new(s, &fresh) < 0)
+		return -1;
+	log_info("discarding the MQTT client state of the lost connection");
+	MQTTAsync_destroy(&s->client);
+	s->client = fresh;
+	pthread_mutex_lock(&s->mu);
+	s->client_used = false;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
 static int
 session_init(struct mqtt_session *s)
 {
 	const struct broker *b = s->b;
-	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-	int rc;
 	const char *err = mqtt_url_parse(b->url, &s->uri, &s->tls);
 
 	if (err) {
@@ -571,22 +640,7 @@ session_init(struct mqtt_session *s)
 		p.value.integer4 = (unsigned int)b->session_expiry;
 		MQTTProperties_add(&s->connect_props, &p);
 	}
-	copts.MQTTVersion = b->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-	rc = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
-	    &copts);
-	if (rc != MQTTASYNC_SUCCESS) {
-		log_error("could not create the MQTT client: %s", MQTTAsync_strerror(rc));
-		s->client = NULL;
-		return -1;
-	}
-	rc = MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message, NULL);
-	if (rc == MQTTASYNC_SUCCESS && b->mqtt_version == 5)
-		rc = MQTTAsync_setDisconnected(s->client, s, on_disconnected5);
-	if (rc != MQTTASYNC_SUCCESS) {
-		log_error("could not set the MQTT callbacks: %s", MQTTAsync_strerror(rc));
-		return -1;
-	}
-	return 0;
+	return client_new(s, &s->client);
 }
 
 /* Send DISCONNECT and wait a little for it. Runs on its own thread: a
@@ -693,9 +747,19 @@ mqtt_run(struct worker *w)
 			set_state(s, ST_DOWN);
 		} else {
 			/* ST_DOWN: stay away from the broker until the database is usable */
+			int rc;
+
 			if (worker_wait_for_database(w) < 0)
 				break;
-			start_connect(s);
+			rc = client_renew(s);
+			if (rc < 0) {
+				status = 1;
+				break;
+			}
+			if (rc > 0) /* a message callback still runs */
+				sleep_ms_unless(POLL_MS, w->stop);
+			else
+				start_connect(s);
 		}
 	}
 out:
