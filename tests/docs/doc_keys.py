@@ -1,7 +1,7 @@
 """Every configuration key the code knows (oncebridge --list-keys, which
 walks the tables in bridge/settings.c and the adapters) is documented in
 oncebridge.conf(5) and in the README's configuration reference (MQTT keys
-in docs/mqtt.md), and neither documents a key the code does not know.
+in doc/mqtt.md), and neither documents a key the code does not know.
 Every option "oncebridge --help" shows is in oncebridge(8)."""
 import os
 import re
@@ -18,7 +18,7 @@ BIN = os.environ.get("ONCEBRIDGE_BIN", os.path.join(SRCDIR, "oncebridge"))
 MAN = "doc/oncebridge.conf.5"
 MAN8 = "doc/oncebridge.8"
 README = "README.md"
-MQTT = "docs/mqtt.md"
+MQTT = "doc/mqtt.md"
 
 # Where each section of keys is documented: (section, file, heading,
 # how a key is written there). The heading's region runs to the next
