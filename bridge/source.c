@@ -122,12 +122,6 @@ source_free(struct source *src)
 	memset(src, 0, sizeof(*src));
 }
 
-bool
-source_needs_json(const struct source *src)
-{
-	return src->kind == SRC_JSON;
-}
-
 char *
 limits_check(const struct limits *lim, const struct message *m)
 {

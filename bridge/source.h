@@ -41,7 +41,6 @@ struct source {
  * carry an event ID. On error returns -1 and sets *err (malloc'd). */
 int source_parse(const char *spec, bool for_event_id, struct source *out, char **err);
 void source_free(struct source *src);
-bool source_needs_json(const struct source *src);
 
 /* A message while the core looks at it: JSON parsed at most once. */
 struct msg_view {
