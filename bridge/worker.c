@@ -36,7 +36,7 @@ worker_broker_connected(struct worker *w, bool connected)
 }
 
 enum apply_status
-worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settled)
+worker_apply(struct worker *w, const struct message *msgs, size_t n, enum apply_outcome *outcome)
 {
 	enum apply_status st;
 	bool fresh = false, any = false;
@@ -44,9 +44,9 @@ worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settl
 	for (size_t i = 0; i < n; i++)
 		fresh |= !msgs[i].redelivered;
 	horizon_applying(w->horizon, n, fresh);
-	st = core_apply(w->core, msgs, n, settled);
+	st = core_apply(w->core, msgs, n, outcome);
 	for (size_t i = 0; st == APPLY_OK && i < n; i++)
-		any |= settled[i];
+		any |= apply_settled(outcome[i]);
 	if (!any)
 		horizon_released(w->horizon); /* nothing claimed stays: all of it is given back */
 	return st;

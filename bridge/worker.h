@@ -43,9 +43,11 @@ int worker_main(const struct settings *s, const struct broker *b, bool relay, in
 void worker_broker_connected(struct worker *w, bool connected);
 
 /* core_apply for the adapters, telling the redelivery horizon
- * (bridge/horizon.h) that a batch is in flight; the adapter calls
- * worker_acked once it has written the acks of what settled. */
-enum apply_status worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settled);
+ * (bridge/horizon.h) that a batch is in flight; the adapter acks each
+ * message whose outcome apply_settled() accepts and calls worker_acked
+ * once it has written those acks. */
+enum apply_status worker_apply(struct worker *w, const struct message *msgs, size_t n,
+    enum apply_outcome *outcome);
 void worker_acked(struct worker *w);
 
 /* Housekeeping between deliveries, from the worker's main thread: keeps
