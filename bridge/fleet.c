@@ -29,7 +29,7 @@ fleet_broker_relays(const struct broker *b)
 }
 
 struct child *
-fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *fingerprint)
+fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, const unsigned char *fingerprint)
 {
 	struct child *c;
 
@@ -38,7 +38,7 @@ fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *
 	memset(c, 0, sizeof(*c));
 	c->name = xstrdup(b->name);
 	c->broker = b;
-	c->fingerprint = fingerprint;
+	memcpy(c->fingerprint, fingerprint, sizeof(c->fingerprint));
 	c->relay = relay;
 	c->index = index;
 	c->slot = board_take(&f->board);
@@ -64,7 +64,6 @@ child_free(struct fleet *f, struct child *c)
 	if (c->slot >= 0)
 		board_release(&f->board, c->slot);
 	free(c->name);
-	free(c->fingerprint);
 }
 
 void

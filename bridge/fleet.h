@@ -14,10 +14,13 @@
 struct settings;
 struct broker;
 
+/* SHA-256 of what a child's configuration was made of (bridge/reload.c) */
+#define FLEET_FINGERPRINT_LEN 32
+
 struct child {
 	char *name;           /* broker name, owned */
 	const struct broker *broker; /* in fleet->settings; NULL once retiring */
-	char *fingerprint;    /* what its configuration was made of, owned */
+	unsigned char fingerprint[FLEET_FINGERPRINT_LEN];
 	bool relay;           /* outbox relay, else inbound worker */
 	int index;            /* number within its broker and role, 0-based */
 	int slot;             /* status board slot, -1 when none was free */
@@ -42,8 +45,9 @@ struct fleet {
 int fleet_broker_workers(const struct broker *b);
 int fleet_broker_relays(const struct broker *b);
 
-/* Add a child (not started) for broker b; takes ownership of fingerprint. */
-struct child *fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *fingerprint);
+/* Add a child (not started) for broker b, made of fingerprint. */
+struct child *fleet_add(struct fleet *f, const struct broker *b, bool relay, int index,
+    const unsigned char *fingerprint);
 /* Ask c to drain and leave for good (SIGTERM); it is removed once reaped. */
 void fleet_retire(struct fleet *f, struct child *c);
 /* Drop retiring children that have ended. */

@@ -1,6 +1,7 @@
 /* Configuration reload. A worker is kept across a reload when nothing it
  * is made of changed: the main file (database, limits, retry), its broker
- * file (connection and routes) and the secrets they name. Everything else
+ * file (connection and routes) and the secrets they name, kept as a
+ * SHA-256 digest for the worker's life. Everything else
  * is drained and started again with the new configuration; brokers that
  * are gone are drained and not replaced. An invalid configuration changes
  * nothing. */
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "bridge/diag.h"
 #include "bridge/fleet.h"
 #include "bridge/log.h"
@@ -19,44 +22,58 @@
 #include "bridge/util.h"
 
 static void
-append_file(struct buf *out, const char *path)
+digest_text(EVP_MD_CTX *ctx, const char *text)
+{
+	EVP_DigestUpdate(ctx, text, strlen(text));
+}
+
+static void
+digest_file(EVP_MD_CTX *ctx, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	char chunk[4096];
 	size_t n;
 
-	buf_appendf(out, "\n-- %s\n", path);
+	digest_text(ctx, "\n-- ");
+	digest_text(ctx, path);
+	digest_text(ctx, "\n");
 	if (f == NULL) {
-		buf_appendf(out, "(unreadable: %s)", strerror(errno));
+		digest_text(ctx, "(unreadable: ");
+		digest_text(ctx, strerror(errno));
+		digest_text(ctx, ")");
 		return;
 	}
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_append(out, chunk, n);
+		EVP_DigestUpdate(ctx, chunk, n);
+	explicit_bzero(chunk, sizeof(chunk));
 	fclose(f);
 }
 
-/* What a worker of b is made of, as text to compare. */
-static char *
-fingerprint(const struct settings *s, const struct broker *b)
+/* What a worker of b is made of, as a SHA-256 digest to compare. */
+static void
+fingerprint(const struct settings *s, const struct broker *b, unsigned char *md)
 {
-	struct buf out = { 0 };
-	char *res;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int len = 0;
 
-	append_file(&out, s->path);
-	append_file(&out, b->file);
+	if (ctx == NULL)
+		abort();
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	digest_file(ctx, s->path);
+	digest_file(ctx, b->file);
 	/* a renewed CA or client certificate (a new key comes with a new
 	 * certificate) restarts the broker's workers */
 	if (b->tls_ca_file)
-		append_file(&out, b->tls_ca_file);
+		digest_file(ctx, b->tls_ca_file);
 	if (b->tls_cert_file)
-		append_file(&out, b->tls_cert_file);
-	buf_appendf(&out, "\n-- secrets\n%s\n%s\n", s->db_password ? s->db_password : "",
-	    b->password ? b->password : "");
-	buf_append(&out, "", 1);
-	res = xstrdup(out.data);
-	explicit_bzero(out.data, out.len);
-	buf_free(&out);
-	return res;
+		digest_file(ctx, b->tls_cert_file);
+	digest_text(ctx, "\n-- secrets\n");
+	digest_text(ctx, s->db_password ? s->db_password : "");
+	digest_text(ctx, "\n");
+	digest_text(ctx, b->password ? b->password : "");
+	digest_text(ctx, "\n");
+	EVP_DigestFinal_ex(ctx, md, &len);
+	EVP_MD_CTX_free(ctx);
 }
 
 static bool
@@ -86,10 +103,12 @@ add_missing(struct fleet *f)
 		for (int w = 0; w < workers + relays; w++) {
 			bool relay = w >= workers;
 			int index = relay ? w - workers : w;
+			unsigned char fp[FLEET_FINGERPRINT_LEN];
 
 			if (covered(f, b->name, relay, index))
 				continue;
-			fleet_add(f, b, relay, index, fingerprint(s, b));
+			fingerprint(s, b, fp);
+			fleet_add(f, b, relay, index, fp);
 			added++;
 		}
 	}
@@ -125,15 +144,16 @@ reload_run(struct fleet *f)
 	for (size_t i = 0; i < f->n; i++) {
 		struct child *c = &f->children[i];
 		const struct broker *b;
-		char *fp;
+		unsigned char fp[FLEET_FINGERPRINT_LEN];
 		int needed;
 
 		if (c->retiring)
 			continue;
 		b = settings_find_broker(s, c->name);
 		needed = b ? (c->relay ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
-		fp = b ? fingerprint(s, b) : NULL;
-		if (b && c->index < needed && strcmp(fp, c->fingerprint) == 0) {
+		if (b)
+			fingerprint(s, b, fp);
+		if (b && c->index < needed && memcmp(fp, c->fingerprint, sizeof(fp)) == 0) {
 			c->broker = b;
 			kept++;
 		} else {
@@ -142,7 +162,6 @@ reload_run(struct fleet *f)
 			fleet_retire(f, c);
 			retired++;
 		}
-		free(fp);
 	}
 	f->settings = s;
 	added = add_missing(f);
