@@ -3,8 +3,9 @@
  * file (connection and routes) and the secrets they name, kept as a
  * SHA-256 digest for the worker's life. Everything else
  * is drained and started again with the new configuration; brokers that
- * are gone are drained and not replaced. An invalid configuration changes
- * nothing. */
+ * are gone are drained and not replaced. The retention process starts
+ * again with the new configuration on every reload. An invalid
+ * configuration changes nothing. */
 #include "config.h"
 
 #include <errno.h>
@@ -77,12 +78,12 @@ fingerprint(const struct settings *s, const struct broker *b, unsigned char *md)
 }
 
 static bool
-covered(const struct fleet *f, const char *name, bool relay, int index)
+covered(const struct fleet *f, const char *name, enum role role, int index)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (!c->retiring && c->relay == relay && c->index == index && strcmp(c->name, name) == 0)
+		if (!c->retiring && c->role == role && c->index == index && strcmp(c->name, name) == 0)
 			return true;
 	}
 	return false;
@@ -101,24 +102,34 @@ add_missing(struct fleet *f)
 		int workers = fleet_broker_workers(b), relays = fleet_broker_relays(b);
 
 		for (int w = 0; w < workers + relays; w++) {
-			bool relay = w >= workers;
-			int index = relay ? w - workers : w;
+			enum role role = w >= workers ? ROLE_RELAY : ROLE_CONSUMER;
+			int index = role == ROLE_RELAY ? w - workers : w;
 			unsigned char fp[FLEET_FINGERPRINT_LEN];
 
-			if (covered(f, b->name, relay, index))
+			if (covered(f, b->name, role, index))
 				continue;
 			fingerprint(s, b, fp);
-			fleet_add(f, b, relay, index, fp);
+			fleet_add(f, role, b, index, fp);
 			added++;
 		}
 	}
 	return added;
 }
 
+/* The retention process, when retention.dedupe_window_s is set. It is
+ * not counted among the processes a reload reports. */
+static void
+add_retention(struct fleet *f)
+{
+	if (f->settings->dedupe_window_s != 0)
+		fleet_add(f, ROLE_RETENTION, NULL, 0, NULL);
+}
+
 void
 reload_populate(struct fleet *f)
 {
 	add_missing(f);
+	add_retention(f);
 }
 
 int
@@ -149,15 +160,19 @@ reload_run(struct fleet *f)
 
 		if (c->retiring)
 			continue;
+		if (c->role == ROLE_RETENTION) {
+			fleet_retire(f, c); /* starts again with the new settings */
+			continue;
+		}
 		b = settings_find_broker(s, c->name);
-		needed = b ? (c->relay ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
+		needed = b ? (c->role == ROLE_RELAY ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
 		if (b)
 			fingerprint(s, b, fp);
 		if (b && c->index < needed && memcmp(fp, c->fingerprint, sizeof(fp)) == 0) {
 			c->broker = b;
 			kept++;
 		} else {
-			log_info("%s %d of broker \"%s\" %s; draining it", c->relay ? "relay" : "worker", c->index,
+			log_info("%s %d of broker \"%s\" %s; draining it", role_name(c->role), c->index,
 			    c->name, b == NULL ? "was removed" : c->index >= needed ? "is no longer needed" : "changed");
 			fleet_retire(f, c);
 			retired++;
@@ -165,6 +180,7 @@ reload_run(struct fleet *f)
 	}
 	f->settings = s;
 	added = add_missing(f);
+	add_retention(f);
 	if ((old->metrics_listen == NULL) != (s->metrics_listen == NULL) ||
 	    (old->metrics_listen && strcmp(old->metrics_listen, s->metrics_listen) != 0))
 		log_notice("a changed metrics.listen takes effect when oncebridge is restarted");
