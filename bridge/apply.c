@@ -9,11 +9,11 @@
  *   COMMIT
  *
  * then reports each message's outcome (bridge/apply.h), so the adapter
- * acks only those not deferred. When a business statement fails, the batch runs again with a
- * savepoint around each statement, so that the failing item is
- * dead-lettered (poison), left for a later retry (other errors, up to
- * retry.max_attempts) or the whole batch left unsettled (transient), while
- * the rest commits. */
+ * acks only those not deferred. When a business statement fails, the
+ * batch runs again with a savepoint around each statement, so that the
+ * failing item is dead-lettered (poison), left for a later retry (other
+ * errors, up to retry.max_attempts) or the whole batch left unsettled
+ * (transient), while the rest commits. */
 #include "config.h"
 
 #include <stdio.h>
