@@ -79,7 +79,7 @@ struct amqp_session {
 	struct delivery *batch;
 	size_t n;
 	struct message *msgs;
-	bool *settled;
+	enum apply_outcome *outcome;
 	struct backoff broker_backoff;
 	struct backoff retry_backoff;
 	bool last_full;        /* the previous batch reached batch_size */
@@ -426,7 +426,7 @@ settle_batch(struct amqp_session *s, bool all_settled)
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		uint64_t tag = s->batch[i].env.delivery_tag;
 
-		rc = s->settled[i] ? amqp_basic_ack(s->conn, CHANNEL, tag, 0)
+		rc = apply_settled(s->outcome[i]) ? amqp_basic_ack(s->conn, CHANNEL, tag, 0)
 				   : amqp_basic_nack(s->conn, CHANNEL, tag, 0, 1);
 	}
 	return rc == 0 ? 0 : -1;
@@ -441,7 +441,7 @@ apply_batch(struct amqp_session *s)
 
 	for (size_t i = 0; i < s->n; i++)
 		message_of(s, &s->batch[i], &s->msgs[i]);
-	st = worker_apply(s->w, s->msgs, s->n, s->settled);
+	st = worker_apply(s->w, s->msgs, s->n, s->outcome);
 	if (st == APPLY_TRANSIENT) {
 		/* give everything back and stay away from the broker until the
 		 * database is usable again */
@@ -453,7 +453,7 @@ apply_batch(struct amqp_session *s)
 		return;
 	}
 	for (size_t i = 0; i < s->n; i++)
-		unsettled += !s->settled[i];
+		unsettled += !apply_settled(s->outcome[i]);
 	if (settle_batch(s, unsettled == 0) < 0) {
 		log_warn("could not ack %zu messages (they were committed and will come back as duplicates)", s->n);
 		broker_disconnect(s, false);
@@ -478,7 +478,7 @@ session_free(struct amqp_session *s)
 	batch_clear(s);
 	free(s->batch);
 	free(s->msgs);
-	free(s->settled);
+	free(s->outcome);
 	for (size_t i = 0; i < s->n_queues; i++)
 		free(s->queues[i]);
 	free(s->queues);
@@ -512,7 +512,7 @@ amqp_run(struct worker *w)
 	}
 	s.batch = xcalloc((size_t)b->batch_size + 1, sizeof(struct delivery));
 	s.msgs = xcalloc((size_t)b->batch_size + 1, sizeof(struct message));
-	s.settled = xcalloc((size_t)b->batch_size + 1, sizeof(bool));
+	s.outcome = xcalloc((size_t)b->batch_size + 1, sizeof(enum apply_outcome));
 	backoff_init(&s.broker_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 	backoff_init(&s.retry_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 

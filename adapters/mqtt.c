@@ -448,7 +448,8 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 	struct message m;
 	struct msg_header *headers = NULL;
 	char *topic, *content_type = NULL;
-	bool settled = false, closing;
+	enum apply_outcome outcome = OUTCOME_DEFERRED;
+	bool closing;
 	int tries = 0;
 
 	pthread_mutex_lock(&s->mu);
@@ -475,7 +476,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 		int64_t delay;
 
 		tries++;
-		if (worker_apply(s->w, &m, 1, &settled) == APPLY_OK && settled)
+		if (worker_apply(s->w, &m, 1, &outcome) == APPLY_OK && apply_settled(outcome))
 			break;
 		if (*s->w->stop) {
 			log_notice("stopping with a message on \"%s\" not applied; the broker will redeliver it", topic);

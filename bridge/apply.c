@@ -8,12 +8,12 @@
  *   write dead letters for poison (claiming its event ID too)
  *   COMMIT
  *
- * then reports which messages are settled, so the adapter acks only
- * those. When a business statement fails, the batch runs again with a
- * savepoint around each statement, so that the failing item is
- * dead-lettered (poison), left for a later retry (other errors, up to
- * retry.max_attempts) or the whole batch left unsettled (transient), while
- * the rest commits. */
+ * then reports each message's outcome (bridge/apply.h), so the adapter
+ * acks only those not deferred. When a business statement fails, the
+ * batch runs again with a savepoint around each statement, so that the
+ * failing item is dead-lettered (poison), left for a later retry (other
+ * errors, up to retry.max_attempts) or the whole batch left unsettled
+ * (transient), while the rest commits. */
 #include "config.h"
 
 #include <stdio.h>
@@ -265,8 +265,38 @@ has_poison(const struct item *items, size_t n)
 	return false;
 }
 
+/* Count a committed item and say what became of it. */
+static enum apply_outcome
+item_outcome(struct core *c, const struct item *it)
+{
+	switch (it->state) {
+	case IT_APPLIED:
+		c->stats->applied++;
+		if (it->route < CORE_STATS_ROUTES)
+			c->stats->routes[it->route].applied++;
+		attempt_forget(c, it);
+		return OUTCOME_APPLIED;
+	case IT_DUP:
+		c->stats->duplicates++;
+		if (it->route < CORE_STATS_ROUTES)
+			c->stats->routes[it->route].duplicates++;
+		attempt_forget(c, it);
+		return OUTCOME_DUPLICATE;
+	case IT_DEAD:
+		c->stats->dead_letters++;
+		if (it->route < CORE_STATS_ROUTES)
+			c->stats->routes[it->route].dead_letters++;
+		attempt_forget(c, it);
+		return OUTCOME_DEAD_LETTERED;
+	default:
+		if (it->route < CORE_STATS_ROUTES)
+			c->stats->routes[it->route].deferred++;
+		return OUTCOME_DEFERRED;
+	}
+}
+
 enum apply_status
-core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
+core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outcome *outcome)
 {
 	struct msg_view *views = xcalloc(n + 1, sizeof(struct msg_view));
 	struct item *items = NULL;
@@ -282,7 +312,7 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 	if (c->stats->pending_since_ms == 0)
 		c->stats->pending_since_ms = t0 / 1000;
 	for (size_t i = 0; i < n; i++) {
-		settled[i] = false;
+		outcome[i] = OUTCOME_DEFERRED;
 		msg_view_init(&views[i], &msgs[i], c->broker->name);
 		items_add_for_message(c, &views[i], i, &items, &n_items);
 	}
@@ -314,38 +344,15 @@ core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled)
 	stats_observe_commit(c->stats, now_us() - t0);
 	c->stats->pending_since_ms = 0;
 	for (size_t i = 0; i < n; i++)
-		settled[i] = true;
+		outcome[i] = OUTCOME_DUPLICATE;
 	for (size_t i = 0; i < n_items; i++) {
-		struct item *it = &items[i];
+		enum apply_outcome o = item_outcome(c, &items[i]);
 
-		switch (it->state) {
-		case IT_APPLIED:
-			c->stats->applied++;
-			if (it->route < CORE_STATS_ROUTES)
-				c->stats->routes[it->route].applied++;
-			attempt_forget(c, it);
-			break;
-		case IT_DUP:
-			c->stats->duplicates++;
-			if (it->route < CORE_STATS_ROUTES)
-				c->stats->routes[it->route].duplicates++;
-			attempt_forget(c, it);
-			break;
-		case IT_DEAD:
-			c->stats->dead_letters++;
-			if (it->route < CORE_STATS_ROUTES)
-				c->stats->routes[it->route].dead_letters++;
-			attempt_forget(c, it);
-			break;
-		default:
-			if (it->route < CORE_STATS_ROUTES)
-				c->stats->routes[it->route].deferred++;
-			settled[it->msg] = false;
-			break;
-		}
+		if (o > outcome[items[i].msg])
+			outcome[items[i].msg] = o;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!settled[i])
+		if (!apply_settled(outcome[i]))
 			c->stats->deferred++;
 		else
 			c->stats->settled++;

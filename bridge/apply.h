@@ -1,8 +1,8 @@
 /* The idempotent-apply core shared by every adapter: for a batch of
  * messages, in one PostgreSQL transaction, claim (route, event_id) in
  * processed_events, run the business SQL of each new event, write dead
- * letters for poison, COMMIT. The adapter acks a message only when the core
- * marks it settled. */
+ * letters for poison, COMMIT. The core reports an outcome per message; the
+ * adapter acks a message only when that outcome is not OUTCOME_DEFERRED. */
 #ifndef ONCEBRIDGE_APPLY_H
 #define ONCEBRIDGE_APPLY_H
 
@@ -48,9 +48,28 @@ struct core_stats {
 };
 
 enum apply_status {
-	APPLY_OK,        /* transaction committed; see settled[] */
-	APPLY_TRANSIENT, /* nothing settled; database connection closed if broken */
+	APPLY_OK,        /* transaction committed; see the outcomes */
+	APPLY_TRANSIENT, /* every message deferred; database connection closed if broken */
 };
+
+/* What became of one message. A message that matches several routes is
+ * one item per route; its outcome is the last of its items' outcomes in
+ * this order, so that nothing of it is acked while any of it waits for a
+ * redelivery, and a dead letter is not hidden by another route's effect. */
+enum apply_outcome {
+	OUTCOME_DUPLICATE,     /* every route had it already: no effect */
+	OUTCOME_APPLIED,       /* a route's business SQL committed, none dead-lettered it */
+	OUTCOME_DEAD_LETTERED, /* a dead letter of it committed (poison, or no route matched) */
+	OUTCOME_DEFERRED,      /* a route left it for a redelivery: not to be acked */
+};
+
+/* Whether a message with outcome o may be acked: its effect, its dead
+ * letter or its earlier claim is committed. */
+static inline bool
+apply_settled(enum apply_outcome o)
+{
+	return o != OUTCOME_DEFERRED;
+}
 
 struct core *core_new(const struct settings *s, const struct broker *b);
 void core_free(struct core *c);
@@ -60,11 +79,10 @@ void core_free(struct core *c);
 int core_ready(struct core *c);
 void core_disconnect(struct core *c);
 
-/* Apply msgs[0..n). On APPLY_OK, settled[i] tells whether message i may be
- * acked (its effect or its dead letter is committed, or it is a duplicate);
- * an unsettled message must be redelivered (nack with requeue). On
- * APPLY_TRANSIENT no message is settled. */
-enum apply_status core_apply(struct core *c, const struct message *msgs, size_t n, bool *settled);
+/* Apply msgs[0..n) and set outcome[i] for each. A message whose outcome
+ * is OUTCOME_DEFERRED must be redelivered (nack with requeue); every other
+ * may be acked. On APPLY_TRANSIENT every message is OUTCOME_DEFERRED. */
+enum apply_status core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outcome *outcome);
 
 const struct core_stats *core_stats(const struct core *c);
 

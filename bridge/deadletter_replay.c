@@ -13,7 +13,8 @@
  * all; a second replay finds the row marked, and even with the mark
  * cleared by hand it finds the newer claim of the replay, which it does
  * not release: the core sees a duplicate. A replay that fails the same way
- * writes a new dead letter. */
+ * writes a new dead letter. What happened is the message's outcome from
+ * the core (bridge/apply.h). */
 #include "config.h"
 
 #include <stdio.h>
@@ -27,9 +28,11 @@
 #include "bridge/settings.h"
 #include "bridge/util.h"
 
+/* read by column name (column()) */
 #define SQL_ROW \
-	"SELECT broker, consumer, event_id, source, exchange, topic, properties::text, encode(payload, 'hex')," \
-	" payload_size, octet_length(payload), replayed_at IS NOT NULL, created_at::text" \
+	"SELECT broker, consumer, event_id, source, exchange, topic, properties::text AS properties," \
+	" encode(payload, 'hex') AS payload_hex, payload_size, octet_length(payload) AS kept_size," \
+	" replayed_at IS NOT NULL AS replayed, created_at::text AS created_at" \
 	" FROM oncebridge.dead_letters WHERE id = $1"
 
 #define SQL_LOCK \
@@ -88,13 +91,63 @@ replay_hook(PGconn *conn, void *arg)
 	return ok;
 }
 
-static size_t
-route_index(const struct broker *b, const char *name)
+/* Column name of the row res read with SQL_ROW, NULL when it is null. */
+static const char *
+column(const PGresult *res, const char *name)
+{
+	int k = PQfnumber(res, name);
+
+	if (k < 0 || PQgetisnull(res, 0, k))
+		return NULL;
+	return PQgetvalue(res, 0, k);
+}
+
+/* Like column, "" for null. */
+static const char *
+column_text(const PGresult *res, const char *name)
+{
+	const char *v = column(res, name);
+
+	return v ? v : "";
+}
+
+static bool
+has_route(const struct broker *b, const char *name)
 {
 	for (size_t i = 0; name && i < b->n_routes; i++)
 		if (strcmp(b->routes[i].name, name) == 0)
-			return i;
-	return (size_t)-1;
+			return true;
+	return false;
+}
+
+/* Print what the replay of r did, given the message's outcome. Its own
+ * route is named when it is still configured: it is the one route whose
+ * claim the replay released, the others see a duplicate. */
+static void
+print_replayed(const struct broker *b, const struct replay *r, enum apply_outcome outcome)
+{
+	bool named = has_route(b, r->consumer);
+
+	switch (outcome) {
+	case OUTCOME_APPLIED:
+		if (named)
+			printf("%s\treplayed: applied by route \"%s\"\n", r->id, r->consumer);
+		else
+			printf("%s\treplayed: applied\n", r->id);
+		break;
+	case OUTCOME_DUPLICATE:
+		if (named)
+			printf("%s\treplayed: route \"%s\" had applied event %s already, no effect\n", r->id,
+			    r->consumer, r->event_id ? r->event_id : "");
+		else
+			printf("%s\treplayed: no effect (duplicate)\n", r->id);
+		break;
+	case OUTCOME_DEAD_LETTERED:
+		printf("%s\treplayed: dead-lettered again (see the newest dead letters)\n", r->id);
+		break;
+	case OUTCOME_DEFERRED: /* not replayed: the caller says so */
+		break;
+	}
 }
 
 int
@@ -108,10 +161,8 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	char *err = NULL;
 	const struct broker *b;
 	struct core *core = NULL;
-	struct core_stats before;
-	const struct core_stats *after;
-	size_t ri;
-	bool settled = false;
+	enum apply_outcome outcome = OUTCOME_DEFERRED;
+	enum apply_status st;
 	int rc = -1;
 
 	memset(&dm, 0, sizeof(dm));
@@ -124,28 +175,28 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 		printf("%s\tskipped: no such dead letter\n", id);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 10), "t") == 0) {
+	if (strcmp(column_text(res, "replayed"), "t") == 0) {
 		printf("%s\tskipped: already replayed\n", id);
 		goto out;
 	}
-	if (atol(PQgetvalue(res, 0, 8)) != atol(PQgetvalue(res, 0, 9))) {
+	if (atol(column_text(res, "payload_size")) != atol(column_text(res, "kept_size"))) {
 		printf("%s\tskipped: only the first %s of %s bytes were kept, it cannot be replayed\n", id,
-		    PQgetvalue(res, 0, 9), PQgetvalue(res, 0, 8));
+		    column_text(res, "kept_size"), column_text(res, "payload_size"));
 		goto out;
 	}
-	b = settings_find_broker(s, PQgetvalue(res, 0, 0));
+	b = settings_find_broker(s, column_text(res, "broker"));
 	if (b == NULL || b->n_routes == 0) {
-		printf("%s\tskipped: broker \"%s\" has no routes in the configuration\n", id, PQgetvalue(res, 0, 0));
+		printf("%s\tskipped: broker \"%s\" has no routes in the configuration\n", id, column_text(res, "broker"));
 		goto out;
 	}
-	r.consumer = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
-	r.event_id = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
-	r.created_at = PQgetvalue(res, 0, 11);
-	row.source = PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3);
-	row.exchange = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
-	row.topic = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
-	row.properties = PQgetvalue(res, 0, 6);
-	row.payload_hex = PQgetvalue(res, 0, 7);
+	r.consumer = column(res, "consumer");
+	r.event_id = column(res, "event_id");
+	r.created_at = column_text(res, "created_at");
+	row.source = column(res, "source");
+	row.exchange = column(res, "exchange");
+	row.topic = column(res, "topic");
+	row.properties = column_text(res, "properties");
+	row.payload_hex = column_text(res, "payload_hex");
 	if (dl_message_build(&dm, &row, strcmp(b->adapter->name, "mqtt") == 0 ? '/' : '.', &err) < 0) {
 		printf("%s\tskipped: it cannot be replayed: %s\n", id, err);
 		free(err);
@@ -154,8 +205,8 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 
 	core = core_new(s, b);
 	core_set_tx_hook(core, replay_hook, &r);
-	before = *core_stats(core);
-	if (core_apply(core, &dm.msg, 1, &settled) == APPLY_OK && !settled) {
+	st = core_apply(core, &dm.msg, 1, &outcome);
+	if (st == APPLY_OK && outcome == OUTCOME_DEFERRED) {
 		/* an unclassified error, left for a retry: the core committed our
 		 * mark but not the event, so the row is not replayed yet */
 		PGresult *un = PQexecParams(conn, "UPDATE oncebridge.dead_letters SET replayed_at = NULL WHERE id = $1",
@@ -168,7 +219,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 		rc = -1;
 		goto out;
 	}
-	if (!settled) {
+	if (st != APPLY_OK) {
 		if (r.already) {
 			printf("%s\tskipped: already replayed\n", id);
 		} else {
@@ -177,20 +228,8 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 		}
 		goto out;
 	}
-	after = core_stats(core);
-	ri = route_index(b, r.consumer);
 	rc = 1;
-	if (ri < CORE_STATS_ROUTES && after->routes[ri].applied > before.routes[ri].applied)
-		printf("%s\treplayed: applied by route \"%s\"\n", id, r.consumer);
-	else if (ri < CORE_STATS_ROUTES && after->routes[ri].duplicates > before.routes[ri].duplicates)
-		printf("%s\treplayed: route \"%s\" had applied event %s already, no effect\n", id, r.consumer,
-		    r.event_id ? r.event_id : "");
-	else if (after->dead_letters > before.dead_letters)
-		printf("%s\treplayed: dead-lettered again (see the newest dead letters)\n", id);
-	else if (after->applied > before.applied)
-		printf("%s\treplayed: applied\n", id);
-	else
-		printf("%s\treplayed: no effect (duplicate)\n", id);
+	print_replayed(b, &r, outcome);
 out:
 	core_free(core);
 	dl_message_free(&dm);

@@ -45,7 +45,7 @@ sum_broker(const struct fleet *f, const struct broker *b, struct core_stats *sum
 		const struct child *c = &f->children[i];
 		const struct core_stats *st;
 
-		if (c->broker != b || c->relay || c->slot < 0)
+		if (c->broker != b || c->role != ROLE_CONSUMER || c->slot < 0)
 			continue;
 		st = &f->board.slots[c->slot].core;
 		sum->received += st->received;
@@ -139,28 +139,28 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring)
+		if (c->retiring || c->role == ROLE_RETENTION)
 			continue;
 		buf_appendf(out, "oncebridge_worker_up{");
 		label(out, "broker", c->name);
-		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %d\n", c->relay ? "relay" : "worker", c->index, c->pid != 0);
+		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %d\n", role_name(c->role), c->index, c->pid != 0);
 	}
 	family(out, "oncebridge_worker_restarts_total", "counter", "Restarts of a worker or relay after it died.");
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring)
+		if (c->retiring || c->role == ROLE_RETENTION)
 			continue;
 		buf_appendf(out, "oncebridge_worker_restarts_total{");
 		label(out, "broker", c->name);
-		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %llu\n", c->relay ? "relay" : "worker", c->index,
+		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %llu\n", role_name(c->role), c->index,
 		    (unsigned long long)c->restarts);
 	}
 	family(out, "oncebridge_database_connected", "gauge", "1 while the worker has a database session.");
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->relay || c->slot < 0)
+		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_database_connected{");
 		label(out, "broker", c->name);
@@ -172,7 +172,7 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->relay || c->slot < 0)
+		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_broker_connected{");
 		label(out, "broker", c->name);
@@ -184,7 +184,7 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->relay || c->slot < 0)
+		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_worker_pending_seconds{");
 		label(out, "broker", c->name);
@@ -195,7 +195,7 @@ per_process(const struct fleet *f, struct buf *out, int64_t now)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || c->relay || c->slot < 0)
+		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_worker_stalled{");
 		label(out, "broker", c->name);
@@ -211,7 +211,7 @@ relay_counter(const struct fleet *f, struct buf *out, const char *name, const ch
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || !c->relay || c->slot < 0)
+		if (c->retiring || c->role != ROLE_RELAY || c->slot < 0)
 			continue;
 		buf_appendf(out, "%s{", name);
 		label(out, "broker", c->name);
@@ -239,7 +239,7 @@ outbox_metrics(const struct fleet *f, struct buf *out)
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (c->retiring || !c->relay || c->slot < 0)
+		if (c->retiring || c->role != ROLE_RELAY || c->slot < 0)
 			continue;
 		buf_appendf(out, "oncebridge_outbox_relay_active{");
 		label(out, "broker", c->name);
@@ -254,7 +254,7 @@ outbox_metrics(const struct fleet *f, struct buf *out)
 			const struct child *c = &f->children[i];
 			const struct relay_stats *rs;
 
-			if (c->broker != &s->brokers[b] || !c->relay || c->slot < 0)
+			if (c->broker != &s->brokers[b] || c->role != ROLE_RELAY || c->slot < 0)
 				continue;
 			rs = &f->board.slots[c->slot].relay;
 			if (rs->pending > pending) {
@@ -342,7 +342,7 @@ exposition_health(const struct fleet *f, struct buf *out)
 		if (what) {
 			healthy = false;
 			buf_appendf(out, "down: %s %d of broker \"%s\" has been %s for %.1f s\n",
-			    c->relay ? "relay" : "worker", c->index, c->name, what, (double)ms / 1000.0);
+			    role_name(c->role), c->index, c->name, what, (double)ms / 1000.0);
 		}
 	}
 	if (healthy)

@@ -1,6 +1,6 @@
-/* Bookkeeping of the supervisor's children: which broker and role each one
- * serves, its status board slot, its restarts, and when it counts as
- * stalled. */
+/* Bookkeeping of the supervisor's children: which role and broker each
+ * one serves, its status board slot, its restarts, and when it counts as
+ * stalled. Calls only the status board and the log. */
 #include "config.h"
 
 #include <signal.h>
@@ -29,20 +29,23 @@ fleet_broker_relays(const struct broker *b)
 }
 
 struct child *
-fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *fingerprint)
+fleet_add(struct fleet *f, enum role role, const struct broker *b, int index, const unsigned char *fingerprint)
 {
 	struct child *c;
 
 	f->children = xrealloc(f->children, (f->n + 1) * sizeof(struct child));
 	c = &f->children[f->n++];
 	memset(c, 0, sizeof(*c));
-	c->name = xstrdup(b->name);
+	c->role = role;
+	c->name = xstrdup(b ? b->name : "");
 	c->broker = b;
-	c->fingerprint = fingerprint;
-	c->relay = relay;
+	if (fingerprint)
+		memcpy(c->fingerprint, fingerprint, sizeof(c->fingerprint));
 	c->index = index;
-	c->slot = board_take(&f->board);
-	if (c->slot < 0)
+	c->slot = -1;
+	if (b) /* the retention process keeps no counters */
+		c->slot = board_take(&f->board);
+	if (b && c->slot < 0)
 		log_warn("no counter slot left for broker \"%s\": its metrics and stall detection are off", b->name);
 	backoff_init(&c->backoff, 1000, RESTART_MAX_MS);
 	return c;
@@ -64,7 +67,6 @@ child_free(struct fleet *f, struct child *c)
 	if (c->slot >= 0)
 		board_release(&f->board, c->slot);
 	free(c->name);
-	free(c->fingerprint);
 }
 
 void
@@ -100,11 +102,20 @@ fleet_find_pid(struct fleet *f, pid_t pid)
 	return NULL;
 }
 
+/* Whether a and b serve the same broker, or are both retention. */
+static bool
+same_place(const struct child *a, const struct child *b)
+{
+	if ((a->role == ROLE_RETENTION) != (b->role == ROLE_RETENTION))
+		return false;
+	return strcmp(a->name, b->name) == 0;
+}
+
 bool
-fleet_retiring_running(const struct fleet *f, const char *name)
+fleet_retiring_running(const struct fleet *f, const struct child *c)
 {
 	for (size_t i = 0; i < f->n; i++)
-		if (f->children[i].retiring && f->children[i].pid && strcmp(f->children[i].name, name) == 0)
+		if (f->children[i].retiring && f->children[i].pid && same_place(&f->children[i], c))
 			return true;
 	return false;
 }
@@ -112,7 +123,7 @@ fleet_retiring_running(const struct fleet *f, const char *name)
 int64_t
 fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now)
 {
-	if (c->pid == 0 || c->retiring || c->slot < 0 || c->relay)
+	if (c->pid == 0 || c->retiring || c->slot < 0 || c->role != ROLE_CONSUMER)
 		return 0;
 	return board_stalled_ms(&f->board, c->slot, now);
 }
@@ -122,9 +133,11 @@ what_is_down(const struct fleet *f, const struct child *c)
 {
 	const struct core_stats *st;
 
+	if (c->role == ROLE_RETENTION)
+		return NULL;
 	if (c->pid == 0)
 		return "not running";
-	if (c->relay || c->slot < 0)
+	if (c->role != ROLE_CONSUMER || c->slot < 0)
 		return NULL;
 	st = &f->board.slots[c->slot].core;
 	if (!st->db_connected)

@@ -1,6 +1,9 @@
-/* The supervisor's view of its worker processes, shared by the supervisor
- * loop (bridge/supervisor.c), configuration reload (bridge/reload.c) and
- * the metrics and health endpoint (bridge/exposition.c). */
+/* The supervisor's view of its child processes, whatever their role
+ * (bridge/role.h): inbound workers, outbox relays and the retention
+ * process. Shared by the supervisor loop (bridge/supervisor.c), which
+ * starts, reaps, restarts and signals them, configuration reload
+ * (bridge/reload.c) and the metrics and health endpoint
+ * (bridge/exposition.c). */
 #ifndef ONCEBRIDGE_FLEET_H
 #define ONCEBRIDGE_FLEET_H
 
@@ -10,15 +13,19 @@
 
 #include "bridge/backoff.h"
 #include "bridge/board.h"
+#include "bridge/role.h"
 
 struct settings;
 struct broker;
 
+/* SHA-256 of what a child's configuration was made of (bridge/reload.c) */
+#define FLEET_FINGERPRINT_LEN 32
+
 struct child {
-	char *name;           /* broker name, owned */
-	const struct broker *broker; /* in fleet->settings; NULL once retiring */
-	char *fingerprint;    /* what its configuration was made of, owned */
-	bool relay;           /* outbox relay, else inbound worker */
+	enum role role;
+	char *name;           /* broker name, owned; "" for a role without a broker */
+	const struct broker *broker; /* in fleet->settings; NULL once retiring or without a broker */
+	unsigned char fingerprint[FLEET_FINGERPRINT_LEN];
 	int index;            /* number within its broker and role, 0-based */
 	int slot;             /* status board slot, -1 when none was free */
 	pid_t pid;            /* 0 when not running */
@@ -42,23 +49,26 @@ struct fleet {
 int fleet_broker_workers(const struct broker *b);
 int fleet_broker_relays(const struct broker *b);
 
-/* Add a child (not started) for broker b; takes ownership of fingerprint. */
-struct child *fleet_add(struct fleet *f, const struct broker *b, bool relay, int index, char *fingerprint);
+/* Add a child (not started) of role for broker b (NULL for retention),
+ * made of fingerprint (NULL: none, it is replaced on every reload). */
+struct child *fleet_add(struct fleet *f, enum role role, const struct broker *b, int index,
+    const unsigned char *fingerprint);
 /* Ask c to drain and leave for good (SIGTERM); it is removed once reaped. */
 void fleet_retire(struct fleet *f, struct child *c);
 /* Drop retiring children that have ended. */
 void fleet_prune(struct fleet *f);
 void fleet_free(struct fleet *f);
 struct child *fleet_find_pid(struct fleet *f, pid_t pid);
-/* Whether a retiring child of broker name is still running. */
-bool fleet_retiring_running(const struct fleet *f, const char *name);
+/* Whether a retiring child that c takes over from is still running: one of
+ * the same broker, or the retention process before another. */
+bool fleet_retiring_running(const struct fleet *f, const struct child *c);
 
 /* Milliseconds c has been stalled (0 when it is not), as health.stall_timeout_ms sees it. */
 int64_t fleet_stalled_ms(const struct fleet *f, const struct child *c, int64_t now);
 bool fleet_is_stalled(const struct fleet *f, const struct child *c, int64_t now);
 
 /* Track whether c runs and (a worker) is connected to its database and
- * broker; call it often. */
+ * broker; call it often. The retention process is not tracked. */
 void fleet_track_up(struct fleet *f, struct child *c, int64_t now);
 /* What c lacks (static text) when it has been down for at least
  * health.stall_timeout_ms, else NULL; *ms is for how long. */

@@ -1,15 +1,19 @@
 /* Configuration reload. A worker is kept across a reload when nothing it
  * is made of changed: the main file (database, limits, retry), its broker
- * file (connection and routes) and the secrets they name. Everything else
+ * file (connection and routes) and the secrets they name, kept as a
+ * SHA-256 digest for the worker's life. Everything else
  * is drained and started again with the new configuration; brokers that
- * are gone are drained and not replaced. An invalid configuration changes
- * nothing. */
+ * are gone are drained and not replaced. The retention process starts
+ * again with the new configuration on every reload. An invalid
+ * configuration changes nothing. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "bridge/diag.h"
 #include "bridge/fleet.h"
@@ -19,53 +23,67 @@
 #include "bridge/util.h"
 
 static void
-append_file(struct buf *out, const char *path)
+digest_text(EVP_MD_CTX *ctx, const char *text)
+{
+	EVP_DigestUpdate(ctx, text, strlen(text));
+}
+
+static void
+digest_file(EVP_MD_CTX *ctx, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	char chunk[4096];
 	size_t n;
 
-	buf_appendf(out, "\n-- %s\n", path);
+	digest_text(ctx, "\n-- ");
+	digest_text(ctx, path);
+	digest_text(ctx, "\n");
 	if (f == NULL) {
-		buf_appendf(out, "(unreadable: %s)", strerror(errno));
+		digest_text(ctx, "(unreadable: ");
+		digest_text(ctx, strerror(errno));
+		digest_text(ctx, ")");
 		return;
 	}
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_append(out, chunk, n);
+		EVP_DigestUpdate(ctx, chunk, n);
+	explicit_bzero(chunk, sizeof(chunk));
 	fclose(f);
 }
 
-/* What a worker of b is made of, as text to compare. */
-static char *
-fingerprint(const struct settings *s, const struct broker *b)
+/* What a worker of b is made of, as a SHA-256 digest to compare. */
+static void
+fingerprint(const struct settings *s, const struct broker *b, unsigned char *md)
 {
-	struct buf out = { 0 };
-	char *res;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int len = 0;
 
-	append_file(&out, s->path);
-	append_file(&out, b->file);
+	if (ctx == NULL)
+		abort();
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	digest_file(ctx, s->path);
+	digest_file(ctx, b->file);
 	/* a renewed CA or client certificate (a new key comes with a new
 	 * certificate) restarts the broker's workers */
 	if (b->tls_ca_file)
-		append_file(&out, b->tls_ca_file);
+		digest_file(ctx, b->tls_ca_file);
 	if (b->tls_cert_file)
-		append_file(&out, b->tls_cert_file);
-	buf_appendf(&out, "\n-- secrets\n%s\n%s\n", s->db_password ? s->db_password : "",
-	    b->password ? b->password : "");
-	buf_append(&out, "", 1);
-	res = xstrdup(out.data);
-	explicit_bzero(out.data, out.len);
-	buf_free(&out);
-	return res;
+		digest_file(ctx, b->tls_cert_file);
+	digest_text(ctx, "\n-- secrets\n");
+	digest_text(ctx, s->db_password ? s->db_password : "");
+	digest_text(ctx, "\n");
+	digest_text(ctx, b->password ? b->password : "");
+	digest_text(ctx, "\n");
+	EVP_DigestFinal_ex(ctx, md, &len);
+	EVP_MD_CTX_free(ctx);
 }
 
 static bool
-covered(const struct fleet *f, const char *name, bool relay, int index)
+covered(const struct fleet *f, const char *name, enum role role, int index)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
 
-		if (!c->retiring && c->relay == relay && c->index == index && strcmp(c->name, name) == 0)
+		if (!c->retiring && c->role == role && c->index == index && strcmp(c->name, name) == 0)
 			return true;
 	}
 	return false;
@@ -84,22 +102,34 @@ add_missing(struct fleet *f)
 		int workers = fleet_broker_workers(b), relays = fleet_broker_relays(b);
 
 		for (int w = 0; w < workers + relays; w++) {
-			bool relay = w >= workers;
-			int index = relay ? w - workers : w;
+			enum role role = w >= workers ? ROLE_RELAY : ROLE_CONSUMER;
+			int index = role == ROLE_RELAY ? w - workers : w;
+			unsigned char fp[FLEET_FINGERPRINT_LEN];
 
-			if (covered(f, b->name, relay, index))
+			if (covered(f, b->name, role, index))
 				continue;
-			fleet_add(f, b, relay, index, fingerprint(s, b));
+			fingerprint(s, b, fp);
+			fleet_add(f, role, b, index, fp);
 			added++;
 		}
 	}
 	return added;
 }
 
+/* The retention process, when retention.dedupe_window_s is set. It is
+ * not counted among the processes a reload reports. */
+static void
+add_retention(struct fleet *f)
+{
+	if (f->settings->dedupe_window_s != 0)
+		fleet_add(f, ROLE_RETENTION, NULL, 0, NULL);
+}
+
 void
 reload_populate(struct fleet *f)
 {
 	add_missing(f);
+	add_retention(f);
 }
 
 int
@@ -125,27 +155,32 @@ reload_run(struct fleet *f)
 	for (size_t i = 0; i < f->n; i++) {
 		struct child *c = &f->children[i];
 		const struct broker *b;
-		char *fp;
+		unsigned char fp[FLEET_FINGERPRINT_LEN];
 		int needed;
 
 		if (c->retiring)
 			continue;
+		if (c->role == ROLE_RETENTION) {
+			fleet_retire(f, c); /* starts again with the new settings */
+			continue;
+		}
 		b = settings_find_broker(s, c->name);
-		needed = b ? (c->relay ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
-		fp = b ? fingerprint(s, b) : NULL;
-		if (b && c->index < needed && strcmp(fp, c->fingerprint) == 0) {
+		needed = b ? (c->role == ROLE_RELAY ? fleet_broker_relays(b) : fleet_broker_workers(b)) : 0;
+		if (b)
+			fingerprint(s, b, fp);
+		if (b && c->index < needed && memcmp(fp, c->fingerprint, sizeof(fp)) == 0) {
 			c->broker = b;
 			kept++;
 		} else {
-			log_info("%s %d of broker \"%s\" %s; draining it", c->relay ? "relay" : "worker", c->index,
+			log_info("%s %d of broker \"%s\" %s; draining it", role_name(c->role), c->index,
 			    c->name, b == NULL ? "was removed" : c->index >= needed ? "is no longer needed" : "changed");
 			fleet_retire(f, c);
 			retired++;
 		}
-		free(fp);
 	}
 	f->settings = s;
 	added = add_missing(f);
+	add_retention(f);
 	if ((old->metrics_listen == NULL) != (s->metrics_listen == NULL) ||
 	    (old->metrics_listen && strcmp(old->metrics_listen, s->metrics_listen) != 0))
 		log_notice("a changed metrics.listen takes effect when oncebridge is restarted");

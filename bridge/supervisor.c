@@ -1,11 +1,14 @@
 /* The supervisor: forks one worker process per broker connection (paho's
  * receive thread and lock are process-wide, and a slow database for one
- * broker must not stall another), restarts a worker that dies with capped
- * backoff, tells systemd when it is ready (the configuration is loaded and
- * PostgreSQL answered) and pings its watchdog while no worker is stalled,
- * reloads the configuration on SIGHUP, serves metrics, and on SIGTERM or
- * SIGINT asks every worker to drain, waiting at most shutdown_timeout_ms
- * before killing what is left. */
+ * broker must not stall another), one per outbox relay and the retention
+ * process, all of them children of one fleet (bridge/fleet.h) whatever
+ * their role; restarts a child that dies with capped backoff, tells
+ * systemd when it is ready (the configuration is loaded and PostgreSQL
+ * answered) and pings its watchdog while no worker is stalled, reloads
+ * the configuration on SIGHUP, serves metrics, and on SIGTERM or SIGINT
+ * asks every child to drain, waiting at most shutdown_timeout_ms before
+ * killing what is left. May call the fleet, reload, the children's main
+ * functions (bridge/worker.h, bridge/retention.h), metrics and notify. */
 #include "config.h"
 
 #include <errno.h>
@@ -42,16 +45,6 @@ static volatile int got_hup;
 
 static struct metrics *metrics; /* closed in forked children */
 
-/* the maintenance process pruning processed_events, when
- * retention.dedupe_window_s is set */
-static struct {
-	pid_t pid;
-	bool replace;         /* stopped by a reload: start again at once */
-	int64_t started_ms;
-	int64_t restart_at_ms;
-	struct backoff backoff;
-} maint;
-
 static void
 on_signal(int sig)
 {
@@ -61,72 +54,61 @@ on_signal(int sig)
 		got_stop = 1;
 }
 
+/* What c runs, in the forked child; returns its exit status. */
+static int
+child_main(struct fleet *f, const struct child *c)
+{
+	struct board_slot *slot = c->slot >= 0 ? &f->board.slots[c->slot] : NULL;
+
+	if (c->role == ROLE_RETENTION)
+		return retention_main(f->settings);
+	return worker_main(f->settings, c->broker, c->role, c->index, slot);
+}
+
+static void
+log_fork_failed(const struct child *c)
+{
+	if (c->role == ROLE_RETENTION)
+		log_error("could not fork the retention process: %s", strerror(errno));
+	else
+		log_error("could not fork a worker for broker \"%s\": %s", c->name, strerror(errno));
+}
+
+static void
+log_started(const struct child *c, pid_t pid)
+{
+	if (c->role == ROLE_RETENTION)
+		log_info("started the retention process (pid %ld)", (long)pid);
+	else
+		log_info("started %s %d for broker \"%s\" (pid %ld)", role_name(c->role), c->index, c->name,
+		    (long)pid);
+}
+
 static void
 start_child(struct fleet *f, struct child *c)
 {
 	pid_t pid = fork();
 
 	if (pid < 0) {
-		log_error("could not fork a worker for broker \"%s\": %s", c->name, strerror(errno));
+		log_fork_failed(c);
 		c->restart_at_ms = now_ms() + backoff_next(&c->backoff);
 		return;
 	}
 	if (pid == 0) {
 		struct sigaction sa;
-		struct board_slot *slot = c->slot >= 0 ? &f->board.slots[c->slot] : NULL;
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = SIG_DFL;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGCHLD, &sa, NULL);
 		metrics_close_in_child(metrics);
-		/* exit(), not _exit(): LeakSanitizer checks the worker at exit */
-		exit(worker_main(f->settings, c->broker, c->relay, c->index, slot));
+		/* exit(), not _exit(): LeakSanitizer checks the child at exit */
+		exit(child_main(f, c));
 	}
 	c->pid = pid;
 	c->started_ms = now_ms();
 	c->stall_logged = false;
-	log_info("started %s %d for broker \"%s\" (pid %ld)", c->relay ? "relay" : "worker", c->index, c->name,
-	    (long)pid);
-}
-
-static void
-start_maintenance(struct fleet *f)
-{
-	pid_t pid;
-
-	if (f->settings->dedupe_window_s == 0 || maint.pid != 0 || now_ms() < maint.restart_at_ms || got_stop)
-		return;
-	pid = fork();
-	if (pid < 0) {
-		log_error("could not fork the retention process: %s", strerror(errno));
-		maint.restart_at_ms = now_ms() + backoff_next(&maint.backoff);
-		return;
-	}
-	if (pid == 0) {
-		struct sigaction sa;
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = SIG_DFL;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGCHLD, &sa, NULL);
-		metrics_close_in_child(metrics);
-		exit(retention_main(f->settings));
-	}
-	maint.pid = pid;
-	maint.replace = false;
-	maint.started_ms = now_ms();
-	log_info("started the retention process (pid %ld)", (long)pid);
-}
-
-/* A reload: the retention process starts again with the new settings. */
-static void
-replace_maintenance(void)
-{
-	if (maint.pid) {
-		maint.replace = true;
-		kill(maint.pid, SIGTERM);
-	}
+	log_started(c, pid);
 }
 
 static void
@@ -140,6 +122,22 @@ describe_exit(int status, char *buf, size_t size)
 		snprintf(buf, size, "ended with status %d", status);
 }
 
+/* c ended as how, asked to (stopping, or retired by a reload) or not
+ * (then it starts again in delay ms). */
+static void
+log_ended(const struct child *c, const char *how, bool asked, int64_t delay)
+{
+	if (c->role == ROLE_RETENTION) {
+		if (!asked) /* asked: it is replaced on every reload, quietly */
+			log_error("the retention process %s; restarting it in %lld ms", how, (long long)delay);
+		return;
+	}
+	if (asked)
+		log_info("%s for broker \"%s\" %s", role_name(c->role), c->name, how);
+	else
+		log_error("worker for broker \"%s\" %s; restarting it in %lld ms", c->name, how, (long long)delay);
+}
+
 static void
 reap(struct fleet *f, bool stopping)
 {
@@ -151,32 +149,19 @@ reap(struct fleet *f, bool stopping)
 		char how[96];
 		int64_t delay;
 
-		describe_exit(status, how, sizeof(how));
-		if (pid == maint.pid) {
-			maint.pid = 0;
-			if (stopping || maint.replace) {
-				maint.restart_at_ms = 0;
-				continue;
-			}
-			if (now_ms() - maint.started_ms > HEALTHY_RUN_MS)
-				backoff_reset(&maint.backoff);
-			delay = backoff_next(&maint.backoff);
-			log_error("the retention process %s; restarting it in %lld ms", how, (long long)delay);
-			maint.restart_at_ms = now_ms() + delay;
-			continue;
-		}
 		if (c == NULL)
 			continue;
+		describe_exit(status, how, sizeof(how));
 		c->pid = 0;
 		if (stopping || c->retiring) {
-			log_info("%s for broker \"%s\" %s", c->relay ? "relay" : "worker", c->name, how);
+			log_ended(c, how, true, 0);
 			continue;
 		}
 		if (now_ms() - c->started_ms > HEALTHY_RUN_MS)
 			backoff_reset(&c->backoff);
 		delay = backoff_next(&c->backoff);
 		c->restarts++;
-		log_error("worker for broker \"%s\" %s; restarting it in %lld ms", c->name, how, (long long)delay);
+		log_ended(c, how, false, delay);
 		c->restart_at_ms = now_ms() + delay;
 	}
 	fleet_prune(f);
@@ -189,7 +174,7 @@ running(const struct fleet *f)
 
 	for (size_t i = 0; i < f->n; i++)
 		k += f->children[i].pid != 0;
-	return k + (maint.pid != 0);
+	return k;
 }
 
 static void
@@ -198,8 +183,6 @@ signal_all(struct fleet *f, int sig)
 	for (size_t i = 0; i < f->n; i++)
 		if (f->children[i].pid)
 			kill(f->children[i].pid, sig);
-	if (maint.pid)
-		kill(maint.pid, sig);
 }
 
 static void
@@ -210,7 +193,7 @@ start_due(struct fleet *f)
 	for (size_t i = 0; i < f->n && !got_stop; i++) {
 		struct child *c = &f->children[i];
 
-		if (c->pid == 0 && !c->retiring && now >= c->restart_at_ms && !fleet_retiring_running(f, c->name))
+		if (c->pid == 0 && !c->retiring && now >= c->restart_at_ms && !fleet_retiring_running(f, c))
 			start_child(f, c);
 	}
 }
@@ -318,7 +301,6 @@ supervisor_run(struct settings **sp)
 	f.settings = *sp;
 	board_create(&f.board, BOARD_SLOTS);
 	backoff_init(&db_backoff, f.settings->retry_initial_ms, f.settings->retry_max_ms);
-	backoff_init(&maint.backoff, 1000, 60000);
 	if (f.settings->metrics_listen)
 		metrics = metrics_start(f.settings->metrics_listen, &f);
 	reload_populate(&f);
@@ -333,14 +315,12 @@ supervisor_run(struct settings **sp)
 			got_hup = 0;
 			log_notice("received SIGHUP; reloading the configuration");
 			notify_reloading();
-			if (reload_run(&f) == 0)
-				replace_maintenance();
+			reload_run(&f);
 			next_status = 0;
 			if (ready)
 				notify_ready("running");
 		}
 		start_due(&f);
-		start_maintenance(&f);
 		if (!ready && now_ms() >= next_db_try) {
 			if (database_answers(f.settings)) {
 				ready = true;

@@ -1,5 +1,7 @@
-/* A worker process: sets up signals and the core for one broker connection
- * and hands control to that broker's adapter until asked to stop. */
+/* A broker's child process: sets up signals and, for an inbound worker,
+ * the core for one broker connection and hands control to that broker's
+ * adapter until asked to stop; for an outbox relay, hands control to the
+ * relay (bridge/relay.c). */
 #include "config.h"
 
 #include <signal.h>
@@ -36,7 +38,7 @@ worker_broker_connected(struct worker *w, bool connected)
 }
 
 enum apply_status
-worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settled)
+worker_apply(struct worker *w, const struct message *msgs, size_t n, enum apply_outcome *outcome)
 {
 	enum apply_status st;
 	bool fresh = false, any = false;
@@ -44,9 +46,9 @@ worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settl
 	for (size_t i = 0; i < n; i++)
 		fresh |= !msgs[i].redelivered;
 	horizon_applying(w->horizon, n, fresh);
-	st = core_apply(w->core, msgs, n, settled);
+	st = core_apply(w->core, msgs, n, outcome);
 	for (size_t i = 0; st == APPLY_OK && i < n; i++)
-		any |= settled[i];
+		any |= apply_settled(outcome[i]);
 	if (!any)
 		horizon_released(w->horizon); /* nothing claimed stays: all of it is given back */
 	return st;
@@ -98,57 +100,77 @@ child_signals(void (*on_stop)(int))
 	srandom((unsigned)(getpid() ^ time(NULL)));
 }
 
-int
-worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot)
+/* The log context of w: the broker and, when it has several of its
+ * role, the number. */
+static void
+worker_context(const struct worker *w)
 {
-	struct worker w;
-	char *ctx;
-	int status;
+	const struct broker *b = w->broker;
+	bool relay = w->role == ROLE_RELAY;
+	bool several = relay ? b->outbox_relays > 1 : b->workers > 1;
+	char *ctx = several ? xasprintf("%s %s[%d]", relay ? "relay" : "broker", b->name, w->index)
+			    : xasprintf("%s %s", relay ? "relay" : "broker", b->name);
 
-	child_signals(on_stop_signal);
-
-	if (relay)
-		ctx = b->outbox_relays > 1 ? xasprintf("relay %s[%d]", b->name, index) : xasprintf("relay %s", b->name);
-	else
-		ctx = b->workers > 1 ? xasprintf("broker %s[%d]", b->name, index) : xasprintf("broker %s", b->name);
 	log_set_context(ctx);
 	free(ctx);
+}
 
+static int
+relay_main(struct worker *w, struct board_slot *slot)
+{
+	int status;
+
+	w->relay_shared = slot ? &slot->relay : NULL;
+	log_info("relay started (%s, %s)", w->broker->adapter->name, w->broker->outbox_ordered ? "ordered" : "parallel");
+	status = relay_run(w);
+	log_info("relay stopped");
+	return status;
+}
+
+static int
+consumer_main(struct worker *w, struct board_slot *slot)
+{
+	const struct settings *s = w->settings;
+	const struct broker *b = w->broker;
+	const struct core_stats *st;
+	struct horizon *h;
+	int status;
+
+	backoff_init(&w->db_backoff, s->retry_initial_ms, s->retry_max_ms);
+	w->core = core_new(s, b);
+	w->horizon = horizon_new(s, b, w->index);
+	if (slot) {
+		core_share_stats(w->core, &slot->core);
+		w->shared = &slot->core;
+	}
+	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);
+	status = b->adapter->run(w);
+	st = core_stats(w->core);
+	log_info("worker stopped: %llu received, %llu applied, %llu duplicates, %llu dead-lettered",
+	    (unsigned long long)st->received, (unsigned long long)st->applied,
+	    (unsigned long long)st->duplicates, (unsigned long long)st->dead_letters);
+	core_free(w->core);
+	/* a parked MQTT callback leaves paho's threads running */
+	h = w->horizon;
+	w->horizon = NULL;
+	horizon_free(h);
+	return status;
+}
+
+int
+worker_main(const struct settings *s, const struct broker *b, enum role role, int index, struct board_slot *slot)
+{
+	struct worker w;
+
+	child_signals(on_stop_signal);
 	memset(&w, 0, sizeof(w));
 	w.settings = s;
 	w.broker = b;
+	w.role = role;
 	w.index = index;
 	w.stop = &worker_stop;
-	backoff_init(&w.db_backoff, s->retry_initial_ms, s->retry_max_ms);
-	if (relay) {
-		w.relay_shared = slot ? &slot->relay : NULL;
-		log_info("relay started (%s, %s)", b->adapter->name, b->outbox_ordered ? "ordered" : "parallel");
-		status = relay_run(&w);
-		log_info("relay stopped");
-		return status;
-	}
-	w.core = core_new(s, b);
-	w.horizon = horizon_new(s, b, index);
-	if (slot) {
-		core_share_stats(w.core, &slot->core);
-		w.shared = &slot->core;
-	}
-	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);
-	status = b->adapter->run(&w);
-	{
-		const struct core_stats *st = core_stats(w.core);
-
-		log_info("worker stopped: %llu received, %llu applied, %llu duplicates, %llu dead-lettered",
-		    (unsigned long long)st->received, (unsigned long long)st->applied,
-		    (unsigned long long)st->duplicates, (unsigned long long)st->dead_letters);
-	}
-	core_free(w.core);
-	{
-		/* a parked MQTT callback leaves paho's threads running */
-		struct horizon *h = w.horizon;
-
-		w.horizon = NULL;
-		horizon_free(h);
-	}
-	return status;
+	worker_context(&w);
+	if (role == ROLE_RELAY)
+		return relay_main(&w, slot);
+	return consumer_main(&w, slot);
 }

@@ -1,4 +1,6 @@
-/* A worker process: one broker connection, its adapter and its core. */
+/* A broker's child process: an inbound worker (one broker connection, its
+ * adapter and its core) or an outbox relay (bridge/relay.h). Each role
+ * keeps its own state beside what both share. */
 #ifndef ONCEBRIDGE_WORKER_H
 #define ONCEBRIDGE_WORKER_H
 
@@ -8,6 +10,7 @@
 
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
+#include "bridge/role.h"
 
 struct settings;
 struct broker;
@@ -20,32 +23,43 @@ struct horizon;
 struct worker {
 	const struct settings *settings;
 	const struct broker *broker;
-	int index;                 /* worker number within its broker, 0-based */
-	struct core *core;
+	enum role role;            /* ROLE_CONSUMER or ROLE_RELAY */
+	int index;                 /* number within its broker and role, 0-based */
 	volatile int *stop;        /* set by SIGTERM/SIGINT: drain and return */
-	struct backoff db_backoff; /* waits while the database is unreachable */
-	struct core_stats *shared; /* the core's counters on the status board, or NULL */
-	struct relay_stats *relay_shared; /* a relay's, or NULL */
-	struct horizon *horizon;   /* its redelivery horizon for retention, or NULL */
+	union {
+		struct { /* ROLE_CONSUMER */
+			struct core *core;
+			struct backoff db_backoff; /* waits while the database is unreachable */
+			struct core_stats *shared; /* the core's counters on the status board, or NULL */
+			struct horizon *horizon;   /* its redelivery horizon for retention, or NULL */
+		};
+		struct { /* ROLE_RELAY */
+			struct relay_stats *relay_shared; /* its counters on the status board, or NULL */
+		};
+	};
 };
 
-/* Runs in the forked child; returns its exit status. slot: where it keeps
- * its counters (the supervisor's status board), or NULL. */
 /* Signals of a child process (worker, relay, retention): SIGTERM and
  * SIGINT call on_stop, SIGHUP and SIGPIPE are ignored; also seeds random()
  * for the backoff jitter. */
 void child_signals(void (*on_stop)(int));
 
-int worker_main(const struct settings *s, const struct broker *b, bool relay, int index, struct board_slot *slot);
+/* Runs in the forked child of role (ROLE_CONSUMER or ROLE_RELAY); returns
+ * its exit status. slot: where it keeps its counters (the supervisor's
+ * status board), or NULL. */
+int worker_main(const struct settings *s, const struct broker *b, enum role role, int index,
+    struct board_slot *slot);
 
 /* The adapter reports its broker connection (for metrics and the
  * redelivery horizon): connected once it consumes (subscribed). */
 void worker_broker_connected(struct worker *w, bool connected);
 
 /* core_apply for the adapters, telling the redelivery horizon
- * (bridge/horizon.h) that a batch is in flight; the adapter calls
- * worker_acked once it has written the acks of what settled. */
-enum apply_status worker_apply(struct worker *w, const struct message *msgs, size_t n, bool *settled);
+ * (bridge/horizon.h) that a batch is in flight; the adapter acks each
+ * message whose outcome apply_settled() accepts and calls worker_acked
+ * once it has written those acks. */
+enum apply_status worker_apply(struct worker *w, const struct message *msgs, size_t n,
+    enum apply_outcome *outcome);
 void worker_acked(struct worker *w);
 
 /* Housekeeping between deliveries, from the worker's main thread: keeps

@@ -65,7 +65,7 @@ main(int argc, char **argv)
 	struct core *c;
 	struct message msgs[3];
 	char bodies[3][64];
-	bool settled[3];
+	enum apply_outcome outcome[3];
 	enum apply_status st;
 	int settled_n = 0;
 
@@ -91,14 +91,14 @@ main(int argc, char **argv)
 	}
 
 	swallow_syncs = 1;
-	st = core_apply(c, msgs, 3, settled);
+	st = core_apply(c, msgs, 3, outcome);
 	is_int(swallowed, 1, "the seam swallowed the first pipeline sync of the batch");
 	is_int(st, APPLY_TRANSIENT, "a batch whose pipeline sync is missing is transient");
 	is_int(count_applied(s->db_conninfo), 0, "nothing applied after the failed batch");
 
-	st = core_apply(c, msgs, 3, settled);
+	st = core_apply(c, msgs, 3, outcome);
 	for (int i = 0; i < 3; i++)
-		settled_n += settled[i];
+		settled_n += apply_settled(outcome[i]);
 	is_int(st, APPLY_OK, "the retry of the batch commits");
 	is_int(settled_n, 3, "the retry settles all three messages");
 	is_int(count_applied(s->db_conninfo), 3,
