@@ -15,11 +15,12 @@
 #include <sys/time.h>
 
 #include "adapters/adapter.h"
+#include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
+#include "adapters/amqp_pattern.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
-#include "bridge/pattern.h"
 #include "bridge/settings.h"
 #include "bridge/tls.h"
 #include "bridge/util.h"
@@ -550,6 +551,12 @@ const struct adapter amqp_adapter = {
 	.broker_keys = amqp_broker_keys,
 	.route_keys = amqp_route_keys,
 	.check = amqp_check,
+	.check_window = amqp_check_window,
+	.topic_separator = '.',
+	.route_matches = amqp_route_matches,
+	.workers = amqp_workers,
+	.in_flight = amqp_in_flight,
+	.redelivery = amqp_redelivery,
 	.run = amqp_run,
 	.publisher_open = amqpub_open,
 	.publish = amqpub_publish,

@@ -44,12 +44,13 @@
 #include <MQTTAsync.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
+#include "adapters/mqtt_topic.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
-#include "bridge/pattern.h"
 #include "bridge/settings.h"
 #include "bridge/tls.h"
 #include "bridge/util.h"
@@ -778,6 +779,12 @@ const struct adapter mqtt_adapter = {
 	.broker_keys = mqtt_broker_keys,
 	.route_keys = mqtt_route_keys,
 	.check = mqtt_check,
+	.check_window = mqtt_check_window,
+	.topic_separator = '/',
+	.route_matches = mqtt_route_matches,
+	.workers = mqtt_workers,
+	.in_flight = mqtt_in_flight,
+	.redelivery = mqtt_redelivery,
 	.run = mqtt_run,
 	.publisher_open = mqttpub_open,
 	.publish = mqttpub_publish,

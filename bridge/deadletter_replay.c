@@ -146,7 +146,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	row.topic = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
 	row.properties = PQgetvalue(res, 0, 6);
 	row.payload_hex = PQgetvalue(res, 0, 7);
-	if (dl_message_build(&dm, &row, strcmp(b->adapter->name, "mqtt") == 0 ? '/' : '.', &err) < 0) {
+	if (dl_message_build(&dm, &row, b->adapter->topic_separator, &err) < 0) {
 		printf("%s\tskipped: it cannot be replayed: %s\n", id, err);
 		free(err);
 		goto out;

@@ -18,7 +18,6 @@
 #include "bridge/db.h"
 #include "bridge/log.h"
 #include "bridge/metrics.h"
-#include "bridge/pattern.h"
 #include "bridge/secret.h"
 #include "bridge/settings.h"
 #include "bridge/tls.h"
@@ -478,20 +477,7 @@ check_dedupe_window(struct settings *s, struct diag *d)
 
 		if (b->adapter == NULL || b->n_routes == 0)
 			continue;
-		if (strcmp(b->adapter->name, "amqp") == 0)
-			diag_warn(d, s->path, 0,
-			    "retention.dedupe_window_s (%lld s) with AMQP broker \"%s\" in \"%s\": a broker outage only "
-			    "delays pruning, but a queue keeps a message until it is consumed, so a copy of an event consumed "
-			    "more than the window after the first (a backlog, a queue TTL or x-message-ttl longer than the "
-			    "window, a late producer retry) is applied again",
-			    (long long)s->dedupe_window_s, b->name, b->file);
-		if (strcmp(b->adapter->name, "mqtt") != 0)
-			continue;
-		if (b->mqtt_version == 5 && !b->clean_session && b->session_expiry > s->dedupe_window_s)
-			diag_warn(d, s->path, 0,
-			    "retention.dedupe_window_s (%lld s) is shorter than session_expiry (%lld s) of broker \"%s\" "
-			    "in \"%s\": a message the broker holds longer than the window is applied again",
-			    (long long)s->dedupe_window_s, (long long)b->session_expiry, b->name, b->file);
+		b->adapter->check_window(b, s->dedupe_window_s, s->path, d);
 	}
 }
 

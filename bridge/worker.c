@@ -110,7 +110,7 @@ worker_main(const struct settings *s, const struct broker *b, bool relay, int in
 	if (relay)
 		ctx = b->outbox_relays > 1 ? xasprintf("relay %s[%d]", b->name, index) : xasprintf("relay %s", b->name);
 	else
-		ctx = b->workers > 1 ? xasprintf("broker %s[%d]", b->name, index) : xasprintf("broker %s", b->name);
+		ctx = b->adapter->workers(b) > 1 ? xasprintf("broker %s[%d]", b->name, index) : xasprintf("broker %s", b->name);
 	log_set_context(ctx);
 	free(ctx);
 

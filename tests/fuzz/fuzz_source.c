@@ -22,9 +22,10 @@
 
 #include <json-c/json.h>
 
+#include "adapters/adapter.h"
+#include "adapters/amqp_pattern.h"
+#include "adapters/mqtt_topic.h"
 #include "bridge/deadletter_row.h"
-#include "bridge/pattern.h"
-#include "bridge/route.h"
 #include "bridge/settings.h"
 #include "bridge/source.h"
 #include "bridge/text.h"
@@ -135,7 +136,7 @@ apply_route(size_t ri, struct msg_view *v, const struct limits *lim)
 		r.topic = (char *)routes[ri].topic;
 	else
 		r.match = (char *)routes[ri].match;
-	if (!route_matches(&r, m))
+	if (!(m->topic_separator == '/' ? &mqtt_adapter : &amqp_adapter)->route_matches(&r, m))
 		return;
 	why = limits_check(lim, m);
 	if (why) {
