@@ -46,8 +46,15 @@ struct outbound {
 
 struct adapter {
 	const char *name;                  /* value of "type" in the broker group */
+	/* The adapter's own configuration: its keys point into its own part
+	 * of a broker and of a route, which the loader allocates with these
+	 * sizes (zeroed) and keeps in struct broker's and struct route's
+	 * proto. The core never reads them. */
 	const struct cfg_key *broker_keys; /* keys of the broker group beyond the common ones */
+	const struct cfg_key *outbox_keys; /* keys of the outbox group beyond the common ones, into the broker part */
+	size_t broker_size;
 	const struct cfg_key *route_keys;  /* keys of a route beyond the common ones */
+	size_t route_size;
 	/* Check a loaded broker and its routes without any I/O; group and
 	 * routes are the libconfig settings they came from, for line numbers. */
 	void (*check)(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "adapters/amqp_cfg.h"
 #include "adapters/amqp_pattern.h"
 
 /* Length of the word at s, up to sep or end. */
@@ -69,11 +70,12 @@ amqp_pattern_error(const char *pattern)
 bool
 amqp_route_matches(const struct route *r, const struct message *m)
 {
+	const struct amqp_route_cfg *rc = amqp_route_cfg(r);
 	const char *topic = m->topic ? m->topic : "";
 
-	if (r->queue && (m->source == NULL || strcmp(r->queue, m->source) != 0))
+	if (rc->queue && (m->source == NULL || strcmp(rc->queue, m->source) != 0))
 		return false;
-	if (r->match && !amqp_pattern_match(r->match, topic))
+	if (rc->match && !amqp_pattern_match(rc->match, topic))
 		return false;
 	return true;
 }

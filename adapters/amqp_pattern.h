@@ -1,6 +1,6 @@
 /* AMQP routing of the AMQP adapter: topic-exchange patterns (a route's
- * "match" key) and which route takes a delivery. May call only libc and
- * the broker and route model (bridge/settings.h). */
+ * "match" key) and which route takes a delivery. May call only libc, the
+ * broker and route model (bridge/settings.h) and adapters/amqp_cfg.h. */
 #ifndef ONCEBRIDGE_AMQP_PATTERN_H
 #define ONCEBRIDGE_AMQP_PATTERN_H
 

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_topic.h"
 
 /* Length of the word at s, up to sep or end. */
@@ -77,7 +78,7 @@ mqtt_filter_error(const char *filter)
 bool
 mqtt_route_matches(const struct route *r, const struct message *m)
 {
-	const char *topic = m->topic ? m->topic : "";
+	const char *filter = mqtt_route_cfg(r)->topic;
 
-	return r->topic == NULL || mqtt_filter_match(r->topic, topic);
+	return filter == NULL || mqtt_filter_match(filter, m->topic ? m->topic : "");
 }

@@ -1,6 +1,7 @@
 /* MQTT topic filters of the MQTT adapter: matching (a route's "topic"
  * key), the validity check of -t and which route takes a message. May
- * call only libc and the broker and route model (bridge/settings.h). */
+ * call only libc, the broker and route model (bridge/settings.h) and
+ * adapters/mqtt_cfg.h. */
 #ifndef ONCEBRIDGE_MQTT_TOPIC_H
 #define ONCEBRIDGE_MQTT_TOPIC_H
 
