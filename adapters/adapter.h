@@ -59,12 +59,12 @@ struct adapter {
 	 * routes are the libconfig settings they came from, for line numbers. */
 	void (*check)(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
 	    const char *file, struct diag *d);
-	/* Warnings of -t for a broker with routes against the dedupe window
-	 * (retention.dedupe_window_s, > 0) of main_file: what the broker may
-	 * redeliver after the window. */
+	/* Optional: warnings of -t for a broker with routes against the
+	 * dedupe window (retention.dedupe_window_s, > 0) of main_file: what
+	 * the broker may redeliver after the window. */
 	void (*check_window)(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
 
-	/* What the core asks of a broker with routes. */
+	/* What the core asks of a broker with routes (all required). */
 	char topic_separator;              /* between the levels of a topic, as in struct message */
 	/* Whether route r of this broker takes message m. */
 	bool (*route_matches)(const struct route *r, const struct message *m);

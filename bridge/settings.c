@@ -508,9 +508,8 @@ check_dedupe_window(struct settings *s, struct diag *d)
 	for (size_t i = 0; i < s->n_brokers; i++) {
 		const struct broker *b = &s->brokers[i];
 
-		if (b->adapter == NULL || b->n_routes == 0)
-			continue;
-		b->adapter->check_window(b, s->dedupe_window_s, s->path, d);
+		if (b->adapter && b->n_routes > 0 && b->adapter->check_window)
+			b->adapter->check_window(b, s->dedupe_window_s, s->path, d);
 	}
 }
 
