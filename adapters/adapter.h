@@ -16,8 +16,20 @@
 #include "bridge/message.h"
 
 struct broker;
+struct route;
 struct worker;
 struct publisher;
+
+/* What the core's redelivery horizon (bridge/horizon.c) needs to know of
+ * one consumer worker: the adapter knows when its broker redelivers. */
+struct redelivery {
+	char *worker;             /* identity of the worker's session, the same wherever it runs (allocated) */
+	int64_t grace_ms;         /* how long a lost connection may go unnoticed */
+	int64_t ready_after_ms;   /* after a connect, deliveries this long may still be redeliveries */
+	int64_t ready_deliveries; /* deliveries applied after that which make a connection ready; -1: the
+	                           * first one that is not a resend (resends come first) */
+	int64_t hold_s;           /* how long the broker keeps what the worker left when it is gone; -1: unknown */
+};
 
 /* One outbox row to publish. */
 struct outbound {
@@ -34,12 +46,35 @@ struct outbound {
 
 struct adapter {
 	const char *name;                  /* value of "type" in the broker group */
+	/* The adapter's own configuration: its keys point into its own part
+	 * of a broker and of a route, which the loader allocates with these
+	 * sizes (zeroed) and keeps in struct broker's and struct route's
+	 * proto. The core never reads them. */
 	const struct cfg_key *broker_keys; /* keys of the broker group beyond the common ones */
+	const struct cfg_key *outbox_keys; /* keys of the outbox group beyond the common ones, into the broker part */
+	size_t broker_size;
 	const struct cfg_key *route_keys;  /* keys of a route beyond the common ones */
+	size_t route_size;
 	/* Check a loaded broker and its routes without any I/O; group and
 	 * routes are the libconfig settings they came from, for line numbers. */
 	void (*check)(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
 	    const char *file, struct diag *d);
+	/* Optional: warnings of -t for a broker with routes against the
+	 * dedupe window (retention.dedupe_window_s, > 0) of main_file: what
+	 * the broker may redeliver after the window. */
+	void (*check_window)(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+
+	/* What the core asks of a broker with routes (all required). */
+	char topic_separator;              /* between the levels of a topic, as in struct message */
+	/* Whether route r of this broker takes message m. */
+	bool (*route_matches)(const struct route *r, const struct message *m);
+	/* Consumer worker processes the broker needs, at least 1. */
+	int (*workers)(const struct broker *b);
+	/* Most (message, route) pairs one worker may hold unsettled at once,
+	 * which sizes the core's per-message state (bridge/attempts.h). */
+	int64_t (*in_flight)(const struct broker *b);
+	/* The redelivery profile of consumer worker index (0 when alone). */
+	void (*redelivery)(const struct broker *b, int index, struct redelivery *out);
 	/* Consume until w->stop is set; reconnects by itself. Returns the
 	 * worker's exit status. */
 	int (*run)(struct worker *w);

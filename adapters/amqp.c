@@ -15,11 +15,12 @@
 #include <sys/time.h>
 
 #include "adapters/adapter.h"
+#include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
+#include "adapters/amqp_pattern.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
-#include "bridge/pattern.h"
 #include "bridge/settings.h"
 #include "bridge/tls.h"
 #include "bridge/util.h"
@@ -27,35 +28,6 @@
 
 #define CHANNEL AMQP_CHANNEL
 #define IDLE_WAIT_MS 500
-
-#define B(f) offsetof(struct broker, f)
-#define R(f) offsetof(struct route, f)
-
-static const struct cfg_key amqp_broker_keys[] = {
-	{ "heartbeat", CFG_INT, B(heartbeat), false, NULL, 30, 0, 3600, 0, NULL,
-	    "AMQP heartbeat in seconds; 0 disables it" },
-	{ "prefetch", CFG_INT, B(prefetch), false, NULL, 1000, 1, 65535, 0, NULL,
-	    "basic.qos prefetch count: unacked deliveries the broker may send ahead" },
-	{ "batch_size", CFG_INT, B(batch_size), false, NULL, 500, 1, 65535, 0, NULL,
-	    "most deliveries applied in one transaction" },
-	{ "batch_linger_ms", CFG_INT, B(batch_linger_ms), false, NULL, 20, 0, 60000, 0, NULL,
-	    "how long a batch waits for more deliveries before it is applied" },
-	CFG_END
-};
-
-static const struct cfg_key amqp_route_keys[] = {
-	{ "queue", CFG_STRING, R(queue), false, NULL, 0, 0, 0, 0, NULL,
-	    "AMQP: queue the route consumes (required for amqp)" },
-	{ "match", CFG_STRING, R(match), false, NULL, 0, 0, 0, 0, NULL,
-	    "AMQP: only deliveries whose routing key matches this topic pattern (* one word, # any)" },
-	{ "declare_queue", CFG_BOOL, R(declare_queue), false, NULL, 0, 0, 0, 0, NULL,
-	    "AMQP: declare the queue (durable) on connect" },
-	{ "bind_exchange", CFG_STRING, R(bind_exchange), false, NULL, 0, 0, 0, 0, NULL,
-	    "AMQP: exchange to bind the declared queue to" },
-	{ "bind_keys", CFG_STRINGS, R(bind_keys), false, NULL, 0, 0, 0, R(n_bind_keys), NULL,
-	    "AMQP: routing keys of those bindings" },
-	CFG_END
-};
 
 struct delivery {
 	amqp_envelope_t env;
@@ -85,42 +57,6 @@ struct amqp_session {
 	bool last_full;        /* the previous batch reached batch_size */
 };
 
-/* --- configuration */
-
-static void
-amqp_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
-    const char *file, struct diag *d)
-{
-	bool tls = false;
-	const char *err = amqp_url_error(b->url, &tls);
-
-	if (err)
-		diag_error(d, file, cfg_key_line(group, "url"),
-		    "invalid value of key \"url\" in group \"broker\": %s", err);
-	else
-		tls_check(b, tls, group, file, d);
-	if (b->prefetch < b->batch_size)
-		diag_warn(d, file, cfg_key_line(group, "prefetch"),
-		    "prefetch (%lld) is smaller than batch_size (%lld): batches will never fill up",
-		    (long long)b->prefetch, (long long)b->batch_size);
-	for (size_t i = 0; i < b->n_routes; i++) {
-		const struct route *r = &b->routes[i];
-		const config_setting_t *g = config_setting_get_elem(routes, (unsigned)i);
-
-		if (r->queue == NULL)
-			diag_error(d, file, r->line, "missing required key \"queue\" in route \"%s\"", r->name);
-		if (r->match && amqp_pattern_error(r->match))
-			diag_error(d, file, cfg_key_line(g, "match"), "invalid value of key \"match\" in route \"%s\": %s",
-			    r->name, amqp_pattern_error(r->match));
-		if ((r->bind_exchange != NULL) != (r->n_bind_keys > 0))
-			diag_error(d, file, r->line,
-			    "route \"%s\": keys \"bind_exchange\" and \"bind_keys\" go together", r->name);
-		if (r->bind_exchange && !r->declare_queue)
-			diag_error(d, file, cfg_key_line(g, "bind_exchange"),
-			    "route \"%s\": \"bind_exchange\" needs \"declare_queue = true\"", r->name);
-	}
-}
-
 /* --- connection */
 
 static void
@@ -138,11 +74,11 @@ broker_connect(struct amqp_session *s)
 	s->conn = amqp_open(&s->target);
 	if (s->conn == NULL)
 		return -1;
-	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)b->prefetch, 0);
+	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)amqp_broker_cfg(b)->prefetch, 0);
 	if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "set the prefetch count"))
 		goto fail;
 	for (size_t i = 0; i < b->n_routes; i++) {
-		const struct route *r = &b->routes[i];
+		const struct amqp_route_cfg *r = amqp_route_cfg(&b->routes[i]);
 
 		if (!r->declare_queue)
 			continue;
@@ -331,7 +267,7 @@ gather_batch(struct amqp_session *s)
 	int64_t deadline = 0;
 
 	amqp_maybe_release_buffers(s->conn);
-	while ((int64_t)s->n < b->batch_size) {
+	while ((int64_t)s->n < amqp_broker_cfg(b)->batch_size) {
 		int64_t wait_ms = s->n == 0 ? IDLE_WAIT_MS : deadline - now_ms();
 		struct timeval tv;
 		amqp_rpc_reply_t r;
@@ -349,7 +285,7 @@ gather_batch(struct amqp_session *s)
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
 			delivery_fill(s, d);
 			if (s->n++ == 0)
-				deadline = now_ms() + (s->last_full ? b->batch_linger_ms : 0);
+				deadline = now_ms() + (s->last_full ? amqp_broker_cfg(b)->batch_linger_ms : 0);
 			continue;
 		}
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
@@ -367,7 +303,7 @@ gather_batch(struct amqp_session *s)
 		amqp_reply_ok(r, "receive a message");
 		return -1;
 	}
-	s->last_full = (int64_t)s->n >= b->batch_size;
+	s->last_full = (int64_t)s->n >= amqp_broker_cfg(b)->batch_size;
 	return 0;
 }
 
@@ -466,8 +402,8 @@ apply_batch(struct amqp_session *s)
 	}
 	/* keep the wait short: heartbeats are only serviced inside library calls */
 	delay = backoff_next(&s->retry_backoff);
-	if (s->b->heartbeat > 0 && delay > s->b->heartbeat * 1000 / 3)
-		delay = s->b->heartbeat * 1000 / 3;
+	if (amqp_broker_cfg(s->b)->heartbeat > 0 && delay > amqp_broker_cfg(s->b)->heartbeat * 1000 / 3)
+		delay = amqp_broker_cfg(s->b)->heartbeat * 1000 / 3;
 	sleep_ms_unless(delay, s->w->stop);
 }
 
@@ -504,15 +440,15 @@ amqp_run(struct worker *w)
 		bool seen = false;
 
 		for (size_t q = 0; q < s.n_queues; q++)
-			seen |= strcmp(s.queues[q], b->routes[i].queue) == 0;
+			seen |= strcmp(s.queues[q], amqp_route_cfg(&b->routes[i])->queue) == 0;
 		if (!seen) {
 			s.queues = xrealloc(s.queues, (s.n_queues + 1) * sizeof(char *));
-			s.queues[s.n_queues++] = xstrdup(b->routes[i].queue);
+			s.queues[s.n_queues++] = xstrdup(amqp_route_cfg(&b->routes[i])->queue);
 		}
 	}
-	s.batch = xcalloc((size_t)b->batch_size + 1, sizeof(struct delivery));
-	s.msgs = xcalloc((size_t)b->batch_size + 1, sizeof(struct message));
-	s.outcome = xcalloc((size_t)b->batch_size + 1, sizeof(enum apply_outcome));
+	s.batch = xcalloc((size_t)amqp_broker_cfg(b)->batch_size + 1, sizeof(struct delivery));
+	s.msgs = xcalloc((size_t)amqp_broker_cfg(b)->batch_size + 1, sizeof(struct message));
+	s.outcome = xcalloc((size_t)amqp_broker_cfg(b)->batch_size + 1, sizeof(enum apply_outcome));
 	backoff_init(&s.broker_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 	backoff_init(&s.retry_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 
@@ -548,8 +484,17 @@ amqp_run(struct worker *w)
 const struct adapter amqp_adapter = {
 	.name = "amqp",
 	.broker_keys = amqp_broker_keys,
+	.outbox_keys = amqp_outbox_keys,
+	.broker_size = sizeof(struct amqp_broker_cfg),
 	.route_keys = amqp_route_keys,
+	.route_size = sizeof(struct amqp_route_cfg),
 	.check = amqp_check,
+	.check_window = amqp_check_window,
+	.topic_separator = '.',
+	.route_matches = amqp_route_matches,
+	.workers = amqp_workers,
+	.in_flight = amqp_in_flight,
+	.redelivery = amqp_redelivery,
 	.run = amqp_run,
 	.publisher_open = amqpub_open,
 	.publish = amqpub_publish,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
 #include "adapters/amqp_tls.h"
 #include "bridge/log.h"
@@ -66,7 +67,7 @@ amqp_target_init(struct amqp_target *t, const struct broker *b)
 		t->user = xstrdup("guest");
 	}
 	t->password = b->password ? b->password : "guest";
-	t->heartbeat = (int)b->heartbeat;
+	t->heartbeat = (int)amqp_broker_cfg(b)->heartbeat;
 	t->timeout_ms = b->connect_timeout_ms;
 	return NULL;
 }

@@ -16,6 +16,7 @@
 #include <sys/time.h>
 
 #include "adapters/adapter.h"
+#include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
@@ -102,7 +103,7 @@ send_one(struct publisher *p, const struct outbound *m)
 {
 	amqp_basic_properties_t props;
 	amqp_table_entry_t *entries = xcalloc(m->n_headers + 1, sizeof(amqp_table_entry_t));
-	const char *exchange = m->exchange ? m->exchange : p->b->outbox_exchange;
+	const char *exchange = m->exchange ? m->exchange : amqp_broker_cfg(p->b)->outbox_exchange;
 	amqp_bytes_t body = { m->payload_len, (void *)m->payload };
 	int rc;
 

@@ -34,7 +34,6 @@
  * lost connection and would write them on the next one. */
 #include "config.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +43,13 @@
 #include <MQTTAsync.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
+#include "adapters/mqtt_topic.h"
 #include "bridge/apply.h"
 #include "bridge/backoff.h"
 #include "bridge/log.h"
-#include "bridge/pattern.h"
 #include "bridge/settings.h"
 #include "bridge/tls.h"
 #include "bridge/util.h"
@@ -57,33 +57,6 @@
 
 #define POLL_MS 50
 #define DISCONNECT_WAIT_MS 3000
-
-#define B(f) offsetof(struct broker, f)
-#define R(f) offsetof(struct route, f)
-
-static const struct cfg_key mqtt_broker_keys[] = {
-	{ "client_id", CFG_STRING, B(client_id), true, NULL, 0, 0, 0, 0, NULL,
-	    "MQTT: fixed client ID of the persistent session; worker N of several adds \"-N\"" },
-	{ "keepalive", CFG_INT, B(keepalive), false, NULL, 30, 1, 65535, 0, NULL,
-	    "MQTT: keepalive in seconds; a transaction should take well under it" },
-	{ "mqtt_version", CFG_INT, B(mqtt_version), false, NULL, 5, 4, 5, 0, NULL,
-	    "MQTT: protocol version, 4 (3.1.1) or 5" },
-	{ "clean_session", CFG_BOOL, B(clean_session), false, NULL, 0, 0, 0, 0, NULL,
-	    "MQTT: start a new session on every connect (loses messages; keep false)" },
-	{ "session_expiry", CFG_INT, B(session_expiry), false, NULL, 86400, 0, 4294967295LL, 0, NULL,
-	    "MQTT 5: seconds the broker keeps the session (and queues messages) while oncebridge is away" },
-	{ "qos", CFG_INT, B(qos), false, NULL, 1, 0, 2, 0, NULL,
-	    "MQTT: subscription QoS; 1 is the only one that gives the guarantee" },
-	{ "workers", CFG_INT, B(workers), false, NULL, 1, 1, 64, 0, NULL,
-	    "MQTT: worker processes sharing the routes' subscriptions (use \"$share/GROUP/filter\" topics)" },
-	CFG_END
-};
-
-static const struct cfg_key mqtt_route_keys[] = {
-	{ "topic", CFG_STRING, R(topic), false, NULL, 0, 0, 0, 0, NULL,
-	    "MQTT: topic filter (+ one level, # the rest), or \"$share/GROUP/filter\" (required for mqtt)" },
-	CFG_END
-};
 
 enum conn_state {
 	ST_DOWN,        /* not connected; connect when the database is ready */
@@ -117,87 +90,6 @@ struct mqtt_session {
 	bool disconnected;     /* our DISCONNECT completed */
 	bool client_used;      /* the client had a connection: renew it before the next */
 };
-
-/* --- configuration */
-
-/* A client ID that looks generated per run (a UUID or a long random-looking
- * hex run) gets a new session on every start and loses what the old one
- * held. */
-static bool
-looks_random(const char *id)
-{
-	size_t run = 0, best = 0;
-	bool digit = false, alpha = false, best_mixed = false;
-
-	for (const char *p = id;; p++) {
-		if (*p && isxdigit((unsigned char)*p)) {
-			run++;
-			digit |= isdigit((unsigned char)*p) != 0;
-			alpha |= isalpha((unsigned char)*p) != 0;
-			continue;
-		}
-		if (run > best) {
-			best = run;
-			best_mixed = digit && alpha;
-		}
-		if (*p == '\0')
-			break;
-		run = 0;
-		digit = alpha = false;
-	}
-	return best >= 12 && best_mixed;
-}
-
-static void
-mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
-    const char *file, struct diag *d)
-{
-	bool tls = false, all_shared = true;
-	const char *err = mqtt_url_parse(b->url, NULL, &tls);
-
-	if (err)
-		diag_error(d, file, cfg_key_line(group, "url"),
-		    "invalid value of key \"url\" in group \"broker\": %s", err);
-	else
-		tls_check(b, tls, group, file, d);
-	if (b->client_id && b->client_id[0] == '\0')
-		diag_error(d, file, cfg_key_line(group, "client_id"),
-		    "key \"client_id\" is empty: a persistent session needs a fixed client ID");
-	else if (b->client_id && looks_random(b->client_id))
-		diag_warn(d, file, cfg_key_line(group, "client_id"),
-		    "client ID \"%s\" looks generated: the persistent session is only resumed when every start "
-		    "uses the same client ID", b->client_id);
-	if (b->qos == 0)
-		diag_warn(d, file, cfg_key_line(group, "qos"),
-		    "qos 0: the broker does not redeliver, so messages are lost when oncebridge or the connection fails");
-	if (b->qos == 2)
-		diag_error(d, file, cfg_key_line(group, "qos"),
-		    "qos 2 is not supported: paho-mqtt-c 1.3 loses QoS 2 messages in some cases; use qos 1");
-	if (b->clean_session)
-		diag_warn(d, file, cfg_key_line(group, "clean_session"),
-		    "clean_session is true: messages published while oncebridge is disconnected are lost");
-	if (!b->clean_session && b->mqtt_version == 5 && b->session_expiry == 0)
-		diag_warn(d, file, cfg_key_line(group, "session_expiry"),
-		    "session_expiry is 0: with MQTT 5 the session ends at every disconnect and messages are lost");
-	for (size_t i = 0; i < b->n_routes; i++) {
-		const struct route *r = &b->routes[i];
-		const config_setting_t *g = config_setting_get_elem(routes, (unsigned)i);
-
-		if (r->topic == NULL) {
-			diag_error(d, file, r->line, "missing required key \"topic\" in route \"%s\"", r->name);
-			all_shared = false;
-			continue;
-		}
-		if (mqtt_filter_error(r->topic))
-			diag_error(d, file, cfg_key_line(g, "topic"), "invalid value of key \"topic\" in route \"%s\": %s",
-			    r->name, mqtt_filter_error(r->topic));
-		all_shared &= strncmp(r->topic, "$share/", 7) == 0;
-	}
-	if (b->workers > 1 && !all_shared)
-		diag_warn(d, file, cfg_key_line(group, "workers"),
-		    "workers is %lld but not every route topic is a shared subscription (\"$share/GROUP/filter\"): "
-		    "every worker receives every message", (long long)b->workers);
-}
 
 /* --- paho callbacks (on paho's threads) */
 
@@ -316,13 +208,13 @@ subscribe_all(struct mqtt_session *s, int session_present)
 	int rc;
 
 	log_info("connected to %s as \"%s\" (MQTT %s, %s)", s->uri, s->client_id,
-	    s->b->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
+	    mqtt_broker_cfg(s->b)->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
 	pthread_mutex_lock(&s->mu);
 	s->client_used = true;
 	pthread_mutex_unlock(&s->mu);
 	set_state(s, ST_SUBSCRIBING);
 	opts.context = s;
-	if (s->b->mqtt_version == 5) {
+	if (mqtt_broker_cfg(s->b)->mqtt_version == 5) {
 		opts.onSuccess5 = on_subscribe5;
 		opts.onFailure5 = on_subscribe_failure5;
 	} else {
@@ -514,25 +406,25 @@ start_connect(struct mqtt_session *s)
 	const struct broker *b = s->b;
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_connectOptions opts5 = MQTTAsync_connectOptions_initializer5;
-	MQTTAsync_connectOptions *o = b->mqtt_version == 5 ? &opts5 : &opts;
+	MQTTAsync_connectOptions *o = mqtt_broker_cfg(b)->mqtt_version == 5 ? &opts5 : &opts;
 	int rc;
 
-	o->keepAliveInterval = (int)b->keepalive;
+	o->keepAliveInterval = (int)mqtt_broker_cfg(b)->keepalive;
 	o->connectTimeout = (int)((b->connect_timeout_ms + 999) / 1000);
 	o->automaticReconnect = 0; /* our own loop: it waits for the database first */
 	o->context = s;
 	o->username = b->user;
 	o->password = b->password;
 	o->ssl = s->tls ? &s->ssl : NULL;
-	if (b->mqtt_version == 5) {
+	if (mqtt_broker_cfg(b)->mqtt_version == 5) {
 		o->MQTTVersion = MQTTVERSION_5;
-		o->cleanstart = b->clean_session;
+		o->cleanstart = mqtt_broker_cfg(b)->clean_session;
 		o->connectProperties = &s->connect_props;
 		o->onSuccess5 = on_connect5;
 		o->onFailure5 = on_connect_failure5;
 	} else {
 		o->MQTTVersion = MQTTVERSION_3_1_1;
-		o->cleansession = b->clean_session;
+		o->cleansession = mqtt_broker_cfg(b)->clean_session;
 		o->onSuccess = on_connect;
 		o->onFailure = on_connect_failure;
 	}
@@ -554,7 +446,7 @@ client_new(struct mqtt_session *s, MQTTAsync *client)
 	MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
 	int rc;
 
-	copts.MQTTVersion = b->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+	copts.MQTTVersion = mqtt_broker_cfg(b)->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	rc = MQTTAsync_createWithOptions(client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not create the MQTT client: %s", MQTTAsync_strerror(rc));
@@ -562,7 +454,7 @@ client_new(struct mqtt_session *s, MQTTAsync *client)
 		return -1;
 	}
 	rc = MQTTAsync_setCallbacks(*client, s, on_connection_lost, on_message, NULL);
-	if (rc == MQTTASYNC_SUCCESS && b->mqtt_version == 5)
+	if (rc == MQTTASYNC_SUCCESS && mqtt_broker_cfg(b)->mqtt_version == 5)
 		rc = MQTTAsync_setDisconnected(*client, s, on_disconnected5);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not set the MQTT callbacks: %s", MQTTAsync_strerror(rc));
@@ -613,6 +505,7 @@ static int
 session_init(struct mqtt_session *s)
 {
 	const struct broker *b = s->b;
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	const char *err = mqtt_url_parse(b->url, &s->uri, &s->tls);
 
@@ -622,23 +515,24 @@ session_init(struct mqtt_session *s)
 	}
 	s->ssl = ssl;
 	mqtt_tls_options(b, &s->ssl, &s->tls_reported);
-	s->client_id = b->workers > 1 ? xasprintf("%s-%d", b->client_id, s->w->index) : xstrdup(b->client_id);
+	s->client_id = c->workers > 1 ? xasprintf("%s-%d", c->client_id, s->w->index) : xstrdup(c->client_id);
 	for (size_t i = 0; i < b->n_routes; i++) {
+		const char *topic = mqtt_route_cfg(&b->routes[i])->topic;
 		bool seen = false;
 
 		for (size_t f = 0; f < s->n_filters; f++)
-			seen |= strcmp(s->filters[f], b->routes[i].topic) == 0;
+			seen |= strcmp(s->filters[f], topic) == 0;
 		if (seen)
 			continue;
 		s->filters = xrealloc(s->filters, (s->n_filters + 1) * sizeof(char *));
 		s->qos = xrealloc(s->qos, (s->n_filters + 1) * sizeof(int));
-		s->filters[s->n_filters] = xstrdup(b->routes[i].topic);
-		s->qos[s->n_filters++] = (int)b->qos;
+		s->filters[s->n_filters] = xstrdup(topic);
+		s->qos[s->n_filters++] = (int)c->qos;
 	}
-	if (b->mqtt_version == 5 && !b->clean_session) {
+	if (c->mqtt_version == 5 && !c->clean_session) {
 		MQTTProperty p = { .identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL };
 
-		p.value.integer4 = (unsigned int)b->session_expiry;
+		p.value.integer4 = (unsigned int)c->session_expiry;
 		MQTTProperties_add(&s->connect_props, &p);
 	}
 	return client_new(s, &s->client);
@@ -652,11 +546,11 @@ disconnect_thread(void *arg)
 	struct mqtt_session *s = arg;
 	MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
 	MQTTAsync_disconnectOptions opts5 = MQTTAsync_disconnectOptions_initializer5;
-	MQTTAsync_disconnectOptions *o = s->b->mqtt_version == 5 ? &opts5 : &opts;
+	MQTTAsync_disconnectOptions *o = mqtt_broker_cfg(s->b)->mqtt_version == 5 ? &opts5 : &opts;
 
 	o->timeout = 1000;
 	o->context = s;
-	if (s->b->mqtt_version == 5)
+	if (mqtt_broker_cfg(s->b)->mqtt_version == 5)
 		o->onSuccess5 = on_disconnect_done5;
 	else
 		o->onSuccess = on_disconnect_done;
@@ -777,8 +671,16 @@ out:
 const struct adapter mqtt_adapter = {
 	.name = "mqtt",
 	.broker_keys = mqtt_broker_keys,
+	.broker_size = sizeof(struct mqtt_broker_cfg),
 	.route_keys = mqtt_route_keys,
+	.route_size = sizeof(struct mqtt_route_cfg),
 	.check = mqtt_check,
+	.check_window = mqtt_check_window,
+	.topic_separator = '/',
+	.route_matches = mqtt_route_matches,
+	.workers = mqtt_workers,
+	.in_flight = mqtt_in_flight,
+	.redelivery = mqtt_redelivery,
 	.run = mqtt_run,
 	.publisher_open = mqttpub_open,
 	.publish = mqttpub_publish,

@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "adapters/adapter.h"
+#include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "bridge/log.h"
@@ -206,13 +207,13 @@ mqttpub_open(const struct broker *b, int index)
 	MQTTAsync_connectOptions *opts;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	char *uri = NULL;
-	char *client_id = b->outbox_relays > 1 ? xasprintf("%s-relay-%d", b->client_id, index)
-					       : xasprintf("%s-relay", b->client_id);
+	char *client_id = b->outbox_relays > 1 ? xasprintf("%s-relay-%d", mqtt_broker_cfg(b)->client_id, index)
+					       : xasprintf("%s-relay", mqtt_broker_cfg(b)->client_id);
 	struct timespec until;
 	int rc;
 
 	p->b = b;
-	p->v5 = b->mqtt_version == 5;
+	p->v5 = mqtt_broker_cfg(b)->mqtt_version == 5;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	if (mqtt_url_parse(b->url, &uri, &p->tls) != NULL) {
@@ -232,7 +233,7 @@ mqttpub_open(const struct broker *b, int index)
 	}
 	MQTTAsync_setCallbacks(p->client, p, on_lost, on_message, NULL);
 	opts = p->v5 ? &v5 : &v3;
-	opts->keepAliveInterval = (int)b->keepalive;
+	opts->keepAliveInterval = (int)mqtt_broker_cfg(b)->keepalive;
 	opts->MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1; /* never the default: see LIBRARY-FACTS */
 	if (p->v5) {
 		opts->cleanstart = 1;

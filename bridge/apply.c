@@ -22,12 +22,12 @@
 
 #include <libpq-fe.h>
 
+#include "adapters/adapter.h"
 #include "bridge/apply_int.h"
 #include "bridge/attempts.h"
 #include "bridge/db.h"
 #include "bridge/failure.h"
 #include "bridge/log.h"
-#include "bridge/route.h"
 #include "bridge/settings.h"
 #include "bridge/stats.h"
 #include "bridge/text.h"
@@ -38,14 +38,13 @@
 #define ATTEMPTS_MIN_HORIZON_MS 300000 /* 5 minutes */
 #define ATTEMPTS_FLOOR_MAX 1000000     /* above any retry.max_attempts */
 
-/* Far more than a worker can have in flight: its prefetch window on each
- * queue and a batch, so that a failure however wide never evicts its own
- * counts (bridge/attempts.c). */
+/* Far more than a worker can have in flight (the adapter says how much:
+ * a window on each route and a batch), so that a failure however wide
+ * never evicts its own counts (bridge/attempts.c). */
 static size_t
 attempts_capacity(const struct broker *b)
 {
-	int64_t window = (b->prefetch > 0 ? b->prefetch : 1) * (int64_t)(b->n_routes > 0 ? b->n_routes : 1) +
-	    (b->batch_size > 0 ? b->batch_size : 1);
+	int64_t window = b->adapter->in_flight(b);
 
 	return window * 4 > ATTEMPTS_MIN_CAPACITY ? (size_t)window * 4 : ATTEMPTS_MIN_CAPACITY;
 }
@@ -211,7 +210,7 @@ items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item
 			route = NULL; /* no route: one dead letter */
 		} else {
 			route = &b->routes[r];
-			if (!route_matches(route, m))
+			if (!b->adapter->route_matches(route, m))
 				continue;
 			matched = true;
 		}

@@ -48,43 +48,57 @@ cfg_key_line(const config_setting_t *group, const char *key)
 	return cfg_line(s ? s : group);
 }
 
-void
-cfg_defaults(const struct cfg_key *const *tables, void *base)
+static void
+table_defaults(const struct cfg_key *t, void *base)
 {
-	for (; *tables; tables++) {
-		for (const struct cfg_key *k = *tables; k->name; k++) {
-			switch (k->type) {
-			case CFG_STRING:
-				*FIELD(base, k->offset, char *) = k->def_string ? xstrdup(k->def_string) : NULL;
-				break;
-			case CFG_INT:
-				*FIELD(base, k->offset, int64_t) = k->def_int;
-				break;
-			case CFG_BOOL:
-				*FIELD(base, k->offset, bool) = k->def_int != 0;
-				break;
-			case CFG_STRINGS:
-				*FIELD(base, k->offset, char **) = NULL;
-				*FIELD(base, k->count_offset, size_t) = 0;
-				break;
-			case CFG_GROUP: {
-				const struct cfg_key *const sub[] = { k->sub, NULL };
-
-				cfg_defaults(sub, base);
-				break;
-			}
-			}
+	for (const struct cfg_key *k = t; k->name; k++) {
+		switch (k->type) {
+		case CFG_STRING:
+			*FIELD(base, k->offset, char *) = k->def_string ? xstrdup(k->def_string) : NULL;
+			break;
+		case CFG_INT:
+			*FIELD(base, k->offset, int64_t) = k->def_int;
+			break;
+		case CFG_BOOL:
+			*FIELD(base, k->offset, bool) = k->def_int != 0;
+			break;
+		case CFG_STRINGS:
+			*FIELD(base, k->offset, char **) = NULL;
+			*FIELD(base, k->count_offset, size_t) = 0;
+			break;
+		case CFG_GROUP:
+			table_defaults(k->sub, base);
+			break;
 		}
 	}
 }
 
-static const struct cfg_key *
-find_key(const struct cfg_key *const *tables, const char *name)
+void
+cfg_defaults(const struct cfg_key *const *tables, void *base)
 {
 	for (; *tables; tables++)
-		for (const struct cfg_key *k = *tables; k->name; k++)
-			if (strcmp(k->name, name) == 0)
+		table_defaults(*tables, base);
+}
+
+void
+cfg_defaults_parts(const struct cfg_part *parts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (parts[i].keys)
+			table_defaults(parts[i].keys, parts[i].base);
+}
+
+static const struct cfg_key *
+find_key(const struct cfg_part *parts, size_t n, const char *name, void **base)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (const struct cfg_key *k = parts[i].keys; k && k->name; k++) {
+			if (strcmp(k->name, name) == 0) {
+				*base = parts[i].base;
 				return k;
+			}
+		}
+	}
 	return NULL;
 }
 
@@ -174,7 +188,7 @@ key_present(const config_setting_t *group, const struct cfg_key *k)
 }
 
 int
-cfg_read_group(const config_setting_t *group, const struct cfg_key *const *tables, void *base,
+cfg_read_parts(const config_setting_t *group, const struct cfg_part *parts, size_t n_parts,
     const char *file, const char *where, struct diag *d)
 {
 	int errors = 0;
@@ -183,7 +197,8 @@ cfg_read_group(const config_setting_t *group, const struct cfg_key *const *table
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
 		const char *name = config_setting_name(s);
-		const struct cfg_key *k = name ? find_key(tables, name) : NULL;
+		void *base = NULL;
+		const struct cfg_key *k = name ? find_key(parts, n_parts, name, &base) : NULL;
 
 		if (k == NULL) {
 			diag_error(d, file, cfg_line(s), "unknown key \"%s\" in %s", name ? name : "?", where);
@@ -192,8 +207,8 @@ cfg_read_group(const config_setting_t *group, const struct cfg_key *const *table
 		}
 		errors += read_value(s, k, base, file, where, d);
 	}
-	for (const struct cfg_key *const *t = tables; *t; t++) {
-		for (const struct cfg_key *k = *t; k->name; k++) {
+	for (size_t p = 0; p < n_parts; p++) {
+		for (const struct cfg_key *k = parts[p].keys; k && k->name; k++) {
 			if (k->required && !key_present(group, k)) {
 				diag_error(d, file, cfg_line(group), "missing required key \"%s\" in %s",
 				    k->name, where);
@@ -204,34 +219,62 @@ cfg_read_group(const config_setting_t *group, const struct cfg_key *const *table
 	return errors;
 }
 
+int
+cfg_read_group(const config_setting_t *group, const struct cfg_key *const *tables, void *base,
+    const char *file, const char *where, struct diag *d)
+{
+	size_t n = 0;
+	struct cfg_part *parts;
+	int errors;
+
+	while (tables[n])
+		n++;
+	parts = xcalloc(n + 1, sizeof(*parts));
+	for (size_t i = 0; i < n; i++)
+		parts[i] = (struct cfg_part){ tables[i], base };
+	errors = cfg_read_parts(group, parts, n, file, where, d);
+	free(parts);
+	return errors;
+}
+
+static void
+table_free(const struct cfg_key *t, void *base)
+{
+	for (const struct cfg_key *k = t; k->name; k++) {
+		switch (k->type) {
+		case CFG_STRING:
+			sfree(*FIELD(base, k->offset, char *));
+			break;
+		case CFG_STRINGS: {
+			char **list = *FIELD(base, k->offset, char **);
+
+			for (size_t i = 0; list && list[i]; i++)
+				free(list[i]);
+			free(list);
+			*FIELD(base, k->offset, char **) = NULL;
+			*FIELD(base, k->count_offset, size_t) = 0;
+			break;
+		}
+		case CFG_GROUP:
+			table_free(k->sub, base);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
 void
 cfg_free(const struct cfg_key *const *tables, void *base)
 {
-	for (; *tables; tables++) {
-		for (const struct cfg_key *k = *tables; k->name; k++) {
-			switch (k->type) {
-			case CFG_STRING:
-				sfree(*FIELD(base, k->offset, char *));
-				break;
-			case CFG_STRINGS: {
-				char **list = *FIELD(base, k->offset, char **);
+	for (; *tables; tables++)
+		table_free(*tables, base);
+}
 
-				for (size_t i = 0; list && list[i]; i++)
-					free(list[i]);
-				free(list);
-				*FIELD(base, k->offset, char **) = NULL;
-				*FIELD(base, k->count_offset, size_t) = 0;
-				break;
-			}
-			case CFG_GROUP: {
-				const struct cfg_key *const sub[] = { k->sub, NULL };
-
-				cfg_free(sub, base);
-				break;
-			}
-			default:
-				break;
-			}
-		}
-	}
+void
+cfg_free_parts(const struct cfg_part *parts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (parts[i].keys && parts[i].base)
+			table_free(parts[i].keys, parts[i].base);
 }

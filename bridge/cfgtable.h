@@ -1,7 +1,8 @@
 /* Configuration as tables: one row per key with its type, default and
- * bounds. A group in a libconfig file is read against a list of tables;
+ * bounds. A group in a libconfig file is read against a list of tables,
+ * each filling its own struct (the core's, or an adapter's own part);
  * unknown keys, wrong types and missing required keys are errors that name
- * the file, line and key. */
+ * the file, line and key. Calls only libconfig and bridge/util.h. */
 #ifndef ONCEBRIDGE_CFGTABLE_H
 #define ONCEBRIDGE_CFGTABLE_H
 
@@ -36,6 +37,13 @@ struct cfg_key {
 
 #define CFG_END { NULL, 0, 0, false, NULL, 0, 0, 0, 0, NULL, NULL }
 
+/* One table and the struct its offsets point into. A part whose keys are
+ * NULL is skipped. */
+struct cfg_part {
+	const struct cfg_key *keys;
+	void *base;
+};
+
 /* Apply defaults of every table (NULL-terminated list) to base. */
 void cfg_defaults(const struct cfg_key *const *tables, void *base);
 
@@ -46,6 +54,14 @@ int cfg_read_group(const config_setting_t *group, const struct cfg_key *const *t
 
 /* Free every string a table owns in base. */
 void cfg_free(const struct cfg_key *const *tables, void *base);
+
+/* The same for n parts, each table with its own base: one group read
+ * against them reports unknown keys, wrong types and missing required
+ * keys as one table would, in the order of the parts. */
+void cfg_defaults_parts(const struct cfg_part *parts, size_t n);
+int cfg_read_parts(const config_setting_t *group, const struct cfg_part *parts, size_t n,
+    const char *file, const char *where, struct diag *d);
+void cfg_free_parts(const struct cfg_part *parts, size_t n);
 
 /* Line of a setting, or of its nearest parent that has one. */
 int cfg_line(const config_setting_t *s);

@@ -197,7 +197,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	row.topic = column(res, "topic");
 	row.properties = column_text(res, "properties");
 	row.payload_hex = column_text(res, "payload_hex");
-	if (dl_message_build(&dm, &row, strcmp(b->adapter->name, "mqtt") == 0 ? '/' : '.', &err) < 0) {
+	if (dl_message_build(&dm, &row, b->adapter->topic_separator, &err) < 0) {
 		printf("%s\tskipped: it cannot be replayed: %s\n", id, err);
 		free(err);
 		goto out;

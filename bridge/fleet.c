@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/adapter.h"
 #include "bridge/fleet.h"
 #include "bridge/log.h"
 #include "bridge/settings.h"
@@ -19,7 +20,7 @@ fleet_broker_workers(const struct broker *b)
 {
 	if (b->n_routes == 0)
 		return 0;
-	return b->workers > 1 ? (int)b->workers : 1;
+	return b->adapter->workers(b);
 }
 
 int

@@ -3,31 +3,32 @@
  * instance, never prunes a key whose message this worker may still be
  * redelivered.
  *
- * The rules, in the worker's monotonic clock:
+ * The rules, in the worker's monotonic clock, with the figures the
+ * adapter gives (struct redelivery, adapters/adapter.h):
  *  - A connection that comes up at S is "ready" once the redeliveries of
- *    the earlier connections are settled: the broker has requeued (AMQP)
- *    or resent (MQTT) them by S + grace at the latest, ahead of anything
- *    else. AMQP: more than prefetch deliveries applied after S + grace,
- *    or an idle second after S + grace; MQTT: a message acked that is not
- *    a resend (resends come first), or an idle second after S.
+ *    the earlier connections are settled: the broker has requeued or
+ *    resent them by S + ready_after at the latest, ahead of anything else.
+ *    Ready: more than ready_deliveries deliveries applied after
+ *    S + ready_after, or (ready_deliveries -1) a message acked that is not
+ *    a resend (resends come first), or an idle second after S + ready_after.
  *  - On a ready connection a candidate mark is taken: the start of the
  *    batch being applied, or now when none is; every claim before it has
  *    been acked. It becomes the horizon once the connection has stayed up
  *    grace past those acks (time for a lost connection to be noticed).
  *  - A lost connection drops the candidate and the readiness; the horizon
  *    stays where it was until the next connection is ready and proven.
- * grace is twice the AMQP heartbeat or the MQTT keepalive, plus a second.
+ * grace is the adapter's: how long a lost connection may go unnoticed.
  * The horizon is written as an age (now() - seconds on the database's
  * clock, less one second of slack), so clocks of hosts do not matter,
  * with a heartbeat, every retention.interval_s (1 to 5 s), on its own
- * database session: MQTT applies on paho's thread with the core's. */
+ * database session: an adapter may apply on its library's thread with
+ * the core's. */
 #include "config.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -40,7 +41,6 @@
 
 #define IDLE_MS 1000       /* no delivery this long: the broker had nothing for us */
 #define SLACK_S 1.0        /* for the round trip between our clock and now() */
-#define NO_HEARTBEAT_GRACE_MS 60000
 
 #define SQL_HORIZON \
 	"INSERT INTO oncebridge.consumer_horizons AS h" \
@@ -53,18 +53,18 @@
 
 struct horizon {
 	const struct settings *settings;
-	char *worker;          /* identity: the MQTT session, or host, broker and index */
+	char *worker;          /* identity, from the adapter: its session, or host, broker and index */
 	const char *kind;
 	struct buf routes;     /* text[] literal of the route names */
 	int64_t grace_ms;
 	int64_t ready_after_ms; /* after S, deliveries that may be redeliveries */
-	int64_t first_n;       /* AMQP: deliveries that make a connection ready; -1: MQTT */
+	int64_t first_n;       /* deliveries that make a connection ready; -1: the first fresh one */
 	char hold[32];         /* redelivery horizon after the worker is gone, "" when unknown */
 	int64_t write_every_ms;
 	int64_t next_write;
 	PGconn *conn;          /* main thread only */
 
-	pthread_mutex_t mu;    /* guards what follows (MQTT applies on paho's thread) */
+	pthread_mutex_t mu;    /* guards what follows (an adapter may apply on its library's thread) */
 	bool up;
 	int64_t up_since;
 	bool ready;
@@ -100,8 +100,7 @@ struct horizon *
 horizon_new(const struct settings *s, const struct broker *b, int index)
 {
 	struct horizon *h;
-	char host[256];
-	bool mqtt = strcmp(b->adapter->name, "mqtt") == 0;
+	struct redelivery rd = { 0 };
 
 	if (s->dedupe_window_s == 0 || b->n_routes == 0)
 		return NULL;
@@ -110,25 +109,13 @@ horizon_new(const struct settings *s, const struct broker *b, int index)
 	h->kind = b->adapter->name;
 	pthread_mutex_init(&h->mu, NULL);
 	routes_literal(&h->routes, b);
-	if (mqtt) {
-		/* the session is the client ID's, wherever it runs */
-		h->worker = b->workers > 1 ? xasprintf("mqtt:%s-%d", b->client_id, index)
-					   : xasprintf("mqtt:%s", b->client_id);
-		h->grace_ms = 2 * b->keepalive * 1000 + 1000;
-		h->first_n = -1;
-		if (b->clean_session)
-			snprintf(h->hold, sizeof(h->hold), "0");
-		else if (b->mqtt_version == 5)
-			snprintf(h->hold, sizeof(h->hold), "%lld", (long long)b->session_expiry);
-	} else {
-		if (gethostname(host, sizeof(host)) < 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		h->worker = xasprintf("amqp:%s/%s[%d]", host, b->name, index);
-		h->grace_ms = b->heartbeat > 0 ? 2 * b->heartbeat * 1000 + 1000 : NO_HEARTBEAT_GRACE_MS;
-		h->ready_after_ms = h->grace_ms;
-		h->first_n = b->prefetch;
-	}
+	b->adapter->redelivery(b, index, &rd);
+	h->worker = rd.worker;
+	h->grace_ms = rd.grace_ms;
+	h->ready_after_ms = rd.ready_after_ms;
+	h->first_n = rd.ready_deliveries;
+	if (rd.hold_s >= 0)
+		snprintf(h->hold, sizeof(h->hold), "%lld", (long long)rd.hold_s);
 	h->write_every_ms = s->retention_interval_s * 1000;
 	if (h->write_every_ms > 5000)
 		h->write_every_ms = 5000;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* An AMQP header or an MQTT 5 user property, as text. */
+/* A header (or user property) of a message, as text. */
 struct msg_header {
 	const char *name;
 	const char *value;
@@ -16,18 +16,18 @@ struct msg_header {
 struct message {
 	const void *payload;
 	size_t payload_len;
-	const char *topic;        /* AMQP routing key or MQTT topic */
+	const char *topic;        /* topic or routing key */
 	size_t topic_len;         /* its length, when it may hold NUL bytes; 0: strlen */
-	char topic_separator;     /* '.' for AMQP, '/' for MQTT */
-	const char *source;       /* AMQP queue or MQTT subscription filter */
-	const char *exchange;     /* AMQP only, else NULL */
-	const char *message_id;   /* AMQP message_id property, else NULL */
+	char topic_separator;     /* between its levels: the adapter's (adapters/adapter.h) */
+	const char *source;       /* where it was consumed: queue or subscription filter */
+	const char *exchange;     /* where it was published, NULL when the protocol has none */
+	const char *message_id;   /* the message_id property, NULL when the protocol has none */
 	size_t message_id_len;
-	const char *content_type; /* AMQP content_type / MQTT 5 content type */
+	const char *content_type; /* content type property, NULL when unset */
 	const struct msg_header *headers;
 	size_t n_headers;
 	bool redelivered;
-	int64_t delivery_count;   /* earlier deliveries: AMQP x-delivery-count (quorum queues), else 0 */
+	int64_t delivery_count;   /* earlier deliveries, when the broker counts them (quorum queues), else 0 */
 	int64_t received_at_us;   /* monotonic, for latency figures */
 };
 

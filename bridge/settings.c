@@ -18,7 +18,6 @@
 #include "bridge/db.h"
 #include "bridge/log.h"
 #include "bridge/metrics.h"
-#include "bridge/pattern.h"
 #include "bridge/secret.h"
 #include "bridge/settings.h"
 #include "bridge/tls.h"
@@ -50,7 +49,7 @@ static const struct cfg_key limits_keys[] = {
 	{ "max_topic_length", CFG_INT, S(max_topic_length), false, NULL, 1024, 1, 65535, 0, NULL,
 	    "longest topic or routing key in bytes" },
 	{ "max_headers", CFG_INT, S(max_headers), false, NULL, 128, 0, 65535, 0, NULL,
-	    "most AMQP headers or MQTT 5 user properties on one message" },
+	    "most headers (or user properties) on one message" },
 	CFG_END
 };
 
@@ -123,9 +122,9 @@ static const struct cfg_key tls_keys[] = {
 static const struct cfg_key broker_common_keys[] = {
 	{ "name", CFG_STRING, B(name), true, NULL, 0, 0, 0, 0, NULL,
 	    "unique name of this broker connection, used in logs and dead letters" },
-	{ "type", CFG_STRING, B(type), true, NULL, 0, 0, 0, 0, NULL, "protocol: \"amqp\"" },
+	{ "type", CFG_STRING, B(type), true, NULL, 0, 0, 0, 0, NULL, "protocol: the name of a registered adapter" },
 	{ "url", CFG_STRING, B(url), true, NULL, 0, 0, 0, 0, NULL,
-	    "broker address, e.g. \"amqp://rabbit.example:5672/vhost\" or \"mqtts://mqtt.example\" (no password here)" },
+	    "broker address, in the adapter's URL scheme (no password here)" },
 	{ "user", CFG_STRING, B(user), false, NULL, 0, 0, 0, 0, NULL, "user name to log in with" },
 	{ "password_file", CFG_STRING, B(password_file), false, NULL, 0, 0, 0, 0, NULL,
 	    "file holding the broker password (mode 600)" },
@@ -134,7 +133,7 @@ static const struct cfg_key broker_common_keys[] = {
 	{ "connect_timeout_ms", CFG_INT, B(connect_timeout_ms), false, NULL, 10000, 100, 600000, 0, NULL,
 	    "timeout of one connection attempt" },
 	{ "tls", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, tls_keys,
-	    "TLS to the broker (with an amqps:// or mqtts:// URL)" },
+	    "TLS to the broker (with a TLS URL of the adapter's scheme)" },
 	CFG_END
 };
 
@@ -153,8 +152,6 @@ static const struct cfg_key outbox_keys[] = {
 	    "published rows are deleted after this many seconds" },
 	{ "stats_interval_s", CFG_INT, B(outbox_stats_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
 	    "how often the relay logs pending rows, the oldest one's age and its counts" },
-	{ "exchange", CFG_STRING, B(outbox_exchange), false, "amq.topic", 0, 0, 0, 0, NULL,
-	    "AMQP: exchange for rows that name none" },
 	CFG_END
 };
 
@@ -294,6 +291,36 @@ resolve_tls_paths(const char *mainpath, struct broker *b)
 	}
 }
 
+/* An adapter's own part of a broker or route, NULL when it has none. */
+static void *
+part_new(size_t size)
+{
+	return size ? xcalloc(1, size) : NULL;
+}
+
+/* The tables of a broker group: the core's keys fill b, the adapter's
+ * its own part. */
+static void
+broker_parts(struct broker *b, struct cfg_part parts[2])
+{
+	parts[0] = (struct cfg_part){ broker_common_keys, b };
+	parts[1] = (struct cfg_part){ b->adapter->broker_keys, b->proto };
+}
+
+static void
+outbox_parts(struct broker *b, struct cfg_part parts[2])
+{
+	parts[0] = (struct cfg_part){ outbox_keys, b };
+	parts[1] = (struct cfg_part){ b->adapter->outbox_keys, b->proto };
+}
+
+static void
+route_parts(const struct broker *b, struct route *r, struct cfg_part parts[2])
+{
+	parts[0] = (struct cfg_part){ route_common_keys, r };
+	parts[1] = (struct cfg_part){ b->adapter->route_keys, r->proto };
+}
+
 static void
 check_route(struct broker *b, struct route *r, const config_setting_t *g, const char *file, struct diag *d)
 {
@@ -327,7 +354,6 @@ check_route(struct broker *b, struct route *r, const config_setting_t *g, const 
 static void
 read_routes(struct broker *b, const config_setting_t *list, const char *file, struct diag *d)
 {
-	const struct cfg_key *const tables[] = { route_common_keys, b->adapter->route_keys, NULL };
 	int n;
 
 	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
@@ -343,16 +369,19 @@ read_routes(struct broker *b, const config_setting_t *list, const char *file, st
 		const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
 		struct route *r = &b->routes[i];
 		char *where = xasprintf("routes[%d]", i + 1);
+		struct cfg_part parts[2];
 
 		b->n_routes++;
-		cfg_defaults(tables, r);
+		r->proto = part_new(b->adapter->route_size);
+		route_parts(b, r, parts);
+		cfg_defaults_parts(parts, 2);
 		r->line = cfg_line(g);
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
 			diag_error(d, file, r->line, "element %d of key \"routes\" must be a group", i + 1);
 			free(where);
 			continue;
 		}
-		if (cfg_read_group(g, tables, r, file, where, d) == 0)
+		if (cfg_read_parts(g, parts, 2, file, where, d) == 0)
 			check_route(b, r, g, file, d);
 		free(where);
 	}
@@ -410,11 +439,13 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 		buf_free(&names);
 		goto out;
 	}
+	b->proto = part_new(b->adapter->broker_size);
 	{
-		const struct cfg_key *const tables[] = { broker_common_keys, b->adapter->broker_keys, NULL };
+		struct cfg_part parts[2];
 
-		cfg_defaults(tables, b);
-		if (cfg_read_group(group, tables, b, file, "group \"broker\"", d) > 0)
+		broker_parts(b, parts);
+		cfg_defaults_parts(parts, 2);
+		if (cfg_read_parts(group, parts, 2, file, "group \"broker\"", d) > 0)
 			goto out;
 	}
 	for (size_t i = 0; i + 1 < s->n_brokers; i++)
@@ -424,15 +455,16 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 	load_secret(s->path, &b->password_file, b->password_env, &b->password, &cfg, file, "broker", d);
 	resolve_tls_paths(s->path, b);
 	{
-		const struct cfg_key *const otables[] = { outbox_keys, NULL };
+		struct cfg_part oparts[2];
 		const config_setting_t *outbox = config_lookup(&cfg, "outbox");
 
-		cfg_defaults(otables, b);
+		outbox_parts(b, oparts);
+		cfg_defaults_parts(oparts, 2);
 		if (outbox && config_setting_type(outbox) != CONFIG_TYPE_GROUP) {
 			diag_error(d, file, cfg_line(outbox), "key \"outbox\" must be a group");
 		} else if (outbox) {
 			b->outbox = true;
-			cfg_read_group(outbox, otables, b, file, "group \"outbox\"", d);
+			cfg_read_parts(outbox, oparts, 2, file, "group \"outbox\"", d);
 			if (b->adapter->publisher_open == NULL)
 				diag_error(d, file, cfg_line(outbox), "broker type \"%s\" cannot publish an outbox yet",
 				    b->adapter->name);
@@ -476,22 +508,8 @@ check_dedupe_window(struct settings *s, struct diag *d)
 	for (size_t i = 0; i < s->n_brokers; i++) {
 		const struct broker *b = &s->brokers[i];
 
-		if (b->adapter == NULL || b->n_routes == 0)
-			continue;
-		if (strcmp(b->adapter->name, "amqp") == 0)
-			diag_warn(d, s->path, 0,
-			    "retention.dedupe_window_s (%lld s) with AMQP broker \"%s\" in \"%s\": a broker outage only "
-			    "delays pruning, but a queue keeps a message until it is consumed, so a copy of an event consumed "
-			    "more than the window after the first (a backlog, a queue TTL or x-message-ttl longer than the "
-			    "window, a late producer retry) is applied again",
-			    (long long)s->dedupe_window_s, b->name, b->file);
-		if (strcmp(b->adapter->name, "mqtt") != 0)
-			continue;
-		if (b->mqtt_version == 5 && !b->clean_session && b->session_expiry > s->dedupe_window_s)
-			diag_warn(d, s->path, 0,
-			    "retention.dedupe_window_s (%lld s) is shorter than session_expiry (%lld s) of broker \"%s\" "
-			    "in \"%s\": a message the broker holds longer than the window is applied again",
-			    (long long)s->dedupe_window_s, (long long)b->session_expiry, b->name, b->file);
+		if (b->adapter && b->n_routes > 0 && b->adapter->check_window)
+			b->adapter->check_window(b, s->dedupe_window_s, s->path, d);
 	}
 }
 
@@ -586,13 +604,15 @@ out:
 static void
 route_free(const struct broker *b, struct route *r)
 {
-	const struct cfg_key *const tables[] = { route_common_keys, b->adapter->route_keys, NULL };
+	struct cfg_part parts[2];
 
 	source_free(&r->id_source);
 	for (size_t i = 0; r->param_sources && i < r->n_params; i++)
 		source_free(&r->param_sources[i]);
 	free(r->param_sources);
-	cfg_free(tables, r);
+	route_parts(b, r, parts);
+	cfg_free_parts(parts, 2);
+	free(r->proto);
 }
 
 void
@@ -606,13 +626,15 @@ settings_free(struct settings *s)
 		struct broker *b = &s->brokers[i];
 
 		if (b->adapter) {
-			const struct cfg_key *const btables[] = { broker_common_keys, b->adapter->broker_keys, NULL };
-			const struct cfg_key *const otables[] = { outbox_keys, NULL };
+			struct cfg_part parts[2];
 
 			for (size_t r = 0; r < b->n_routes; r++)
 				route_free(b, &b->routes[r]);
-			cfg_free(btables, b);
-			cfg_free(otables, b);
+			broker_parts(b, parts);
+			cfg_free_parts(parts, 2);
+			outbox_parts(b, parts);
+			cfg_free_parts(parts, 2);
+			free(b->proto);
 		}
 		if (b->password) {
 			explicit_bzero(b->password, strlen(b->password));
@@ -651,6 +673,8 @@ settings_list_keys(FILE *out)
 	list_table(out, "main", "", main_keys);
 	list_table(out, "broker", "", broker_common_keys);
 	list_table(out, "outbox", "", outbox_keys);
+	for (size_t i = 0; adapters[i]; i++)
+		list_table(out, "outbox", "", adapters[i]->outbox_keys);
 	list_table(out, "route", "", route_common_keys);
 	for (size_t i = 0; adapters[i]; i++) {
 		char section[64];

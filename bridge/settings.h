@@ -19,15 +19,7 @@ struct route {
 	char *sql;           /* business SQL with $1..$n */
 	char **params;       /* source spec of each $n */
 	size_t n_params;
-	/* AMQP */
-	char *queue;
-	char *match;         /* routing-key pattern, optional */
-	bool declare_queue;
-	char *bind_exchange;
-	char **bind_keys;
-	size_t n_bind_keys;
-	/* MQTT */
-	char *topic;         /* topic filter */
+	void *proto;         /* the adapter's own part (its route_keys), opaque here */
 	/* derived */
 	struct source id_source;
 	struct source *param_sources;
@@ -36,31 +28,19 @@ struct route {
 
 struct broker {
 	char *name;
-	char *type;            /* adapter name: "amqp" */
+	char *type;            /* adapter name (adapters/registry.c) */
 	char *url;
 	char *user;
 	char *password_file;
 	char *password_env;    /* or the name of an environment variable */
 	char *password;        /* read from password_file or password_env */
-	int64_t heartbeat;     /* AMQP heartbeat, seconds */
-	int64_t prefetch;
-	int64_t batch_size;
-	int64_t batch_linger_ms;
 	int64_t connect_timeout_ms;
-	/* TLS, with an amqps:// or mqtts:// URL (bridge/tls.h) */
+	/* TLS, with a TLS URL of the adapter's (bridge/tls.h) */
 	char *tls_ca_file;     /* paths resolved against the main file's directory */
 	char *tls_cert_file;
 	char *tls_key_file;
 	bool tls_verify_peer;
 	bool tls_verify_hostname;
-	/* MQTT */
-	char *client_id;
-	int64_t keepalive;
-	int64_t mqtt_version;  /* 4 = 3.1.1, 5 */
-	bool clean_session;
-	int64_t session_expiry;
-	int64_t qos;
-	int64_t workers;
 	struct route *routes;
 	size_t n_routes;
 	/* outbox relay to this broker, when the file has an "outbox" group */
@@ -72,8 +52,8 @@ struct broker {
 	int64_t outbox_poll_interval_ms;
 	int64_t outbox_retention_s;
 	int64_t outbox_stats_interval_s;
-	char *outbox_exchange;
 	const struct adapter *adapter;
+	void *proto;           /* the adapter's own part (its broker_keys and outbox_keys), opaque here */
 	char *file;
 	int line;
 };
@@ -119,9 +99,9 @@ struct limits settings_limits(const struct settings *s);
 
 /* Print every configuration key the tables know, one "SECTION KEY" per
  * line: "main database.conninfo", "broker url", "outbox relays",
- * "route sql", and each adapter's own as "broker:amqp heartbeat" or
- * "route:mqtt topic". The documentation check compares them with the
- * man page and the README. */
+ * "route sql", and each adapter's own as "broker:TYPE KEY" or
+ * "route:TYPE KEY" (its outbox keys as "outbox KEY"). The documentation
+ * check compares them with the man page and the README. */
 void settings_list_keys(FILE *out);
 
 /* Highest $n used in sql (outside quotes and comments), 0 if none. */

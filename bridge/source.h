@@ -16,14 +16,14 @@ enum source_kind {
 	SRC_PAYLOAD,       /* whole payload as text (json, jsonb, text columns) */
 	SRC_PAYLOAD_BYTES, /* whole payload as bytea */
 	SRC_JSON,          /* a field of the JSON payload, by dotted path */
-	SRC_TOPIC,         /* routing key or MQTT topic */
+	SRC_TOPIC,         /* the message's topic (or routing key) */
 	SRC_TOPIC_LEVEL,   /* one level of it, 1-based */
-	SRC_HEADER,        /* AMQP header or MQTT 5 user property */
-	SRC_PROPERTY,      /* AMQP property: message_id, content_type */
+	SRC_HEADER,        /* a header (or user property) of the message */
+	SRC_PROPERTY,      /* a message property: message_id, content_type */
 	SRC_BROKER,        /* name of the broker connection */
 	SRC_ROUTE,         /* name of the route */
-	SRC_QUEUE,         /* AMQP queue or MQTT subscription filter */
-	SRC_EXCHANGE,      /* AMQP exchange */
+	SRC_QUEUE,         /* where it was consumed: queue or subscription */
+	SRC_EXCHANGE,      /* the exchange it was published to, if the protocol has one */
 	SRC_REDELIVERED,   /* broker's redelivered / dup flag, "true"/"false" */
 	SRC_PAYLOAD_HASH,  /* event ID only: sha256 of topic and payload */
 };

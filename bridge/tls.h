@@ -1,6 +1,5 @@
 /* The "tls" group of a broker file, checked the same way for every
- * protocol; each adapter hands the settings to its library
- * (adapters/amqp_tls.c, adapters/mqtt_conn.c). */
+ * protocol; each adapter hands the settings to its library. */
 #ifndef ONCEBRIDGE_TLS_H
 #define ONCEBRIDGE_TLS_H
 

@@ -107,7 +107,7 @@ worker_context(const struct worker *w)
 {
 	const struct broker *b = w->broker;
 	bool relay = w->role == ROLE_RELAY;
-	bool several = relay ? b->outbox_relays > 1 : b->workers > 1;
+	bool several = relay ? b->outbox_relays > 1 : b->adapter->workers(b) > 1;
 	char *ctx = several ? xasprintf("%s %s[%d]", relay ? "relay" : "broker", b->name, w->index)
 			    : xasprintf("%s %s", relay ? "relay" : "broker", b->name);
 

@@ -22,9 +22,12 @@
 
 #include <json-c/json.h>
 
+#include "adapters/adapter.h"
+#include "adapters/amqp_cfg.h"
+#include "adapters/amqp_pattern.h"
+#include "adapters/mqtt_cfg.h"
+#include "adapters/mqtt_topic.h"
 #include "bridge/deadletter_row.h"
-#include "bridge/pattern.h"
-#include "bridge/route.h"
 #include "bridge/settings.h"
 #include "bridge/source.h"
 #include "bridge/text.h"
@@ -125,17 +128,20 @@ apply_route(size_t ri, struct msg_view *v, const struct limits *lim)
 {
 	const struct message *m = v->msg;
 	struct route r;
+	struct amqp_route_cfg amqp_part;
+	struct mqtt_route_cfg mqtt_part;
 	struct source id;
 	char *err = NULL, *why, idbuf[1100];
 	const char *reason = NULL;
 
 	memset(&r, 0, sizeof(r));
+	memset(&amqp_part, 0, sizeof(amqp_part));
+	memset(&mqtt_part, 0, sizeof(mqtt_part));
 	r.name = (char *)routes[ri].name;
-	if (m->topic_separator == '/')
-		r.topic = (char *)routes[ri].topic;
-	else
-		r.match = (char *)routes[ri].match;
-	if (!route_matches(&r, m))
+	mqtt_part.topic = (char *)routes[ri].topic;
+	amqp_part.match = (char *)routes[ri].match;
+	r.proto = m->topic_separator == '/' ? (void *)&mqtt_part : (void *)&amqp_part;
+	if (!(m->topic_separator == '/' ? &mqtt_adapter : &amqp_adapter)->route_matches(&r, m))
 		return;
 	why = limits_check(lim, m);
 	if (why) {

@@ -1,7 +1,8 @@
 /* Unit tests of AMQP topic patterns and MQTT topic filters. */
 #include "config.h"
 
-#include "bridge/pattern.h"
+#include "adapters/amqp_pattern.h"
+#include "adapters/mqtt_topic.h"
 #include "tests/unit/tap.h"
 
 int

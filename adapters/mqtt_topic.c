@@ -1,10 +1,11 @@
-/* Topic matching for routes: AMQP topic-exchange patterns and MQTT topic
- * filters, with the validity checks config -t uses. */
+/* MQTT topic filters for routes, with the validity check config -t
+ * uses, and the MQTT adapter's route matching hook. */
 #include "config.h"
 
 #include <string.h>
 
-#include "bridge/pattern.h"
+#include "adapters/mqtt_cfg.h"
+#include "adapters/mqtt_topic.h"
 
 /* Length of the word at s, up to sep or end. */
 static size_t
@@ -13,47 +14,6 @@ word_len(const char *s, char sep)
 	const char *e = strchr(s, sep);
 
 	return e ? (size_t)(e - s) : strlen(s);
-}
-
-static bool
-amqp_match_words(const char *p, const char *k)
-{
-	for (;;) {
-		size_t pl = word_len(p, '.');
-
-		if (pl == 1 && p[0] == '#') {
-			const char *prest = p[1] ? p + 2 : NULL;
-
-			if (prest == NULL)
-				return true; /* trailing # matches everything left */
-			/* try '#' absorbing 0..n words; NULL means all of them */
-			for (const char *kk = k;;) {
-				if (amqp_match_words(prest, kk))
-					return true;
-				if (kk == NULL)
-					return false;
-				kk = strchr(kk, '.');
-				kk = kk ? kk + 1 : NULL;
-			}
-		}
-		if (k == NULL)
-			return false;
-		size_t kl = word_len(k, '.');
-		if (!(pl == 1 && p[0] == '*') && (pl != kl || strncmp(p, k, pl) != 0))
-			return false;
-		p += pl;
-		k += kl;
-		if (*p == '\0')
-			return *k == '\0';
-		p++;
-		k = *k ? k + 1 : NULL;
-	}
-}
-
-bool
-amqp_pattern_match(const char *pattern, const char *routing_key)
-{
-	return amqp_match_words(pattern, routing_key);
 }
 
 static const char *
@@ -115,12 +75,10 @@ mqtt_filter_error(const char *filter)
 	return NULL;
 }
 
-const char *
-amqp_pattern_error(const char *pattern)
+bool
+mqtt_route_matches(const struct route *r, const struct message *m)
 {
-	for (const char *p = pattern; *p; p++) {
-		if ((*p == '*' || *p == '#') && ((p > pattern && p[-1] != '.') || (p[1] && p[1] != '.')))
-			return "\"*\" and \"#\" must occupy a whole word";
-	}
-	return NULL;
+	const char *filter = mqtt_route_cfg(r)->topic;
+
+	return filter == NULL || mqtt_filter_match(filter, m->topic ? m->topic : "");
 }

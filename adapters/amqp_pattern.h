@@ -1,0 +1,22 @@
+/* AMQP routing of the AMQP adapter: topic-exchange patterns (a route's
+ * "match" key) and which route takes a delivery. May call only libc, the
+ * broker and route model (bridge/settings.h) and adapters/amqp_cfg.h. */
+#ifndef ONCEBRIDGE_AMQP_PATTERN_H
+#define ONCEBRIDGE_AMQP_PATTERN_H
+
+#include <stdbool.h>
+
+#include "bridge/message.h"
+#include "bridge/settings.h"
+
+/* Words split at '.', '*' is exactly one word, '#' zero or more. */
+bool amqp_pattern_match(const char *pattern, const char *routing_key);
+
+/* Validity check for config; NULL when valid, else a static reason. */
+const char *amqp_pattern_error(const char *pattern);
+
+/* A route takes a delivery when its queue equals the delivery's queue and
+ * its match pattern, when set, matches the routing key. */
+bool amqp_route_matches(const struct route *r, const struct message *m);
+
+#endif

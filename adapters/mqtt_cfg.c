@@ -1,0 +1,171 @@
+/* The MQTT adapter's configuration as the core sees it through the
+ * adapter hooks: "workers" processes sharing the subscriptions, one
+ * message at a time in each, and a redelivery profile. The session is the
+ * client ID's, wherever it runs; the broker resends a lost connection's
+ * unacked messages first, so a new connection is ready at its first
+ * message that is not a resend (or an idle second). The grace is twice
+ * the keepalive, plus a second; the broker keeps the session for
+ * session_expiry (MQTT 5), forever (3.1.1) or not at all (clean session). */
+#include "config.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "adapters/mqtt_cfg.h"
+#include "adapters/mqtt_conn.h"
+#include "adapters/mqtt_topic.h"
+#include "bridge/tls.h"
+#include "bridge/util.h"
+
+#define B(f) offsetof(struct mqtt_broker_cfg, f)
+#define R(f) offsetof(struct mqtt_route_cfg, f)
+
+const struct cfg_key mqtt_broker_keys[] = {
+	{ "client_id", CFG_STRING, B(client_id), true, NULL, 0, 0, 0, 0, NULL,
+	    "MQTT: fixed client ID of the persistent session; worker N of several adds \"-N\"" },
+	{ "keepalive", CFG_INT, B(keepalive), false, NULL, 30, 1, 65535, 0, NULL,
+	    "MQTT: keepalive in seconds; a transaction should take well under it" },
+	{ "mqtt_version", CFG_INT, B(mqtt_version), false, NULL, 5, 4, 5, 0, NULL,
+	    "MQTT: protocol version, 4 (3.1.1) or 5" },
+	{ "clean_session", CFG_BOOL, B(clean_session), false, NULL, 0, 0, 0, 0, NULL,
+	    "MQTT: start a new session on every connect (loses messages; keep false)" },
+	{ "session_expiry", CFG_INT, B(session_expiry), false, NULL, 86400, 0, 4294967295LL, 0, NULL,
+	    "MQTT 5: seconds the broker keeps the session (and queues messages) while oncebridge is away" },
+	{ "qos", CFG_INT, B(qos), false, NULL, 1, 0, 2, 0, NULL,
+	    "MQTT: subscription QoS; 1 is the only one that gives the guarantee" },
+	{ "workers", CFG_INT, B(workers), false, NULL, 1, 1, 64, 0, NULL,
+	    "MQTT: worker processes sharing the routes' subscriptions (use \"$share/GROUP/filter\" topics)" },
+	CFG_END
+};
+
+const struct cfg_key mqtt_route_keys[] = {
+	{ "topic", CFG_STRING, R(topic), false, NULL, 0, 0, 0, 0, NULL,
+	    "MQTT: topic filter (+ one level, # the rest), or \"$share/GROUP/filter\" (required for mqtt)" },
+	CFG_END
+};
+
+/* A client ID that looks generated per run (a UUID or a long random-looking
+ * hex run) gets a new session on every start and loses what the old one
+ * held. */
+static bool
+looks_random(const char *id)
+{
+	size_t run = 0, best = 0;
+	bool digit = false, alpha = false, best_mixed = false;
+
+	for (const char *p = id;; p++) {
+		if (*p && isxdigit((unsigned char)*p)) {
+			run++;
+			digit |= isdigit((unsigned char)*p) != 0;
+			alpha |= isalpha((unsigned char)*p) != 0;
+			continue;
+		}
+		if (run > best) {
+			best = run;
+			best_mixed = digit && alpha;
+		}
+		if (*p == '\0')
+			break;
+		run = 0;
+		digit = alpha = false;
+	}
+	return best >= 12 && best_mixed;
+}
+
+void
+mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
+    const char *file, struct diag *d)
+{
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
+	bool tls = false, all_shared = true;
+	const char *err = mqtt_url_parse(b->url, NULL, &tls);
+
+	if (err)
+		diag_error(d, file, cfg_key_line(group, "url"),
+		    "invalid value of key \"url\" in group \"broker\": %s", err);
+	else
+		tls_check(b, tls, group, file, d);
+	if (c->client_id && c->client_id[0] == '\0')
+		diag_error(d, file, cfg_key_line(group, "client_id"),
+		    "key \"client_id\" is empty: a persistent session needs a fixed client ID");
+	else if (c->client_id && looks_random(c->client_id))
+		diag_warn(d, file, cfg_key_line(group, "client_id"),
+		    "client ID \"%s\" looks generated: the persistent session is only resumed when every start "
+		    "uses the same client ID", c->client_id);
+	if (c->qos == 0)
+		diag_warn(d, file, cfg_key_line(group, "qos"),
+		    "qos 0: the broker does not redeliver, so messages are lost when oncebridge or the connection fails");
+	if (c->qos == 2)
+		diag_error(d, file, cfg_key_line(group, "qos"),
+		    "qos 2 is not supported: paho-mqtt-c 1.3 loses QoS 2 messages in some cases; use qos 1");
+	if (c->clean_session)
+		diag_warn(d, file, cfg_key_line(group, "clean_session"),
+		    "clean_session is true: messages published while oncebridge is disconnected are lost");
+	if (!c->clean_session && c->mqtt_version == 5 && c->session_expiry == 0)
+		diag_warn(d, file, cfg_key_line(group, "session_expiry"),
+		    "session_expiry is 0: with MQTT 5 the session ends at every disconnect and messages are lost");
+	for (size_t i = 0; i < b->n_routes; i++) {
+		const struct route *r = &b->routes[i];
+		const char *topic = mqtt_route_cfg(r)->topic;
+		const config_setting_t *g = config_setting_get_elem(routes, (unsigned)i);
+
+		if (topic == NULL) {
+			diag_error(d, file, r->line, "missing required key \"topic\" in route \"%s\"", r->name);
+			all_shared = false;
+			continue;
+		}
+		if (mqtt_filter_error(topic))
+			diag_error(d, file, cfg_key_line(g, "topic"), "invalid value of key \"topic\" in route \"%s\": %s",
+			    r->name, mqtt_filter_error(topic));
+		all_shared &= strncmp(topic, "$share/", 7) == 0;
+	}
+	if (c->workers > 1 && !all_shared)
+		diag_warn(d, file, cfg_key_line(group, "workers"),
+		    "workers is %lld but not every route topic is a shared subscription (\"$share/GROUP/filter\"): "
+		    "every worker receives every message", (long long)c->workers);
+}
+
+void
+mqtt_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d)
+{
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
+
+	if (c->mqtt_version == 5 && !c->clean_session && c->session_expiry > window_s)
+		diag_warn(d, main_file, 0,
+		    "retention.dedupe_window_s (%lld s) is shorter than session_expiry (%lld s) of broker \"%s\" "
+		    "in \"%s\": a message the broker holds longer than the window is applied again",
+		    (long long)window_s, (long long)c->session_expiry, b->name, b->file);
+}
+
+int
+mqtt_workers(const struct broker *b)
+{
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
+
+	return c->workers > 1 ? (int)c->workers : 1;
+}
+
+/* One message at a time (inside messageArrived), on each route, and one
+ * more. */
+int64_t
+mqtt_in_flight(const struct broker *b)
+{
+	return (int64_t)(b->n_routes > 0 ? b->n_routes : 1) + 1;
+}
+
+void
+mqtt_redelivery(const struct broker *b, int index, struct redelivery *out)
+{
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
+
+	out->worker = c->workers > 1 ? xasprintf("mqtt:%s-%d", c->client_id, index) : xasprintf("mqtt:%s", c->client_id);
+	out->grace_ms = 2 * c->keepalive * 1000 + 1000;
+	out->ready_after_ms = 0;
+	out->ready_deliveries = -1;
+	if (c->clean_session)
+		out->hold_s = 0;
+	else if (c->mqtt_version == 5)
+		out->hold_s = c->session_expiry;
+	else
+		out->hold_s = -1;
+}

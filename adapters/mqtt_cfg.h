@@ -1,0 +1,57 @@
+/* The MQTT adapter's configuration: its own part of a broker and of a
+ * route (keys in its tables, reached through mqtt_broker_cfg and
+ * mqtt_route_cfg), the checks of -t, and what the core learns from it
+ * through the adapter hooks (adapters/adapter.h): workers, in-flight
+ * window and redelivery profile. May call bridge/settings.h,
+ * bridge/cfgtable.h, bridge/tls.h, bridge/util.h, adapters/mqtt_conn.h
+ * and adapters/mqtt_topic.h. */
+#ifndef ONCEBRIDGE_MQTT_CFG_H
+#define ONCEBRIDGE_MQTT_CFG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libconfig.h>
+
+#include "adapters/adapter.h"
+#include "bridge/settings.h"
+
+/* The MQTT part of a broker (struct broker's proto). */
+struct mqtt_broker_cfg {
+	char *client_id;
+	int64_t keepalive;
+	int64_t mqtt_version;    /* 4 = 3.1.1, 5 */
+	bool clean_session;
+	int64_t session_expiry;
+	int64_t qos;
+	int64_t workers;
+};
+
+/* The MQTT part of a route (struct route's proto). */
+struct mqtt_route_cfg {
+	char *topic;             /* topic filter */
+};
+
+static inline const struct mqtt_broker_cfg *
+mqtt_broker_cfg(const struct broker *b)
+{
+	return b->proto;
+}
+
+static inline const struct mqtt_route_cfg *
+mqtt_route_cfg(const struct route *r)
+{
+	return r->proto;
+}
+
+extern const struct cfg_key mqtt_broker_keys[];
+extern const struct cfg_key mqtt_route_keys[];
+
+void mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
+    const char *file, struct diag *d);
+void mqtt_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+int mqtt_workers(const struct broker *b);
+int64_t mqtt_in_flight(const struct broker *b);
+void mqtt_redelivery(const struct broker *b, int index, struct redelivery *out);
+
+#endif
