@@ -552,7 +552,6 @@ const struct adapter amqp_adapter = {
 	.check = amqp_check,
 	.run = amqp_run,
 	.publisher_open = amqpub_open,
-	.publish = amqpub_publish,
 	.publish_send = amqpub_send,
 	.publish_settle = amqpub_settle,
 	.publisher_idle = amqpub_idle,

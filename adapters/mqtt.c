@@ -780,7 +780,6 @@ const struct adapter mqtt_adapter = {
 	.check = mqtt_check,
 	.run = mqtt_run,
 	.publisher_open = mqttpub_open,
-	.publish = mqttpub_publish,
 	.publish_send = mqttpub_send,
 	.publish_settle = mqttpub_settle,
 	.publisher_idle = mqttpub_idle,

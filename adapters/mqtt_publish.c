@@ -505,17 +505,6 @@ mqttpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 }
 
 int
-mqttpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
-{
-	if (mqttpub_send(p, msgs, n) < 0) {
-		for (size_t i = 0; i < n; i++)
-			confirmed[i] = false;
-		return -1;
-	}
-	return mqttpub_settle(p, confirmed, timeout_ms);
-}
-
-int
 mqttpub_idle(struct publisher *p)
 {
 	bool lost;
