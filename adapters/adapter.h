@@ -80,20 +80,17 @@ struct adapter {
 	int (*run)(struct worker *w);
 
 	/* Outbound, for the outbox relay; NULL when the protocol cannot
-	 * publish. open connects (NULL after logging why). publish sends
-	 * msgs[0..n) with all of them in flight and waits up to timeout_ms for
-	 * the broker's confirms, setting confirmed[i]; it returns -1 when the
-	 * connection is gone (close and open again). idle services heartbeats
-	 * while there is nothing to publish; -1 when the connection is gone. */
+	 * publish. open connects (NULL after logging why). The confirm window
+	 * may span batches: send puts msgs[0..n) in flight (at most two
+	 * batches at a time; msgs must live until settled); settle waits up to
+	 * timeout_ms for the broker's answers to the oldest batch in flight,
+	 * sets its confirmed[i] and forgets it. A relay with a window of one
+	 * batch sends and settles in turn. Both return -1 when the connection
+	 * is gone: every batch in flight then counts as not confirmed; close
+	 * and open again (a new client: never reuse one across a connection
+	 * loss). idle services heartbeats while nothing is in flight; -1 when
+	 * the connection is gone. */
 	struct publisher *(*publisher_open)(const struct broker *b, int index);
-	int (*publish)(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed,
-	    int64_t timeout_ms);
-	/* Optional, a confirm window spanning batches: send puts msgs[0..n)
-	 * in flight (at most two batches at a time; msgs must live until
-	 * settled); settle waits up to timeout_ms for the broker's answers to
-	 * the oldest batch in flight, sets its confirmed[i] and forgets it.
-	 * Both return -1 when the connection is gone: every batch in flight
-	 * then counts as not confirmed; close and open again. */
 	int (*publish_send)(struct publisher *p, const struct outbound *msgs, size_t n);
 	int (*publish_settle)(struct publisher *p, bool *confirmed, int64_t timeout_ms);
 	int (*publisher_idle)(struct publisher *p);

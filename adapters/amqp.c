@@ -497,7 +497,6 @@ const struct adapter amqp_adapter = {
 	.redelivery = amqp_redelivery,
 	.run = amqp_run,
 	.publisher_open = amqpub_open,
-	.publish = amqpub_publish,
 	.publish_send = amqpub_send,
 	.publish_settle = amqpub_settle,
 	.publisher_idle = amqpub_idle,

@@ -55,7 +55,6 @@ bool amqp_close_frame(const amqp_frame_t *frame);
 struct publisher;
 struct outbound;
 struct publisher *amqpub_open(const struct broker *b, int index);
-int amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms);
 int amqpub_send(struct publisher *p, const struct outbound *msgs, size_t n);
 int amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms);
 int amqpub_idle(struct publisher *p);

@@ -273,18 +273,6 @@ amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 }
 
 int
-amqpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
-{
-	if (amqpub_send(p, msgs, n) < 0) {
-		for (size_t i = 0; i < n; i++)
-			confirmed[i] = false;
-		flight_drop(p);
-		return -1;
-	}
-	return amqpub_settle(p, confirmed, timeout_ms);
-}
-
-int
 amqpub_idle(struct publisher *p)
 {
 	struct timeval tv = { 0, 0 };

@@ -683,7 +683,8 @@ const struct adapter mqtt_adapter = {
 	.redelivery = mqtt_redelivery,
 	.run = mqtt_run,
 	.publisher_open = mqttpub_open,
-	.publish = mqttpub_publish,
+	.publish_send = mqttpub_send,
+	.publish_settle = mqttpub_settle,
 	.publisher_idle = mqttpub_idle,
 	.publisher_close = mqttpub_close,
 };

@@ -1,9 +1,18 @@
 /* MQTT publisher for the outbox relay, on paho's MQTTAsync API: QoS 1
- * publishes with every row of a batch in flight, each confirmed by its
- * PUBACK through the send's onSuccess callback. The publisher uses its own
- * client ID (the broker's client_id plus "-relay", and "-N" for relay N)
- * and a clean session: rows not confirmed stay unpublished in the outbox
- * and are sent again, so no client-side persistence is needed.
+ * publishes, each confirmed by its PUBACK through the send's onSuccess
+ * callback (a refusal or a failure through onFailure). The publisher uses
+ * its own client ID (the broker's client_id plus "-relay", and "-N" for
+ * relay N) and a clean session: rows not confirmed stay unpublished in the
+ * outbox and are sent again, so no client-side persistence is needed.
+ *
+ * Up to two batches may be in flight (send, then settle the older one), as
+ * with the AMQP publisher: the relay sends the next batch while the broker
+ * still acknowledges the previous one. The answers arrive on paho's
+ * threads; each batch keeps them, under the publisher's mutex, in memory of
+ * its own, so a late answer never touches the relay's arrays. paho's
+ * buffer and in-flight limits are sized to the window. After a lost
+ * connection the publisher is closed and a new paho client made: a handle
+ * is never reused across a connection loss (see LIBRARY-FACTS).
  *
  * The event ID travels as the MQTT 5 user property "event_id" (with the
  * content type and the row's headers as properties too). MQTT 3.1.1 has no
@@ -34,9 +43,27 @@
 
 #define EVENT_ID_PROPERTY "event_id"
 
+#define MAX_FLIGHTS 2
+
+struct flight;
+
+/* The context of one send: paho may hold it until the send is answered
+ * or the client is destroyed. */
 struct slot {
 	struct publisher *p;
+	struct flight *f;
 	size_t index;
+};
+
+/* One batch in flight; written by paho's threads under the publisher's
+ * mutex. Freed once settled with every send answered, else only after the
+ * client is destroyed. */
+struct flight {
+	size_t n;
+	size_t pending;          /* sends not answered yet */
+	bool *answered;
+	bool *ok;                /* answered with a PUBACK that accepts it */
+	struct slot *slots;
 };
 
 struct publisher {
@@ -45,17 +72,14 @@ struct publisher {
 	bool v5;
 	bool tls;
 	bool tls_reported;       /* OpenSSL explained the last failure (paho's threads) */
+	bool failed;             /* a send or settle failed: only close is left */
+	struct flight *flights[MAX_FLIGHTS]; /* oldest first */
+	int n_flights;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	/* guarded by mu */
 	int connect_result;      /* 0 pending, 1 connected, -1 failed */
 	bool lost;
-	bool *answered;          /* of the batch in flight */
-	bool *confirmed;
-	size_t pending;
-	struct slot *slots;      /* contexts of the sends of the last batch: paho
-				  * may hold them until every send is answered
-				  * or the client is destroyed */
 };
 
 static void
@@ -125,13 +149,14 @@ static void
 answered(struct slot *s, bool ok)
 {
 	struct publisher *p = s->p;
+	struct flight *f = s->f;
 
 	pthread_mutex_lock(&p->mu);
-	if (p->answered && !p->answered[s->index]) {
-		p->answered[s->index] = true;
-		p->confirmed[s->index] = ok;
-		p->pending--;
-		if (p->pending == 0)
+	if (!f->answered[s->index]) {
+		f->answered[s->index] = true;
+		f->ok[s->index] = ok;
+		f->pending--;
+		if (f->pending == 0)
 			pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -177,6 +202,34 @@ deadline_in(struct timespec *ts, int64_t ms)
 	}
 }
 
+static struct flight *
+flight_new(struct publisher *p, size_t n)
+{
+	struct flight *f = xcalloc(1, sizeof(*f));
+
+	f->n = f->pending = n;
+	f->answered = xcalloc(n + 1, sizeof(bool));
+	f->ok = xcalloc(n + 1, sizeof(bool));
+	f->slots = xcalloc(n + 1, sizeof(struct slot));
+	for (size_t i = 0; i < n; i++) {
+		f->slots[i].p = p;
+		f->slots[i].f = f;
+		f->slots[i].index = i;
+	}
+	return f;
+}
+
+static void
+flight_free(struct flight *f)
+{
+	if (f == NULL)
+		return;
+	free(f->answered);
+	free(f->ok);
+	free(f->slots);
+	free(f);
+}
+
 void
 mqttpub_close(struct publisher *p)
 {
@@ -191,7 +244,9 @@ mqttpub_close(struct publisher *p)
 		}
 		MQTTAsync_destroy(&p->client);
 	}
-	free(p->slots);
+	/* paho calls back no more: the sends' contexts can go */
+	for (int i = 0; i < p->n_flights; i++)
+		flight_free(p->flights[i]);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
@@ -223,8 +278,8 @@ mqttpub_open(const struct broker *b, int index)
 	mqtt_tls_options(b, &ssl, &p->tls_reported);
 	co.MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	/* paho refuses sends once this many wait for its send thread (100 by
-	 * default): a whole batch must fit */
-	co.maxBufferedMessages = (int)b->outbox_batch_size + 16;
+	 * default): the whole window must fit */
+	co.maxBufferedMessages = MAX_FLIGHTS * (int)b->outbox_batch_size + 16;
 	rc = MQTTAsync_createWithOptions(&p->client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not create an MQTT client for \"%s\": %s", uri, MQTTAsync_strerror(rc));
@@ -234,6 +289,7 @@ mqttpub_open(const struct broker *b, int index)
 	MQTTAsync_setCallbacks(p->client, p, on_lost, on_message, NULL);
 	opts = p->v5 ? &v5 : &v3;
 	opts->keepAliveInterval = (int)mqtt_broker_cfg(b)->keepalive;
+	opts->maxInflight = MAX_FLIGHTS * (int)b->outbox_batch_size;
 	opts->MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1; /* never the default: see LIBRARY-FACTS */
 	if (p->v5) {
 		opts->cleanstart = 1;
@@ -389,58 +445,64 @@ send_one(struct publisher *p, const struct outbound *m, struct slot *slot)
 }
 
 int
-mqttpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms)
+mqttpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
 {
-	struct timespec until;
-	int rc = 0;
-	size_t sent = 0;
+	struct flight *f;
 
-	pthread_mutex_lock(&p->mu);
-	/* every send of the previous batch was answered (else it returned -1
-	 * and the relay closed this publisher), so its slots are free */
-	free(p->slots);
-	p->answered = xcalloc(n + 1, sizeof(bool));
-	p->confirmed = confirmed;
-	p->slots = xcalloc(n + 1, sizeof(struct slot));
-	p->pending = n;
-	for (size_t i = 0; i < n; i++) {
-		confirmed[i] = false;
-		p->slots[i].p = p;
-		p->slots[i].index = i;
+	if (p->failed)
+		return -1;
+	if (p->n_flights == MAX_FLIGHTS) {
+		log_error("a third batch sent before the first was settled");
+		return -1;
 	}
-	pthread_mutex_unlock(&p->mu);
-
-	for (; sent < n; sent++) {
-		if (send_one(p, &msgs[sent], &p->slots[sent]) < 0) {
-			rc = -1;
-			break;
+	f = flight_new(p, n);
+	p->flights[p->n_flights++] = f;
+	for (size_t i = 0; i < n; i++) {
+		if (send_one(p, &msgs[i], &f->slots[i]) < 0) {
+			p->failed = true;
+			return -1;
 		}
 	}
+	return 0;
+}
+
+/* Wait for the answers to the oldest batch in flight. A batch not settled
+ * in full stays in flights[], since paho may still answer its sends: the
+ * publisher has failed and only closing it is left. */
+int
+mqttpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
+{
+	struct flight *f = p->flights[0];
+	struct timespec until;
+	int rc = p->failed ? -1 : 0;
+
+	if (p->n_flights == 0)
+		return 0;
 	deadline_in(&until, timeout_ms);
 	pthread_mutex_lock(&p->mu);
 	if (rc == 0) {
-		while (p->pending > 0 && !p->lost && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+		while (f->pending > 0 && !p->lost && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
 			;
-		if (p->pending > 0) {
-			log_warn("%zu of %zu messages not confirmed %s; reconnecting to republish them", p->pending,
-			    n, p->lost ? "before the connection was lost" : "in time");
+		if (f->pending > 0) {
+			log_warn("%zu of %zu messages not confirmed %s; reconnecting to republish them", f->pending,
+			    f->n, p->lost ? "before the connection was lost" : "in time");
 			rc = -1;
 		}
 	}
 	if (p->lost)
 		rc = -1;
-	/* late answers must not touch the caller's array or freed slots */
-	free(p->answered);
-	p->answered = NULL;
-	p->confirmed = NULL;
+	for (size_t i = 0; i < f->n; i++)
+		confirmed[i] = rc == 0 && f->ok[i];
 	pthread_mutex_unlock(&p->mu);
 	if (rc < 0) {
-		/* sends may still be pending in paho with these slots: the caller
-		 * closes the publisher, and destroying the client drops them */
-		for (size_t i = 0; i < n; i++)
-			confirmed[i] = false;
+		p->failed = true;
+		return -1;
 	}
-	return rc;
+	flight_free(f);
+	p->flights[0] = p->flights[1];
+	p->flights[MAX_FLIGHTS - 1] = NULL;
+	p->n_flights--;
+	return 0;
 }
 
 int

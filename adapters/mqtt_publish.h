@@ -11,7 +11,8 @@ struct publisher;
 struct outbound;
 
 struct publisher *mqttpub_open(const struct broker *b, int index);
-int mqttpub_publish(struct publisher *p, const struct outbound *msgs, size_t n, bool *confirmed, int64_t timeout_ms);
+int mqttpub_send(struct publisher *p, const struct outbound *msgs, size_t n);
+int mqttpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms);
 int mqttpub_idle(struct publisher *p);
 void mqttpub_close(struct publisher *p);
 

@@ -1,7 +1,8 @@
 /* The outbox relay for one destination broker. Applications insert rows
  * into oncebridge.outbox in their own transactions (oncebridge.emit());
  * the relay reads committed rows in outbox order, publishes them with all
- * of a batch in flight, waits for the broker's confirms and only then marks
+ * of a batch in flight through its adapter's publisher (send, then settle:
+ * adapters/adapter.h), waits for the broker's confirms and only then marks
  * them published. A nack, a confirm timeout or a crash means the row is
  * published again later: consumers deduplicate by the event ID that travels
  * with every message.
@@ -12,10 +13,10 @@
  * FOR UPDATE SKIP LOCKED inside a transaction that lasts until the marks.
  * The relay wakes on NOTIFY oncebridge_outbox and polls as a fallback.
  *
- * In ordered mode, with a publisher that can (AMQP), the confirm window
- * spans rounds: the next batch is sent while the broker still confirms
- * the previous one, and each batch is marked once its own confirms are
- * in.
+ * In ordered mode the confirm window spans rounds, for every protocol:
+ * the next batch is sent while the broker still confirms the previous
+ * one, and each batch is marked once its own confirms are in. Parallel
+ * mode keeps one batch in flight, inside the transaction that claimed it.
  *
  * Emitting transactions commit out of id order. In ordered mode every
  * fetch stops at the publish horizon (outbox_horizon.c): the highest id
@@ -99,9 +100,9 @@ struct relay {
 	int64_t next_gauge_ms;
 	uint64_t published, confirmed, unconfirmed;
 	int round_unconfirmed;      /* rows of the last round not confirmed */
-	struct batch flights[2];    /* window mode: batches in flight, oldest first */
+	struct batch flights[2];    /* batches in flight, oldest first */
 	int n_flights;
-	bool draining;              /* window mode: settle what is in flight, fetch nothing */
+	bool draining;              /* settle what is in flight, fetch nothing */
 	struct outbox_horizon hz;   /* ordered mode: fetch no id above hz.safe */
 	bool probe_due;             /* the last fetch read every row up to the horizon */
 	struct backoff db_backoff, broker_backoff, retry_backoff;
@@ -435,38 +436,6 @@ batch_mark(struct relay *r, const struct batch *bt)
 	return ok;
 }
 
-/* One round: fetch, publish with every row in flight, mark. Returns the
- * number of rows fetched, or -1 when the database failed; sets
- * r->round_unconfirmed. Parallel mode runs it in one transaction, whose
- * row locks keep other relays off these rows until the marks. */
-static int
-relay_round(struct relay *r)
-{
-	struct batch bt = { 0 };
-	int n = -1;
-
-	r->round_unconfirmed = 0;
-	if (!r->b->outbox_ordered && !command(r, "BEGIN", "begin a relay transaction"))
-		goto out;
-	n = batch_fetch(r, 0, &bt);
-	if (n <= 0)
-		goto done;
-	if (r->a->publish(r->pub, bt.msgs, (size_t)n, bt.confirmed, r->b->outbox_confirm_timeout_ms) < 0) {
-		r->a->publisher_close(r->pub);
-		r->pub = NULL;
-	}
-	if (!batch_mark(r, &bt))
-		n = -1;
-done:
-	if (n >= 0 && !r->b->outbox_ordered && !command(r, "COMMIT", "commit the relay transaction"))
-		n = -1;
-out:
-	batch_free(&bt);
-	if (n < 0 && r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
-		command(r, "ROLLBACK", "roll back the relay transaction");
-	return n;
-}
-
 /* Forget the batches in flight without marking them: they are published
  * again later, and consumers dedupe. The publisher still counts them in
  * flight (and points into them), so it goes too. */
@@ -482,68 +451,93 @@ window_drop(struct relay *r)
 	r->n_flights = 0;
 }
 
-/* Ordered mode with a publisher that keeps two batches in flight: send
- * the next batch (the rows after those in flight), then settle and mark
- * the older one while the broker confirms the newer. After a batch with
- * unconfirmed rows, the rest in flight is settled before anything new is
- * fetched, so the next fetch starts again at the oldest unpublished row.
- * Returns the number of rows fetched or settled, 0 when there is nothing
- * to do, or -1 when the database failed. */
+/* Fetch the rows after those in flight and send them. Returns the number
+ * of rows, or -1 when the database failed; closes a publisher that
+ * failed. */
 static int
-relay_window_round(struct relay *r)
+window_send(struct relay *r)
 {
-	int fetched = 0, settled;
+	struct batch *bt = &r->flights[r->n_flights];
+	const struct batch *last = r->n_flights ? &r->flights[r->n_flights - 1] : NULL;
+	int n = batch_fetch(r, last ? last->msgs[last->n - 1].id : 0, bt);
 
-	if (r->draining && r->n_flights == 0)
-		r->draining = false; /* settled: fetch from the oldest unpublished row again */
-	if (r->n_flights < 2 && !r->draining) {
-		struct batch *bt = &r->flights[r->n_flights];
-		int64_t after = r->n_flights ? r->flights[r->n_flights - 1].msgs[r->flights[r->n_flights - 1].n - 1].id : 0;
-
-		fetched = batch_fetch(r, after, bt);
-		if (fetched < 0) {
-			window_drop(r);
-			return -1;
-		}
-		if (fetched == 0) {
-			batch_free(bt);
-		} else {
-			r->n_flights++;
-			if (r->a->publish_send(r->pub, bt->msgs, (size_t)fetched) < 0) {
-				r->a->publisher_close(r->pub);
-				r->pub = NULL;
-				window_drop(r);
-				r->round_unconfirmed = fetched;
-				return fetched;
-			}
-		}
+	if (n <= 0) {
+		batch_free(bt);
+		return n;
 	}
-	if (r->n_flights == 0) {
-		r->round_unconfirmed = 0;
-		return 0;
-	}
-	if (r->n_flights < 2 && fetched > 0)
-		return fetched; /* keep the window full: fetch again before settling */
-	if (r->a->publish_settle(r->pub, r->flights[0].confirmed, r->b->outbox_confirm_timeout_ms) < 0) {
-		/* nothing counts as confirmed: the batches in flight are dropped
-		 * below and published again on the next connection */
+	r->n_flights++;
+	if (r->a->publish_send(r->pub, bt->msgs, (size_t)n) < 0) {
 		r->a->publisher_close(r->pub);
 		r->pub = NULL;
 	}
-	settled = r->flights[0].n;
-	if (!batch_mark(r, &r->flights[0])) {
-		window_drop(r);
-		return -1;
+	return n;
+}
+
+/* Settle the oldest batch in flight and mark it; sets r->round_unconfirmed.
+ * Without a publisher (it failed) none of its rows counts as confirmed.
+ * Returns the number of rows, or -1 when the database failed. */
+static int
+window_settle(struct relay *r)
+{
+	struct batch *bt = &r->flights[0];
+	int n = bt->n;
+	bool ok;
+
+	if (r->pub && r->a->publish_settle(r->pub, bt->confirmed, r->b->outbox_confirm_timeout_ms) < 0) {
+		/* nothing counts as confirmed: the batches in flight are dropped
+		 * and published again on the next connection */
+		r->a->publisher_close(r->pub);
+		r->pub = NULL;
 	}
-	batch_free(&r->flights[0]);
+	ok = batch_mark(r, bt);
+	batch_free(bt);
 	r->flights[0] = r->flights[1];
 	memset(&r->flights[1], 0, sizeof(r->flights[1]));
 	r->n_flights--;
-	if (r->pub == NULL)
+	if (ok && r->pub == NULL)
 		window_drop(r);
-	else if (r->round_unconfirmed > 0)
+	else if (ok && r->round_unconfirmed > 0)
 		r->draining = true;
+	return ok ? n : -1;
+}
+
+/* One round of the confirm window: send the next batch while the window
+ * has room, and settle and mark the oldest batch once the window is full
+ * or nothing more is sent. Ordered mode keeps two batches in flight, so
+ * the broker confirms one while the next is sent. After a batch with
+ * unconfirmed rows, the rest in flight is settled before anything new is
+ * fetched, so the next fetch starts again at the oldest unpublished row.
+ * Parallel mode keeps one batch in flight and runs the round in one
+ * transaction, whose row locks keep other relays off these rows until the
+ * marks. Returns the number of rows fetched or settled, 0 when there is
+ * nothing to do, or -1 when the database failed. */
+static int
+relay_round(struct relay *r)
+{
+	bool tx = !r->b->outbox_ordered;
+	int window = r->b->outbox_ordered ? 2 : 1;
+	int fetched = 0, settled = 0;
+
+	r->round_unconfirmed = 0;
+	if (r->draining && r->n_flights == 0)
+		r->draining = false; /* settled: fetch from the oldest unpublished row again */
+	if (tx && !command(r, "BEGIN", "begin a relay transaction"))
+		goto fail;
+	if (r->n_flights < window && !r->draining && (fetched = window_send(r)) < 0)
+		goto fail;
+	/* settle once the window is full, nothing more was sent or the
+	 * publisher failed; else keep the window full: fetch again first */
+	if (r->n_flights > 0 && (r->n_flights == window || fetched == 0 || r->pub == NULL) &&
+	    (settled = window_settle(r)) < 0)
+		goto fail;
+	if (tx && !command(r, "COMMIT", "commit the relay transaction"))
+		goto fail;
 	return fetched + settled;
+fail:
+	window_drop(r);
+	if (r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
+		command(r, "ROLLBACK", "roll back the relay transaction");
+	return -1;
 }
 
 static void
@@ -622,14 +616,12 @@ relay_run(struct worker *w)
 {
 	const struct settings *s = w->settings;
 	struct relay r;
-	bool window;
 
 	memset(&r, 0, sizeof(r));
 	outbox_horizon_reset(&r.hz);
 	r.w = w;
 	r.b = w->broker;
 	r.a = w->broker->adapter;
-	window = r.b->outbox_ordered && r.a->publish_send && r.a->publish_settle;
 	backoff_init(&r.db_backoff, s->retry_initial_ms, s->retry_max_ms);
 	backoff_init(&r.broker_backoff, s->retry_initial_ms, s->retry_max_ms);
 	backoff_init(&r.retry_backoff, s->retry_initial_ms, s->retry_max_ms);
@@ -662,7 +654,7 @@ relay_run(struct worker *w)
 			}
 			backoff_reset(&r.broker_backoff);
 		}
-		n = window ? relay_window_round(&r) : relay_round(&r);
+		n = relay_round(&r);
 		if (n < 0) {
 			if (r.conn && PQstatus(r.conn) != CONNECTION_OK)
 				relay_disconnect_db(&r);
@@ -694,7 +686,7 @@ relay_run(struct worker *w)
 	 * publishes nothing twice */
 	r.draining = true;
 	while (r.n_flights > 0 && r.pub && r.conn)
-		if (relay_window_round(&r) < 0)
+		if (relay_round(&r) < 0)
 			break;
 	window_drop(&r);
 	if (r.conn)
