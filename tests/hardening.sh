@@ -61,6 +61,7 @@ results_of() { # results_of TRS: how many test points it records (0 if none)
 compare_results() { # compare_results TESTS...
 	local t want got bad=0
 	for t in "$@"; do
+		t=${t%.py} # automake names a script's results without its suffix
 		want=$(results_of "build/$t.trs")
 		got=$(results_of "build-asan/$t.trs")
 		if [ "$got" -eq 0 ] || [ "$got" -lt "$want" ]; then
