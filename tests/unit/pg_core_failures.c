@@ -84,7 +84,10 @@ lock_row(void)
 static void
 unlock_row(void)
 {
-	PQfinish(locker); /* rolls back */
+	/* ROLLBACK and wait for it: a closed session's lock may outlive the
+	 * close for a moment */
+	PQclear(PQexec(locker, "ROLLBACK"));
+	PQfinish(locker);
 	locker = NULL;
 }
 
