@@ -100,6 +100,10 @@ struct adapter {
 const struct adapter *adapter_find(const char *name);
 /* Registered adapters, NULL-terminated. */
 extern const struct adapter *const adapters[];
+/* Make an adapter outside that list known to adapter_find, for this
+ * process: the test programs' null adapter (adapters/null.h). The daemon
+ * registers none, so its "type" values and keys are those above. */
+void adapter_register(const struct adapter *a);
 
 extern const struct adapter amqp_adapter;
 extern const struct adapter mqtt_adapter;
