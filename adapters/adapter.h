@@ -101,7 +101,7 @@ const struct adapter *adapter_find(const char *name);
 /* Registered adapters, NULL-terminated. */
 extern const struct adapter *const adapters[];
 
-extern const struct adapter amqp_adapter;
+extern const struct adapter amqpc_adapter;
 extern const struct adapter mqtt_adapter;
 
 #endif

@@ -6,7 +6,7 @@
 #include "adapters/adapter.h"
 
 const struct adapter *const adapters[] = {
-	&amqp_adapter,
+	&amqpc_adapter,
 	&mqtt_adapter,
 	NULL,
 };
