@@ -496,6 +496,7 @@ const struct adapter amqpc_adapter = {
 	.in_flight = amqpc_in_flight,
 	.redelivery = amqpc_redelivery,
 	.run = amqpc_run,
+	.tls_scheme = "amqps://",
 	.publisher_open = amqpub_open,
 	.publish_send = amqpub_send,
 	.publish_settle = amqpub_settle,
