@@ -556,8 +556,9 @@ failed:
 /* One message, one route: BEGIN, a strict claim, the business SQL and
  * COMMIT in a single round trip. A duplicate fails the claim with
  * unique_violation, which aborts the rest of the pipeline: nothing ran, and
- * the item is a duplicate. This is the MQTT path (one message per
- * transaction), where round trips are the cost. */
+ * the item is a duplicate. This is the path of a broker that hands over
+ * one message at a time (one message per transaction), where round trips
+ * are the cost. */
 enum failure_class
 tx_single(struct core *c, struct item *it, struct stmt_result *sr)
 {

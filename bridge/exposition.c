@@ -233,7 +233,7 @@ static const struct process_metric process_metrics[] = {
 	{ "oncebridge_database_connected", "gauge", "1 while the worker has a database session.",
 	    PROCESS_CONSUMER, false, db_connected },
 	{ "oncebridge_broker_connected", "gauge",
-	    "1 while the worker is connected to its broker (MQTT: and subscribed).", PROCESS_CONSUMER, false,
+	    "1 while the worker is connected to its broker and consuming.", PROCESS_CONSUMER, false,
 	    broker_connected },
 	{ "oncebridge_worker_pending_seconds", "gauge",
 	    "How long the worker's current batch has waited without a commit (0: none waiting).",

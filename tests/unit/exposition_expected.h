@@ -86,7 +86,7 @@ static const char *const expected_metrics[] = {
 	"# TYPE oncebridge_database_connected gauge",
 	"oncebridge_database_connected{broker=\"a\",index=\"0\"} 1",
 	"oncebridge_database_connected{broker=\"a\",index=\"1\"} 0",
-	"# HELP oncebridge_broker_connected 1 while the worker is connected to its broker (MQTT: and subscribed).",
+	"# HELP oncebridge_broker_connected 1 while the worker is connected to its broker and consuming.",
 	"# TYPE oncebridge_broker_connected gauge",
 	"oncebridge_broker_connected{broker=\"a\",index=\"0\"} 1",
 	"oncebridge_broker_connected{broker=\"a\",index=\"1\"} 0",

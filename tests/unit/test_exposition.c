@@ -2,7 +2,9 @@
  * consumers, relays and the retention process, some retiring or without a
  * board slot, rendered line by line against the text Prometheus scrapes.
  * The expected text is the rendering as it was before the metric loops
- * became tables: names, HELP, TYPE and label order must not change. */
+ * became tables (but for the HELP of oncebridge_broker_connected, since
+ * made protocol-neutral): names, HELP, TYPE and label order must not
+ * change unnoticed. */
 #include "config.h"
 
 #include <stdlib.h>
