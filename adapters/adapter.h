@@ -78,6 +78,9 @@ struct adapter {
 	/* Consume until w->stop is set; reconnects by itself. Returns the
 	 * worker's exit status. */
 	int (*run)(struct worker *w);
+	/* Optional: the scheme of the adapter's TLS URLs ("xyzs://"), which
+	 * config errors name; NULL when it has none. */
+	const char *tls_scheme;
 
 	/* Outbound, for the outbox relay; NULL when the protocol cannot
 	 * publish. open connects (NULL after logging why). The confirm window
@@ -105,7 +108,7 @@ extern const struct adapter *const adapters[];
  * registers none, so its "type" values and keys are those above. */
 void adapter_register(const struct adapter *a);
 
-extern const struct adapter amqp_adapter;
+extern const struct adapter amqpc_adapter;
 extern const struct adapter mqtt_adapter;
 
 #endif

@@ -26,7 +26,7 @@
 #include "bridge/util.h"
 #include "bridge/worker.h"
 
-#define CHANNEL AMQP_CHANNEL
+#define CHANNEL AMQPC_CHANNEL
 #define IDLE_WAIT_MS 500
 
 struct delivery {
@@ -41,11 +41,11 @@ struct delivery {
 	size_t n_headers;
 };
 
-struct amqp_session {
+struct amqpc_session {
 	struct worker *w;
 	const struct broker *b;
 	amqp_connection_state_t conn;
-	struct amqp_target target;
+	struct amqpc_target target;
 	char **queues; /* distinct queues of the routes, in route order */
 	size_t n_queues;
 	struct delivery *batch;
@@ -60,35 +60,35 @@ struct amqp_session {
 /* --- connection */
 
 static void
-broker_disconnect(struct amqp_session *s, bool graceful)
+broker_disconnect(struct amqpc_session *s, bool graceful)
 {
 	worker_broker_connected(s->w, false);
-	amqp_close(&s->conn, graceful);
+	amqpc_close(&s->conn, graceful);
 }
 
 static int
-broker_connect(struct amqp_session *s)
+broker_connect(struct amqpc_session *s)
 {
 	const struct broker *b = s->b;
 
-	s->conn = amqp_open(&s->target);
+	s->conn = amqpc_open(&s->target);
 	if (s->conn == NULL)
 		return -1;
-	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)amqp_broker_cfg(b)->prefetch, 0);
-	if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "set the prefetch count"))
+	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)amqpc_broker_cfg(b)->prefetch, 0);
+	if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "set the prefetch count"))
 		goto fail;
 	for (size_t i = 0; i < b->n_routes; i++) {
-		const struct amqp_route_cfg *r = amqp_route_cfg(&b->routes[i]);
+		const struct amqpc_route_cfg *r = amqpc_route_cfg(&b->routes[i]);
 
 		if (!r->declare_queue)
 			continue;
 		amqp_queue_declare(s->conn, CHANNEL, amqp_cstring_bytes(r->queue), 0, 1, 0, 0, amqp_empty_table);
-		if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "declare the queue"))
+		if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "declare the queue"))
 			goto fail;
 		for (size_t k = 0; k < r->n_bind_keys; k++) {
 			amqp_queue_bind(s->conn, CHANNEL, amqp_cstring_bytes(r->queue),
 			    amqp_cstring_bytes(r->bind_exchange), amqp_cstring_bytes(r->bind_keys[k]), amqp_empty_table);
-			if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "bind the queue"))
+			if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "bind the queue"))
 				goto fail;
 		}
 	}
@@ -98,7 +98,7 @@ broker_connect(struct amqp_session *s)
 		snprintf(tag, sizeof(tag), "oncebridge.%zu", q);
 		amqp_basic_consume(s->conn, CHANNEL, amqp_cstring_bytes(s->queues[q]), amqp_cstring_bytes(tag),
 		    0, 0 /* no_ack: we ack after COMMIT */, 0, amqp_empty_table);
-		if (!amqp_reply_ok(amqp_get_rpc_reply(s->conn), "start consuming"))
+		if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "start consuming"))
 			goto fail;
 	}
 	log_info("connected to %s:%d%s, consuming %zu queue%s", s->target.host, s->target.port,
@@ -164,7 +164,7 @@ field_text(const amqp_field_value_t *v, size_t *len)
 }
 
 static void
-delivery_fill(struct amqp_session *s, struct delivery *d)
+delivery_fill(struct amqpc_session *s, struct delivery *d)
 {
 	amqp_basic_properties_t *p = &d->env.message.properties;
 	const char *tag = d->env.consumer_tag.bytes;
@@ -222,7 +222,7 @@ delivery_free(struct delivery *d)
 }
 
 static void
-batch_clear(struct amqp_session *s)
+batch_clear(struct amqpc_session *s)
 {
 	for (size_t i = 0; i < s->n; i++)
 		delivery_free(&s->batch[i]);
@@ -232,7 +232,7 @@ batch_clear(struct amqp_session *s)
 /* Handle a frame that is not a delivery. Returns -1 when the connection or
  * channel is gone. */
 static int
-other_frame(struct amqp_session *s)
+other_frame(struct amqpc_session *s)
 {
 	amqp_frame_t frame;
 	int rc = amqp_simple_wait_frame(s->conn, &frame);
@@ -241,7 +241,7 @@ other_frame(struct amqp_session *s)
 		log_warn("lost the broker connection: %s", amqp_error_string2(rc));
 		return -1;
 	}
-	if (amqp_close_frame(&frame))
+	if (amqpc_close_frame(&frame))
 		return -1;
 	if (frame.frame_type != AMQP_FRAME_METHOD)
 		return 0;
@@ -261,13 +261,13 @@ other_frame(struct amqp_session *s)
  * applied at once; at high rates batches fill up. Returns -1 when the
  * connection was lost. */
 static int
-gather_batch(struct amqp_session *s)
+gather_batch(struct amqpc_session *s)
 {
 	const struct broker *b = s->b;
 	int64_t deadline = 0;
 
 	amqp_maybe_release_buffers(s->conn);
-	while ((int64_t)s->n < amqp_broker_cfg(b)->batch_size) {
+	while ((int64_t)s->n < amqpc_broker_cfg(b)->batch_size) {
 		int64_t wait_ms = s->n == 0 ? IDLE_WAIT_MS : deadline - now_ms();
 		struct timeval tv;
 		amqp_rpc_reply_t r;
@@ -285,7 +285,7 @@ gather_batch(struct amqp_session *s)
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
 			delivery_fill(s, d);
 			if (s->n++ == 0)
-				deadline = now_ms() + (s->last_full ? amqp_broker_cfg(b)->batch_linger_ms : 0);
+				deadline = now_ms() + (s->last_full ? amqpc_broker_cfg(b)->batch_linger_ms : 0);
 			continue;
 		}
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
@@ -300,10 +300,10 @@ gather_batch(struct amqp_session *s)
 				return -1;
 			continue;
 		}
-		amqp_reply_ok(r, "receive a message");
+		amqpc_reply_ok(r, "receive a message");
 		return -1;
 	}
-	s->last_full = (int64_t)s->n >= amqp_broker_cfg(b)->batch_size;
+	s->last_full = (int64_t)s->n >= amqpc_broker_cfg(b)->batch_size;
 	return 0;
 }
 
@@ -331,7 +331,7 @@ delivery_count(const struct delivery *d)
 }
 
 static void
-message_of(const struct amqp_session *s, const struct delivery *d, struct message *m)
+message_of(const struct amqpc_session *s, const struct delivery *d, struct message *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->payload = d->env.message.body.bytes;
@@ -353,7 +353,7 @@ message_of(const struct amqp_session *s, const struct delivery *d, struct messag
 /* Ack what committed, nack (requeue) the rest. Returns -1 when the
  * connection failed. */
 static int
-settle_batch(struct amqp_session *s, bool all_settled)
+settle_batch(struct amqpc_session *s, bool all_settled)
 {
 	int rc = 0;
 
@@ -369,7 +369,7 @@ settle_batch(struct amqp_session *s, bool all_settled)
 }
 
 static void
-apply_batch(struct amqp_session *s)
+apply_batch(struct amqpc_session *s)
 {
 	size_t unsettled = 0;
 	enum apply_status st;
@@ -402,13 +402,13 @@ apply_batch(struct amqp_session *s)
 	}
 	/* keep the wait short: heartbeats are only serviced inside library calls */
 	delay = backoff_next(&s->retry_backoff);
-	if (amqp_broker_cfg(s->b)->heartbeat > 0 && delay > amqp_broker_cfg(s->b)->heartbeat * 1000 / 3)
-		delay = amqp_broker_cfg(s->b)->heartbeat * 1000 / 3;
+	if (amqpc_broker_cfg(s->b)->heartbeat > 0 && delay > amqpc_broker_cfg(s->b)->heartbeat * 1000 / 3)
+		delay = amqpc_broker_cfg(s->b)->heartbeat * 1000 / 3;
 	sleep_ms_unless(delay, s->w->stop);
 }
 
 static void
-session_free(struct amqp_session *s)
+session_free(struct amqpc_session *s)
 {
 	broker_disconnect(s, true);
 	batch_clear(s);
@@ -418,20 +418,20 @@ session_free(struct amqp_session *s)
 	for (size_t i = 0; i < s->n_queues; i++)
 		free(s->queues[i]);
 	free(s->queues);
-	amqp_target_free(&s->target);
+	amqpc_target_free(&s->target);
 }
 
 static int
-amqp_run(struct worker *w)
+amqpc_run(struct worker *w)
 {
 	const struct broker *b = w->broker;
-	struct amqp_session s;
+	struct amqpc_session s;
 	const char *err;
 
 	memset(&s, 0, sizeof(s));
 	s.w = w;
 	s.b = b;
-	err = amqp_target_init(&s.target, b);
+	err = amqpc_target_init(&s.target, b);
 	if (err) {
 		log_error("invalid url: %s", err);
 		return 1;
@@ -440,15 +440,15 @@ amqp_run(struct worker *w)
 		bool seen = false;
 
 		for (size_t q = 0; q < s.n_queues; q++)
-			seen |= strcmp(s.queues[q], amqp_route_cfg(&b->routes[i])->queue) == 0;
+			seen |= strcmp(s.queues[q], amqpc_route_cfg(&b->routes[i])->queue) == 0;
 		if (!seen) {
 			s.queues = xrealloc(s.queues, (s.n_queues + 1) * sizeof(char *));
-			s.queues[s.n_queues++] = xstrdup(amqp_route_cfg(&b->routes[i])->queue);
+			s.queues[s.n_queues++] = xstrdup(amqpc_route_cfg(&b->routes[i])->queue);
 		}
 	}
-	s.batch = xcalloc((size_t)amqp_broker_cfg(b)->batch_size + 1, sizeof(struct delivery));
-	s.msgs = xcalloc((size_t)amqp_broker_cfg(b)->batch_size + 1, sizeof(struct message));
-	s.outcome = xcalloc((size_t)amqp_broker_cfg(b)->batch_size + 1, sizeof(enum apply_outcome));
+	s.batch = xcalloc((size_t)amqpc_broker_cfg(b)->batch_size + 1, sizeof(struct delivery));
+	s.msgs = xcalloc((size_t)amqpc_broker_cfg(b)->batch_size + 1, sizeof(struct message));
+	s.outcome = xcalloc((size_t)amqpc_broker_cfg(b)->batch_size + 1, sizeof(enum apply_outcome));
 	backoff_init(&s.broker_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 	backoff_init(&s.retry_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 
@@ -481,21 +481,22 @@ amqp_run(struct worker *w)
 	return 0;
 }
 
-const struct adapter amqp_adapter = {
+const struct adapter amqpc_adapter = {
 	.name = "amqp",
-	.broker_keys = amqp_broker_keys,
-	.outbox_keys = amqp_outbox_keys,
-	.broker_size = sizeof(struct amqp_broker_cfg),
-	.route_keys = amqp_route_keys,
-	.route_size = sizeof(struct amqp_route_cfg),
-	.check = amqp_check,
-	.check_window = amqp_check_window,
+	.broker_keys = amqpc_broker_keys,
+	.outbox_keys = amqpc_outbox_keys,
+	.broker_size = sizeof(struct amqpc_broker_cfg),
+	.route_keys = amqpc_route_keys,
+	.route_size = sizeof(struct amqpc_route_cfg),
+	.check = amqpc_check,
+	.check_window = amqpc_check_window,
 	.topic_separator = '.',
-	.route_matches = amqp_route_matches,
-	.workers = amqp_workers,
-	.in_flight = amqp_in_flight,
-	.redelivery = amqp_redelivery,
-	.run = amqp_run,
+	.route_matches = amqpc_route_matches,
+	.workers = amqpc_workers,
+	.in_flight = amqpc_in_flight,
+	.redelivery = amqpc_redelivery,
+	.run = amqpc_run,
+	.tls_scheme = "amqps://",
 	.publisher_open = amqpub_open,
 	.publish_send = amqpub_send,
 	.publish_settle = amqpub_settle,

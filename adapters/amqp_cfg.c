@@ -18,10 +18,10 @@
 
 #define NO_HEARTBEAT_GRACE_MS 60000
 
-#define B(f) offsetof(struct amqp_broker_cfg, f)
-#define R(f) offsetof(struct amqp_route_cfg, f)
+#define B(f) offsetof(struct amqpc_broker_cfg, f)
+#define R(f) offsetof(struct amqpc_route_cfg, f)
 
-const struct cfg_key amqp_broker_keys[] = {
+const struct cfg_key amqpc_broker_keys[] = {
 	{ "heartbeat", CFG_INT, B(heartbeat), false, NULL, 30, 0, 3600, 0, NULL,
 	    "AMQP heartbeat in seconds; 0 disables it" },
 	{ "prefetch", CFG_INT, B(prefetch), false, NULL, 1000, 1, 65535, 0, NULL,
@@ -33,13 +33,13 @@ const struct cfg_key amqp_broker_keys[] = {
 	CFG_END
 };
 
-const struct cfg_key amqp_outbox_keys[] = {
+const struct cfg_key amqpc_outbox_keys[] = {
 	{ "exchange", CFG_STRING, B(outbox_exchange), false, "amq.topic", 0, 0, 0, 0, NULL,
 	    "AMQP: exchange for rows that name none" },
 	CFG_END
 };
 
-const struct cfg_key amqp_route_keys[] = {
+const struct cfg_key amqpc_route_keys[] = {
 	{ "queue", CFG_STRING, R(queue), false, NULL, 0, 0, 0, 0, NULL,
 	    "AMQP: queue the route consumes (required for amqp)" },
 	{ "match", CFG_STRING, R(match), false, NULL, 0, 0, 0, 0, NULL,
@@ -54,12 +54,12 @@ const struct cfg_key amqp_route_keys[] = {
 };
 
 void
-amqp_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
+amqpc_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d)
 {
-	const struct amqp_broker_cfg *c = amqp_broker_cfg(b);
+	const struct amqpc_broker_cfg *c = amqpc_broker_cfg(b);
 	bool tls = false;
-	const char *err = amqp_url_error(b->url, &tls);
+	const char *err = amqpc_url_error(b->url, &tls);
 
 	if (err)
 		diag_error(d, file, cfg_key_line(group, "url"),
@@ -72,14 +72,14 @@ amqp_check(const struct broker *b, const config_setting_t *group, const config_s
 		    (long long)c->prefetch, (long long)c->batch_size);
 	for (size_t i = 0; i < b->n_routes; i++) {
 		const struct route *r = &b->routes[i];
-		const struct amqp_route_cfg *rc = amqp_route_cfg(r);
+		const struct amqpc_route_cfg *rc = amqpc_route_cfg(r);
 		const config_setting_t *g = config_setting_get_elem(routes, (unsigned)i);
 
 		if (rc->queue == NULL)
 			diag_error(d, file, r->line, "missing required key \"queue\" in route \"%s\"", r->name);
-		if (rc->match && amqp_pattern_error(rc->match))
+		if (rc->match && amqpc_pattern_error(rc->match))
 			diag_error(d, file, cfg_key_line(g, "match"), "invalid value of key \"match\" in route \"%s\": %s",
-			    r->name, amqp_pattern_error(rc->match));
+			    r->name, amqpc_pattern_error(rc->match));
 		if ((rc->bind_exchange != NULL) != (rc->n_bind_keys > 0))
 			diag_error(d, file, r->line,
 			    "route \"%s\": keys \"bind_exchange\" and \"bind_keys\" go together", r->name);
@@ -90,7 +90,7 @@ amqp_check(const struct broker *b, const config_setting_t *group, const config_s
 }
 
 void
-amqp_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d)
+amqpc_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d)
 {
 	diag_warn(d, main_file, 0,
 	    "retention.dedupe_window_s (%lld s) with AMQP broker \"%s\" in \"%s\": a broker outage only "
@@ -101,7 +101,7 @@ amqp_check_window(const struct broker *b, int64_t window_s, const char *main_fil
 }
 
 int
-amqp_workers(const struct broker *b)
+amqpc_workers(const struct broker *b)
 {
 	(void)b;
 	return 1;
@@ -109,18 +109,18 @@ amqp_workers(const struct broker *b)
 
 /* The prefetch window on each queue and a batch. */
 int64_t
-amqp_in_flight(const struct broker *b)
+amqpc_in_flight(const struct broker *b)
 {
-	const struct amqp_broker_cfg *c = amqp_broker_cfg(b);
+	const struct amqpc_broker_cfg *c = amqpc_broker_cfg(b);
 
 	return (c->prefetch > 0 ? c->prefetch : 1) * (int64_t)(b->n_routes > 0 ? b->n_routes : 1) +
 	    (c->batch_size > 0 ? c->batch_size : 1);
 }
 
 void
-amqp_redelivery(const struct broker *b, int index, struct redelivery *out)
+amqpc_redelivery(const struct broker *b, int index, struct redelivery *out)
 {
-	const struct amqp_broker_cfg *c = amqp_broker_cfg(b);
+	const struct amqpc_broker_cfg *c = amqpc_broker_cfg(b);
 	char host[256];
 
 	if (gethostname(host, sizeof(host)) < 0)

@@ -1,6 +1,6 @@
 /* The AMQP adapter's configuration: its own part of a broker and of a
- * route (keys in its tables, reached through amqp_broker_cfg and
- * amqp_route_cfg), the checks of -t, and what the core learns from it
+ * route (keys in its tables, reached through amqpc_broker_cfg and
+ * amqpc_route_cfg), the checks of -t, and what the core learns from it
  * through the adapter hooks (adapters/adapter.h): workers, in-flight
  * window and redelivery profile. May call bridge/settings.h,
  * bridge/cfgtable.h, bridge/tls.h, bridge/util.h, adapters/amqp_conn.h
@@ -18,7 +18,7 @@
 #include "bridge/settings.h"
 
 /* The AMQP part of a broker (struct broker's proto). */
-struct amqp_broker_cfg {
+struct amqpc_broker_cfg {
 	int64_t heartbeat;       /* seconds; 0: none */
 	int64_t prefetch;
 	int64_t batch_size;
@@ -27,7 +27,7 @@ struct amqp_broker_cfg {
 };
 
 /* The AMQP part of a route (struct route's proto). */
-struct amqp_route_cfg {
+struct amqpc_route_cfg {
 	char *queue;
 	char *match;             /* routing-key pattern, optional */
 	bool declare_queue;
@@ -36,27 +36,27 @@ struct amqp_route_cfg {
 	size_t n_bind_keys;
 };
 
-static inline const struct amqp_broker_cfg *
-amqp_broker_cfg(const struct broker *b)
+static inline const struct amqpc_broker_cfg *
+amqpc_broker_cfg(const struct broker *b)
 {
 	return b->proto;
 }
 
-static inline const struct amqp_route_cfg *
-amqp_route_cfg(const struct route *r)
+static inline const struct amqpc_route_cfg *
+amqpc_route_cfg(const struct route *r)
 {
 	return r->proto;
 }
 
-extern const struct cfg_key amqp_broker_keys[];
-extern const struct cfg_key amqp_outbox_keys[];
-extern const struct cfg_key amqp_route_keys[];
+extern const struct cfg_key amqpc_broker_keys[];
+extern const struct cfg_key amqpc_outbox_keys[];
+extern const struct cfg_key amqpc_route_keys[];
 
-void amqp_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
+void amqpc_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d);
-void amqp_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
-int amqp_workers(const struct broker *b);
-int64_t amqp_in_flight(const struct broker *b);
-void amqp_redelivery(const struct broker *b, int index, struct redelivery *out);
+void amqpc_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+int amqpc_workers(const struct broker *b);
+int64_t amqpc_in_flight(const struct broker *b);
+void amqpc_redelivery(const struct broker *b, int index, struct redelivery *out);
 
 #endif

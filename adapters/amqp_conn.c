@@ -16,7 +16,7 @@
 #include "bridge/util.h"
 
 static const char *
-parse_url(const char *url, struct amqp_target *t, bool *tls)
+parse_url(const char *url, struct amqpc_target *t, bool *tls)
 {
 	struct amqp_connection_info info;
 	char *copy;
@@ -44,13 +44,13 @@ parse_url(const char *url, struct amqp_target *t, bool *tls)
 }
 
 const char *
-amqp_url_error(const char *url, bool *tls)
+amqpc_url_error(const char *url, bool *tls)
 {
 	return parse_url(url, NULL, tls);
 }
 
 const char *
-amqp_target_init(struct amqp_target *t, const struct broker *b)
+amqpc_target_init(struct amqpc_target *t, const struct broker *b)
 {
 	const char *err;
 	bool tls = false;
@@ -67,13 +67,13 @@ amqp_target_init(struct amqp_target *t, const struct broker *b)
 		t->user = xstrdup("guest");
 	}
 	t->password = b->password ? b->password : "guest";
-	t->heartbeat = (int)amqp_broker_cfg(b)->heartbeat;
+	t->heartbeat = (int)amqpc_broker_cfg(b)->heartbeat;
 	t->timeout_ms = b->connect_timeout_ms;
 	return NULL;
 }
 
 void
-amqp_target_free(struct amqp_target *t)
+amqpc_target_free(struct amqpc_target *t)
 {
 	free(t->host);
 	free(t->vhost);
@@ -82,7 +82,7 @@ amqp_target_free(struct amqp_target *t)
 }
 
 bool
-amqp_reply_ok(amqp_rpc_reply_t r, const char *what)
+amqpc_reply_ok(amqp_rpc_reply_t r, const char *what)
 {
 	switch (r.reply_type) {
 	case AMQP_RESPONSE_NORMAL:
@@ -113,7 +113,7 @@ amqp_reply_ok(amqp_rpc_reply_t r, const char *what)
 }
 
 bool
-amqp_close_frame(const amqp_frame_t *frame)
+amqpc_close_frame(const amqp_frame_t *frame)
 {
 	if (frame->frame_type != AMQP_FRAME_METHOD)
 		return false;
@@ -135,12 +135,12 @@ amqp_close_frame(const amqp_frame_t *frame)
 }
 
 void
-amqp_close(amqp_connection_state_t *conn, bool graceful)
+amqpc_close(amqp_connection_state_t *conn, bool graceful)
 {
 	if (*conn == NULL)
 		return;
 	if (graceful) {
-		amqp_channel_close(*conn, AMQP_CHANNEL, AMQP_REPLY_SUCCESS);
+		amqp_channel_close(*conn, AMQPC_CHANNEL, AMQP_REPLY_SUCCESS);
 		amqp_connection_close(*conn, AMQP_REPLY_SUCCESS);
 	}
 	amqp_destroy_connection(*conn);
@@ -148,11 +148,11 @@ amqp_close(amqp_connection_state_t *conn, bool graceful)
 }
 
 amqp_connection_state_t
-amqp_open(const struct amqp_target *t)
+amqpc_open(const struct amqpc_target *t)
 {
 	struct timeval tv = { t->timeout_ms / 1000, (t->timeout_ms % 1000) * 1000 };
 	amqp_connection_state_t conn = amqp_new_connection();
-	amqp_socket_t *sock = t->tls ? amqp_tls_socket(conn, t->host, t->tls) : amqp_tcp_socket_new(conn);
+	amqp_socket_t *sock = t->tls ? amqpc_tls_socket(conn, t->host, t->tls) : amqp_tcp_socket_new(conn);
 	int rc;
 
 	if (sock == NULL) {
@@ -164,20 +164,20 @@ amqp_open(const struct amqp_target *t)
 	amqp_set_rpc_timeout(conn, &tv);
 	rc = amqp_socket_open_noblock(sock, t->host, t->port, &tv);
 	if (rc != AMQP_STATUS_OK) {
-		const char *why = t->tls ? amqp_tls_failure() : NULL;
+		const char *why = t->tls ? amqpc_tls_failure() : NULL;
 
 		log_warn("could not connect to %s:%d%s: %s%s%s", t->host, t->port, t->tls ? " (TLS)" : "",
 		    amqp_error_string2(rc), why ? ": " : "", why ? why : "");
 		goto fail;
 	}
-	if (!amqp_reply_ok(amqp_login(conn, t->vhost, 0, 131072, t->heartbeat, AMQP_SASL_METHOD_PLAIN, t->user,
+	if (!amqpc_reply_ok(amqp_login(conn, t->vhost, 0, 131072, t->heartbeat, AMQP_SASL_METHOD_PLAIN, t->user,
 	    t->password), "log in"))
 		goto fail;
-	amqp_channel_open(conn, AMQP_CHANNEL);
-	if (!amqp_reply_ok(amqp_get_rpc_reply(conn), "open a channel"))
+	amqp_channel_open(conn, AMQPC_CHANNEL);
+	if (!amqpc_reply_ok(amqp_get_rpc_reply(conn), "open a channel"))
 		goto fail;
 	return conn;
 fail:
-	amqp_close(&conn, false);
+	amqpc_close(&conn, false);
 	return NULL;
 }

@@ -17,9 +17,9 @@
 
 struct broker;
 
-#define AMQP_CHANNEL 1
+#define AMQPC_CHANNEL 1
 
-struct amqp_target {
+struct amqpc_target {
 	char *host;
 	int port;
 	char *vhost;
@@ -32,24 +32,24 @@ struct amqp_target {
 
 /* Check an AMQP URL without I/O: NULL when valid, else a static reason;
  * *tls tells whether it is amqps://. */
-const char *amqp_url_error(const char *url, bool *tls);
+const char *amqpc_url_error(const char *url, bool *tls);
 
 /* Fill t from the broker's url, user and password. Returns NULL, or the
  * reason the URL is invalid. */
-const char *amqp_target_init(struct amqp_target *t, const struct broker *b);
-void amqp_target_free(struct amqp_target *t);
+const char *amqpc_target_init(struct amqpc_target *t, const struct broker *b);
+void amqpc_target_free(struct amqpc_target *t);
 
-/* Connect, log in and open channel AMQP_CHANNEL; NULL after logging why. */
-amqp_connection_state_t amqp_open(const struct amqp_target *t);
+/* Connect, log in and open channel AMQPC_CHANNEL; NULL after logging why. */
+amqp_connection_state_t amqpc_open(const struct amqpc_target *t);
 /* Close (politely when graceful) and destroy; sets *conn to NULL. */
-void amqp_close(amqp_connection_state_t *conn, bool graceful);
+void amqpc_close(amqp_connection_state_t *conn, bool graceful);
 
 /* true for a normal reply; otherwise logs "could not WHAT: reason". */
-bool amqp_reply_ok(amqp_rpc_reply_t r, const char *what);
+bool amqpc_reply_ok(amqp_rpc_reply_t r, const char *what);
 
 /* Log a channel.close or connection.close method frame; returns true when
  * the frame was one (the connection or channel is gone). */
-bool amqp_close_frame(const amqp_frame_t *frame);
+bool amqpc_close_frame(const amqp_frame_t *frame);
 
 /* The outbox publisher (amqp_publish.c), for struct adapter. */
 struct publisher;

@@ -17,7 +17,7 @@ word_len(const char *s, char sep)
 }
 
 static bool
-amqp_match_words(const char *p, const char *k)
+amqpc_match_words(const char *p, const char *k)
 {
 	for (;;) {
 		size_t pl = word_len(p, '.');
@@ -29,7 +29,7 @@ amqp_match_words(const char *p, const char *k)
 				return true; /* trailing # matches everything left */
 			/* try '#' absorbing 0..n words; NULL means all of them */
 			for (const char *kk = k;;) {
-				if (amqp_match_words(prest, kk))
+				if (amqpc_match_words(prest, kk))
 					return true;
 				if (kk == NULL)
 					return false;
@@ -52,13 +52,13 @@ amqp_match_words(const char *p, const char *k)
 }
 
 bool
-amqp_pattern_match(const char *pattern, const char *routing_key)
+amqpc_pattern_match(const char *pattern, const char *routing_key)
 {
-	return amqp_match_words(pattern, routing_key);
+	return amqpc_match_words(pattern, routing_key);
 }
 
 const char *
-amqp_pattern_error(const char *pattern)
+amqpc_pattern_error(const char *pattern)
 {
 	for (const char *p = pattern; *p; p++) {
 		if ((*p == '*' || *p == '#') && ((p > pattern && p[-1] != '.') || (p[1] && p[1] != '.')))
@@ -68,14 +68,14 @@ amqp_pattern_error(const char *pattern)
 }
 
 bool
-amqp_route_matches(const struct route *r, const struct message *m)
+amqpc_route_matches(const struct route *r, const struct message *m)
 {
-	const struct amqp_route_cfg *rc = amqp_route_cfg(r);
+	const struct amqpc_route_cfg *rc = amqpc_route_cfg(r);
 	const char *topic = m->topic ? m->topic : "";
 
 	if (rc->queue && (m->source == NULL || strcmp(rc->queue, m->source) != 0))
 		return false;
-	if (rc->match && !amqp_pattern_match(rc->match, topic))
+	if (rc->match && !amqpc_pattern_match(rc->match, topic))
 		return false;
 	return true;
 }

@@ -10,13 +10,13 @@
 #include "bridge/settings.h"
 
 /* Words split at '.', '*' is exactly one word, '#' zero or more. */
-bool amqp_pattern_match(const char *pattern, const char *routing_key);
+bool amqpc_pattern_match(const char *pattern, const char *routing_key);
 
 /* Validity check for config; NULL when valid, else a static reason. */
-const char *amqp_pattern_error(const char *pattern);
+const char *amqpc_pattern_error(const char *pattern);
 
 /* A route takes a delivery when its queue equals the delivery's queue and
  * its match pattern, when set, matches the routing key. */
-bool amqp_route_matches(const struct route *r, const struct message *m);
+bool amqpc_route_matches(const struct route *r, const struct message *m);
 
 #endif

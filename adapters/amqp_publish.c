@@ -42,7 +42,7 @@ struct flight {
 
 struct publisher {
 	const struct broker *b;
-	struct amqp_target target;
+	struct amqpc_target target;
 	amqp_connection_state_t conn;
 	uint64_t next_seq;
 	struct flight flights[MAX_FLIGHTS]; /* oldest first */
@@ -53,7 +53,7 @@ struct publisher *
 amqpub_open(const struct broker *b, int index)
 {
 	struct publisher *p = xcalloc(1, sizeof(*p));
-	const char *err = amqp_target_init(&p->target, b);
+	const char *err = amqpc_target_init(&p->target, b);
 
 	(void)index;
 	p->b = b;
@@ -61,18 +61,18 @@ amqpub_open(const struct broker *b, int index)
 		log_error("invalid url: %s", err);
 		goto fail;
 	}
-	p->conn = amqp_open(&p->target);
+	p->conn = amqpc_open(&p->target);
 	if (p->conn == NULL)
 		goto fail;
-	amqp_confirm_select(p->conn, AMQP_CHANNEL);
-	if (!amqp_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms"))
+	amqp_confirm_select(p->conn, AMQPC_CHANNEL);
+	if (!amqpc_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms"))
 		goto fail;
 	p->next_seq = 1;
 	log_info("connected to %s:%d%s for publishing", p->target.host, p->target.port, p->target.tls ? " (TLS)" : "");
 	return p;
 fail:
-	amqp_close(&p->conn, false);
-	amqp_target_free(&p->target);
+	amqpc_close(&p->conn, false);
+	amqpc_target_free(&p->target);
 	free(p);
 	return NULL;
 }
@@ -93,8 +93,8 @@ amqpub_close(struct publisher *p)
 		return;
 	while (p->n_flights > 0)
 		flight_drop(p);
-	amqp_close(&p->conn, true);
-	amqp_target_free(&p->target);
+	amqpc_close(&p->conn, true);
+	amqpc_target_free(&p->target);
 	free(p);
 }
 
@@ -103,7 +103,7 @@ send_one(struct publisher *p, const struct outbound *m)
 {
 	amqp_basic_properties_t props;
 	amqp_table_entry_t *entries = xcalloc(m->n_headers + 1, sizeof(amqp_table_entry_t));
-	const char *exchange = m->exchange ? m->exchange : amqp_broker_cfg(p->b)->outbox_exchange;
+	const char *exchange = m->exchange ? m->exchange : amqpc_broker_cfg(p->b)->outbox_exchange;
 	amqp_bytes_t body = { m->payload_len, (void *)m->payload };
 	int rc;
 
@@ -130,7 +130,7 @@ send_one(struct publisher *p, const struct outbound *m)
 		e->value.value.bytes = (amqp_bytes_t){ m->headers[i].value_len, (void *)m->headers[i].value };
 	}
 	props.headers.entries = entries;
-	rc = amqp_basic_publish(p->conn, AMQP_CHANNEL, amqp_cstring_bytes(exchange), amqp_cstring_bytes(m->topic),
+	rc = amqp_basic_publish(p->conn, AMQPC_CHANNEL, amqp_cstring_bytes(exchange), amqp_cstring_bytes(m->topic),
 	    1 /* mandatory: learn when nothing is bound */, 0, &props, body);
 	free(entries);
 	if (rc != AMQP_STATUS_OK) {
@@ -146,7 +146,7 @@ static int
 read_return(struct publisher *p)
 {
 	amqp_message_t msg;
-	amqp_rpc_reply_t r = amqp_read_message(p->conn, AMQP_CHANNEL, &msg, 0);
+	amqp_rpc_reply_t r = amqp_read_message(p->conn, AMQPC_CHANNEL, &msg, 0);
 
 	if (r.reply_type != AMQP_RESPONSE_NORMAL)
 		return -1;
@@ -241,7 +241,7 @@ amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 			rc = -1;
 			break;
 		}
-		if (amqp_close_frame(&frame)) {
+		if (amqpc_close_frame(&frame)) {
 			rc = -1;
 			break;
 		}
@@ -281,7 +281,7 @@ amqpub_idle(struct publisher *p)
 
 	/* a zero wait still sends a due heartbeat and reads what arrived */
 	while ((st = amqp_simple_wait_frame_noblock(p->conn, &frame, &tv)) == AMQP_STATUS_OK)
-		if (amqp_close_frame(&frame))
+		if (amqpc_close_frame(&frame))
 			return -1;
 	if (st != AMQP_STATUS_TIMEOUT) {
 		log_warn("lost the broker connection: %s", amqp_error_string2(st));

@@ -56,7 +56,7 @@ openssl_reason(void)
 }
 
 amqp_socket_t *
-amqp_tls_socket(amqp_connection_state_t conn, const char *host, const struct broker *b)
+amqpc_tls_socket(amqp_connection_state_t conn, const char *host, const struct broker *b)
 {
 	amqp_socket_t *sock = amqp_ssl_socket_new(conn);
 	SSL_CTX *ctx;
@@ -105,7 +105,7 @@ amqp_tls_socket(amqp_connection_state_t conn, const char *host, const struct bro
 }
 
 const char *
-amqp_tls_failure(void)
+amqpc_tls_failure(void)
 {
 	static char reason[256];
 	unsigned long e = ERR_peek_last_error();

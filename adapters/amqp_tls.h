@@ -13,11 +13,11 @@ struct broker;
 
 /* A TLS socket of conn for host, set up from b's "tls" group; NULL after
  * logging why. */
-amqp_socket_t *amqp_tls_socket(amqp_connection_state_t conn, const char *host, const struct broker *b);
+amqp_socket_t *amqpc_tls_socket(amqp_connection_state_t conn, const char *host, const struct broker *b);
 
 /* Why the last TLS connection attempt failed, as OpenSSL said it (e.g.
  * "unable to get local issuer certificate", "hostname mismatch"), or NULL
  * when it gave no reason. Clears the reason. */
-const char *amqp_tls_failure(void);
+const char *amqpc_tls_failure(void);
 
 #endif

@@ -682,6 +682,7 @@ const struct adapter mqtt_adapter = {
 	.in_flight = mqtt_in_flight,
 	.redelivery = mqtt_redelivery,
 	.run = mqtt_run,
+	.tls_scheme = "mqtts://",
 	.publisher_open = mqttpub_open,
 	.publish_send = mqttpub_send,
 	.publish_settle = mqttpub_settle,

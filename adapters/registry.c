@@ -10,7 +10,7 @@
 #define EXTRA_MAX 4
 
 const struct adapter *const adapters[] = {
-	&amqp_adapter,
+	&amqpc_adapter,
 	&mqtt_adapter,
 	NULL,
 };

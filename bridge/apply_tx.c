@@ -49,14 +49,10 @@ stmt_result_clear(struct stmt_result *sr)
 static PGresult *
 check_result(struct core *c, PGresult *res, struct stmt_result *sr)
 {
-	ExecStatusType st = PQresultStatus(res);
-
 	stmt_result_clear(sr);
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+	if (db_ok(c->conn, res, sr->sqlstate, &sr->message))
 		return res;
-	db_error(c->conn, res, sr->sqlstate, &sr->message);
-	sr->failure = PQstatus(c->conn) == CONNECTION_OK ? classify_sqlstate(sr->sqlstate[0] ? sr->sqlstate : NULL)
-							  : FAILURE_TRANSIENT;
+	sr->failure = db_failure(c->conn, res, sr->sqlstate);
 	PQclear(res);
 	return NULL;
 }
@@ -420,15 +416,11 @@ pipe_finish(PGconn *conn)
 static bool
 pipe_ok(struct core *c, PGresult *res, struct stmt_result *sr)
 {
-	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+	if (sr->failure != FAILURE_NONE || PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+		return db_ok(c->conn, res, NULL, NULL);
+	if (db_ok(c->conn, res, sr->sqlstate, &sr->message))
 		return true;
-	if (sr->failure == FAILURE_NONE && st != PGRES_PIPELINE_ABORTED) {
-		db_error(c->conn, res, sr->sqlstate, &sr->message);
-		sr->failure = res && PQstatus(c->conn) == CONNECTION_OK
-		    ? classify_sqlstate(sr->sqlstate[0] ? sr->sqlstate : NULL) : FAILURE_TRANSIENT;
-	}
+	sr->failure = db_failure(c->conn, res, sr->sqlstate);
 	return false;
 }
 
@@ -564,8 +556,9 @@ failed:
 /* One message, one route: BEGIN, a strict claim, the business SQL and
  * COMMIT in a single round trip. A duplicate fails the claim with
  * unique_violation, which aborts the rest of the pipeline: nothing ran, and
- * the item is a duplicate. This is the MQTT path (one message per
- * transaction), where round trips are the cost. */
+ * the item is a duplicate. This is the path of a broker that hands over
+ * one message at a time (one message per transaction), where round trips
+ * are the cost. */
 enum failure_class
 tx_single(struct core *c, struct item *it, struct stmt_result *sr)
 {

@@ -1,7 +1,8 @@
 /* PostgreSQL session setup for a worker: parameters from the config (the
  * password from its file, never from a string we build), checks that the
  * schema is installed at the version this build needs, and preparation of
- * the statements the core runs for every batch. */
+ * the statements the core runs for every batch; and the check of a
+ * result that the other files share (db_ok, db_failure, db_exec). */
 #include "config.h"
 
 #include <stdio.h>
@@ -52,7 +53,9 @@ db_route_stmt(char *buf, size_t size, size_t route_index)
 	snprintf(buf, size, "ob_route_%zu", route_index);
 }
 
-void
+/* SQLSTATE and message of a failed result (or of the connection when res is
+ * NULL). */
+static void
 db_error(PGconn *conn, const PGresult *res, char sqlstate[6], char **errmsg)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -76,25 +79,50 @@ db_error(PGconn *conn, const PGresult *res, char sqlstate[6], char **errmsg)
 	}
 }
 
-int
-db_command(PGconn *conn, const char *sql, char sqlstate[6], char **errmsg)
+bool
+db_ok(PGconn *conn, const PGresult *res, char sqlstate[6], char **errmsg)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return true;
+	if (sqlstate)
+		db_error(conn, res, sqlstate, errmsg);
+	return false;
+}
+
+enum failure_class
+db_failure(PGconn *conn, const PGresult *res, const char sqlstate[6])
+{
+	if (res == NULL || PQstatus(conn) != CONNECTION_OK)
+		return FAILURE_TRANSIENT;
+	return classify_sqlstate(sqlstate[0] ? sqlstate : NULL);
+}
+
+bool
+db_ok_or_warn(PGconn *conn, const PGresult *res, const char *what)
+{
+	if (db_ok(conn, res, NULL, NULL))
+		return true;
+	log_warn("could not %s: %s", what, PQresultErrorMessage(res));
+	return false;
+}
+
+bool
+db_exec(PGconn *conn, const char *sql, const char *what)
 {
 	PGresult *res = PQexec(conn, sql);
-	int rc = FAILURE_NONE;
+	bool ok = db_ok_or_warn(conn, res, what);
 
-	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-		db_error(conn, res, sqlstate, errmsg);
-		rc = classify_sqlstate(sqlstate[0] ? sqlstate : NULL);
-	}
 	PQclear(res);
-	return rc;
+	return ok;
 }
 
 static bool
 prepare(PGconn *conn, const char *name, const char *sql, int nparams, const Oid *types, const char *what)
 {
 	PGresult *res = PQprepare(conn, name, sql, nparams, types);
-	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	bool ok = db_ok(conn, res, NULL, NULL);
 
 	if (!ok)
 		log_error("could not prepare %s: %s", what, PQresultErrorMessage(res));
@@ -109,7 +137,7 @@ check_schema(PGconn *conn)
 	    "SELECT coalesce(max(version), 0) FROM oncebridge.schema_migrations");
 	bool ok = false;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (!db_ok(conn, res, NULL, NULL)) {
 		log_error("could not read the oncebridge schema version: %s"
 		    "hint: apply the migrations in /usr/share/oncebridge/sql with oncebridge-migrate",
 		    PQresultErrorMessage(res));
@@ -134,7 +162,7 @@ ensure_synchronous_commit(PGconn *conn)
 	static const char *const weak[] = { "off", "local", "remote_write" };
 	PGresult *res = PQexec(conn, "SHOW synchronous_commit");
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+	if (db_ok(conn, res, NULL, NULL)) {
 		const char *v = PQgetvalue(res, 0, 0);
 
 		for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {

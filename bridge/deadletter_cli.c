@@ -151,7 +151,7 @@ cmd_list(PGconn *conn, const struct selection *sel)
 	PGresult *res = run_selected(conn, SQL_LIST, sel, 6);
 	int rc = 0;
 
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (!db_ok(conn, res, NULL, NULL)) {
 		fprintf(stderr, "oncebridge: could not list dead letters: %s", PQresultErrorMessage(res));
 		rc = 1;
 	} else {
@@ -198,7 +198,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 			return 2;
 		}
 		res = PQexecParams(conn, SQL_SHOW, 1, NULL, values, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		if (!db_ok(conn, res, NULL, NULL)) {
 			fprintf(stderr, "oncebridge: could not read dead letter %s: %s", argv[a], PQresultErrorMessage(res));
 			rc = 1;
 		} else if (PQntuples(res) == 0) {
@@ -227,7 +227,7 @@ cmd_replay(const struct settings *s, PGconn *conn, struct selection *sel)
 	if (sel->limit == NULL)
 		sel->limit = "1000000";
 	res = run_selected(conn, SQL_IDS, sel, 6);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (!db_ok(conn, res, NULL, NULL)) {
 		fprintf(stderr, "oncebridge: could not select dead letters: %s", PQresultErrorMessage(res));
 		PQclear(res);
 		return 1;
@@ -250,7 +250,7 @@ cmd_purge(PGconn *conn, const struct selection *sel)
 	PGresult *res = run_selected(conn, SQL_PURGE, sel, 5);
 	int rc = 0;
 
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+	if (!db_ok(conn, res, NULL, NULL)) {
 		fprintf(stderr, "oncebridge: could not purge dead letters: %s", PQresultErrorMessage(res));
 		rc = 1;
 	} else {

@@ -23,6 +23,7 @@
 
 #include "adapters/adapter.h"
 #include "bridge/apply.h"
+#include "bridge/db.h"
 #include "bridge/deadletter.h"
 #include "bridge/deadletter_row.h"
 #include "bridge/settings.h"
@@ -52,9 +53,9 @@ struct replay {
 };
 
 static bool
-ok_result(PGresult *res, ExecStatusType want, const char *what, struct replay *r)
+ok_result(PGconn *conn, const PGresult *res, const char *what, struct replay *r)
 {
-	if (PQresultStatus(res) == want)
+	if (db_ok(conn, res, NULL, NULL))
 		return true;
 	fprintf(stderr, "oncebridge: could not %s for dead letter %s: %s", what, r->id, PQresultErrorMessage(res));
 	r->failed = true;
@@ -70,7 +71,7 @@ replay_hook(PGconn *conn, void *arg)
 	bool ok;
 
 	res = PQexecParams(conn, SQL_LOCK, 1, NULL, lock, NULL, NULL, 0);
-	ok = ok_result(res, PGRES_TUPLES_OK, "lock the row", r);
+	ok = ok_result(conn, res, "lock the row", r);
 	if (ok && PQntuples(res) == 0) {
 		r->already = true; /* another replay got there first */
 		ok = false;
@@ -80,12 +81,12 @@ replay_hook(PGconn *conn, void *arg)
 		const char *rel[3] = { r->consumer, r->event_id, r->created_at };
 
 		res = PQexecParams(conn, SQL_RELEASE, 3, NULL, rel, NULL, NULL, 0);
-		ok = ok_result(res, PGRES_COMMAND_OK, "release the claim", r);
+		ok = ok_result(conn, res, "release the claim", r);
 		PQclear(res);
 	}
 	if (ok) {
 		res = PQexecParams(conn, SQL_MARK, 1, NULL, lock, NULL, NULL, 0);
-		ok = ok_result(res, PGRES_COMMAND_OK, "mark the row replayed", r);
+		ok = ok_result(conn, res, "mark the row replayed", r);
 		PQclear(res);
 	}
 	return ok;
@@ -166,7 +167,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	int rc = -1;
 
 	memset(&dm, 0, sizeof(dm));
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (!db_ok(conn, res, NULL, NULL)) {
 		fprintf(stderr, "oncebridge: could not read dead letter %s: %s", id, PQresultErrorMessage(res));
 		goto out;
 	}
@@ -212,7 +213,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 		PGresult *un = PQexecParams(conn, "UPDATE oncebridge.dead_letters SET replayed_at = NULL WHERE id = $1",
 		    1, NULL, params, NULL, NULL, 0);
 
-		if (PQresultStatus(un) != PGRES_COMMAND_OK)
+		if (!db_ok(conn, un, NULL, NULL))
 			fprintf(stderr, "oncebridge: could not unmark dead letter %s: %s", id, PQresultErrorMessage(un));
 		PQclear(un);
 		printf("%s\tnot replayed: the business SQL failed (see the log above); fix it and try again\n", id);

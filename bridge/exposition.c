@@ -132,91 +132,162 @@ histogram(struct buf *out, const char *name, const char *broker, const uint64_t 
 	buf_appendf(out, "} %llu\n", (unsigned long long)cum);
 }
 
-static void
-per_process(const struct fleet *f, struct buf *out, int64_t now)
+/* Which children a per-process metric has a line for (never a retiring
+ * one), and whether the line has a role label. */
+enum process_set {
+	PROCESS_ANY,      /* every worker and relay, with role="..." */
+	PROCESS_CONSUMER, /* inbound workers with a board slot */
+	PROCESS_RELAY,    /* outbox relays with a board slot */
+};
+
+struct process_metric {
+	const char *name;
+	const char *type;
+	const char *help;
+	enum process_set set;
+	bool ms_as_seconds; /* value is in milliseconds, shown in seconds */
+	uint64_t (*value)(const struct fleet *f, const struct child *c, int64_t now);
+};
+
+static const struct board_slot *
+slot_of(const struct fleet *f, const struct child *c)
 {
-	family(out, "oncebridge_worker_up", "gauge", "1 while the worker or relay process runs.");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
+	return &f->board.slots[c->slot];
+}
 
-		if (c->retiring || c->role == ROLE_RETENTION)
-			continue;
-		buf_appendf(out, "oncebridge_worker_up{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %d\n", role_name(c->role), c->index, c->pid != 0);
-	}
-	family(out, "oncebridge_worker_restarts_total", "counter", "Restarts of a worker or relay after it died.");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
+static uint64_t
+up(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)f;
+	(void)now;
+	return c->pid != 0;
+}
 
-		if (c->retiring || c->role == ROLE_RETENTION)
-			continue;
-		buf_appendf(out, "oncebridge_worker_restarts_total{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",role=\"%s\",index=\"%d\"} %llu\n", role_name(c->role), c->index,
-		    (unsigned long long)c->restarts);
-	}
-	family(out, "oncebridge_database_connected", "gauge", "1 while the worker has a database session.");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
+static uint64_t
+restarts(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)f;
+	(void)now;
+	return c->restarts;
+}
 
-		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
-			continue;
-		buf_appendf(out, "oncebridge_database_connected{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",index=\"%d\"} %d\n", c->index,
-		    c->pid != 0 && f->board.slots[c->slot].core.db_connected);
-	}
-	family(out, "oncebridge_broker_connected", "gauge",
-	    "1 while the worker is connected to its broker (MQTT: and subscribed).");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
+static uint64_t
+db_connected(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)now;
+	return c->pid != 0 && slot_of(f, c)->core.db_connected;
+}
 
-		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
-			continue;
-		buf_appendf(out, "oncebridge_broker_connected{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",index=\"%d\"} %d\n", c->index,
-		    c->pid != 0 && f->board.slots[c->slot].core.broker_connected);
-	}
-	family(out, "oncebridge_worker_pending_seconds", "gauge",
-	    "How long the worker's current batch has waited without a commit (0: none waiting).");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
+static uint64_t
+broker_connected(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)now;
+	return c->pid != 0 && slot_of(f, c)->core.broker_connected;
+}
 
-		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
-			continue;
-		buf_appendf(out, "oncebridge_worker_pending_seconds{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",index=\"%d\"} %.3f\n", c->index, (double)fleet_stalled_ms(f, c, now) / 1000.0);
-	}
-	family(out, "oncebridge_worker_stalled", "gauge",
-	    "1 when the worker's batch has waited longer than health.stall_timeout_ms.");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
+static uint64_t
+pending_ms(const struct fleet *f, const struct child *c, int64_t now)
+{
+	return (uint64_t)fleet_stalled_ms(f, c, now);
+}
 
-		if (c->retiring || c->role != ROLE_CONSUMER || c->slot < 0)
-			continue;
-		buf_appendf(out, "oncebridge_worker_stalled{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",index=\"%d\"} %d\n", c->index, fleet_is_stalled(f, c, now));
+static uint64_t
+stalled(const struct fleet *f, const struct child *c, int64_t now)
+{
+	return fleet_is_stalled(f, c, now);
+}
+
+static uint64_t
+published(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)now;
+	return slot_of(f, c)->relay.published;
+}
+
+static uint64_t
+confirmed(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)now;
+	return slot_of(f, c)->relay.confirmed;
+}
+
+static uint64_t
+unconfirmed(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)now;
+	return slot_of(f, c)->relay.unconfirmed;
+}
+
+static uint64_t
+relay_active(const struct fleet *f, const struct child *c, int64_t now)
+{
+	(void)now;
+	return c->pid != 0 && slot_of(f, c)->relay.active;
+}
+
+/* Metrics with a line per worker or relay process, in the order served. */
+static const struct process_metric process_metrics[] = {
+	{ "oncebridge_worker_up", "gauge", "1 while the worker or relay process runs.", PROCESS_ANY, false, up },
+	{ "oncebridge_worker_restarts_total", "counter", "Restarts of a worker or relay after it died.",
+	    PROCESS_ANY, false, restarts },
+	{ "oncebridge_database_connected", "gauge", "1 while the worker has a database session.",
+	    PROCESS_CONSUMER, false, db_connected },
+	{ "oncebridge_broker_connected", "gauge",
+	    "1 while the worker is connected to its broker and consuming.", PROCESS_CONSUMER, false,
+	    broker_connected },
+	{ "oncebridge_worker_pending_seconds", "gauge",
+	    "How long the worker's current batch has waited without a commit (0: none waiting).",
+	    PROCESS_CONSUMER, true, pending_ms },
+	{ "oncebridge_worker_stalled", "gauge",
+	    "1 when the worker's batch has waited longer than health.stall_timeout_ms.", PROCESS_CONSUMER, false,
+	    stalled },
+	{ "oncebridge_outbox_published_total", "counter",
+	    "Outbox rows the relay published (republished rows count again).", PROCESS_RELAY, false, published },
+	{ "oncebridge_outbox_confirmed_total", "counter", "Published outbox rows the broker confirmed.",
+	    PROCESS_RELAY, false, confirmed },
+	{ "oncebridge_outbox_unconfirmed_total", "counter",
+	    "Published outbox rows nacked or not confirmed in time, published again later.", PROCESS_RELAY, false,
+	    unconfirmed },
+	{ "oncebridge_outbox_relay_active", "gauge",
+	    "1 when the relay publishes (ordered mode: holds the destination's lock), 0 on standby.",
+	    PROCESS_RELAY, false, relay_active },
+};
+
+static bool
+in_set(const struct child *c, enum process_set set)
+{
+	if (c->retiring)
+		return false;
+	switch (set) {
+	case PROCESS_ANY:
+		return c->role != ROLE_RETENTION;
+	case PROCESS_CONSUMER:
+		return c->role == ROLE_CONSUMER && c->slot >= 0;
+	case PROCESS_RELAY:
+		return c->role == ROLE_RELAY && c->slot >= 0;
 	}
+	return false;
 }
 
 static void
-relay_counter(const struct fleet *f, struct buf *out, const char *name, const char *type, const char *help,
-    size_t offset)
+process_metric(const struct fleet *f, struct buf *out, const struct process_metric *m, int64_t now)
 {
-	family(out, name, type, help);
+	family(out, m->name, m->type, m->help);
 	for (size_t i = 0; i < f->n; i++) {
 		const struct child *c = &f->children[i];
+		uint64_t v;
 
-		if (c->retiring || c->role != ROLE_RELAY || c->slot < 0)
+		if (!in_set(c, m->set))
 			continue;
-		buf_appendf(out, "%s{", name);
+		v = m->value(f, c, now);
+		buf_appendf(out, "%s{", m->name);
 		label(out, "broker", c->name);
-		buf_appendf(out, ",index=\"%d\"} %llu\n", c->index,
-		    (unsigned long long)field(&f->board.slots[c->slot].relay, offset));
+		if (m->set == PROCESS_ANY)
+			buf_appendf(out, ",role=\"%s\"", role_name(c->role));
+		if (m->ms_as_seconds)
+			buf_appendf(out, ",index=\"%d\"} %.3f\n", c->index, (double)(int64_t)v / 1000.0);
+		else
+			buf_appendf(out, ",index=\"%d\"} %llu\n", c->index, (unsigned long long)v);
 	}
 }
 
@@ -226,25 +297,6 @@ outbox_metrics(const struct fleet *f, struct buf *out)
 {
 	const struct settings *s = f->settings;
 
-	relay_counter(f, out, "oncebridge_outbox_published_total", "counter",
-	    "Outbox rows the relay published (republished rows count again).",
-	    offsetof(struct relay_stats, published));
-	relay_counter(f, out, "oncebridge_outbox_confirmed_total", "counter",
-	    "Published outbox rows the broker confirmed.", offsetof(struct relay_stats, confirmed));
-	relay_counter(f, out, "oncebridge_outbox_unconfirmed_total", "counter",
-	    "Published outbox rows nacked or not confirmed in time, published again later.",
-	    offsetof(struct relay_stats, unconfirmed));
-	family(out, "oncebridge_outbox_relay_active", "gauge",
-	    "1 when the relay publishes (ordered mode: holds the destination's lock), 0 on standby.");
-	for (size_t i = 0; i < f->n; i++) {
-		const struct child *c = &f->children[i];
-
-		if (c->retiring || c->role != ROLE_RELAY || c->slot < 0)
-			continue;
-		buf_appendf(out, "oncebridge_outbox_relay_active{");
-		label(out, "broker", c->name);
-		buf_appendf(out, ",index=\"%d\"} %d\n", c->index, c->pid != 0 && f->board.slots[c->slot].relay.active);
-	}
 	family(out, "oncebridge_outbox_pending", "gauge", "Outbox rows of the destination waiting to be published.");
 	family(out, "oncebridge_outbox_oldest_age_seconds", "gauge", "Age of the oldest of those rows.");
 	for (size_t b = 0; b < s->n_brokers; b++) {
@@ -277,6 +329,7 @@ exposition_metrics(const struct fleet *f, struct buf *out)
 {
 	const struct settings *s = f->settings;
 	struct core_stats *sums = xcalloc(s->n_brokers + 1, sizeof(struct core_stats));
+	int64_t now = now_ms();
 
 	for (size_t b = 0; b < s->n_brokers; b++)
 		sum_broker(f, &s->brokers[b], &sums[b]);
@@ -314,7 +367,8 @@ exposition_metrics(const struct fleet *f, struct buf *out)
 		if (s->brokers[b].n_routes)
 			histogram(out, "oncebridge_batch_size", s->brokers[b].name, sums[b].batch_buckets,
 			    CORE_BATCH_BUCKETS, stats_batch_bounds, 1.0, (double)sums[b].received);
-	per_process(f, out, now_ms());
+	for (size_t k = 0; k < sizeof(process_metrics) / sizeof(process_metrics[0]); k++)
+		process_metric(f, out, &process_metrics[k], now);
 	outbox_metrics(f, out);
 	free(sums);
 }

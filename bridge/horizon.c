@@ -233,6 +233,7 @@ write_horizon(struct horizon *h, double age_s, bool up)
 	char age[32], grace[32];
 	const char *values[7] = { h->worker, h->kind, NULL, up ? "true" : "false", grace,
 		h->hold[0] ? h->hold : NULL, h->routes.data };
+	char sqlstate[6], *msg = NULL;
 	PGresult *res;
 
 	if (age_s >= 0) {
@@ -248,10 +249,7 @@ write_horizon(struct horizon *h, double age_s, bool up)
 			return;
 	}
 	res = PQexecParams(h->conn, SQL_HORIZON, 7, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		char sqlstate[6], *msg = NULL;
-
-		db_error(h->conn, res, sqlstate, &msg);
+	if (!db_ok(h->conn, res, sqlstate, &msg)) {
 		log_warn("could not record the redelivery horizon of worker \"%s\": %s", h->worker, msg ? msg : "");
 		free(msg);
 		PQfinish(h->conn);

@@ -118,27 +118,6 @@ relay_disconnect_db(struct relay *r)
 }
 
 static bool
-exec_ok(PGresult *res, const char *what)
-{
-	ExecStatusType st = PQresultStatus(res);
-
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-		return true;
-	log_warn("could not %s: %s", what, PQresultErrorMessage(res));
-	return false;
-}
-
-static bool
-command(struct relay *r, const char *sql, const char *what)
-{
-	PGresult *res = PQexec(r->conn, sql);
-	bool ok = exec_ok(res, what);
-
-	PQclear(res);
-	return ok;
-}
-
-static bool
 relay_connect_db(struct relay *r)
 {
 	char appname[96];
@@ -152,8 +131,8 @@ relay_connect_db(struct relay *r)
 		return false;
 	/* A lost mark only means the row is published again (consumers dedupe
 	 * by event ID), so the relay's marks need not wait for the WAL flush. */
-	if (!command(r, "SET synchronous_commit = off", "set synchronous_commit") ||
-	    !command(r, "LISTEN oncebridge_outbox", "listen for outbox notifications")) {
+	if (!db_exec(r->conn, "SET synchronous_commit = off", "set synchronous_commit") ||
+	    !db_exec(r->conn, "LISTEN oncebridge_outbox", "listen for outbox notifications")) {
 		relay_disconnect_db(r);
 		return false;
 	}
@@ -171,7 +150,7 @@ relay_take_lock(struct relay *r)
 	PGresult *res = PQexecParams(r->conn, SQL_LOCK, 1, NULL, values, NULL, NULL, 0);
 	bool got = false;
 
-	if (exec_ok(res, "try the relay lock"))
+	if (db_ok_or_warn(r->conn, res, "try the relay lock"))
 		got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	else if (PQstatus(r->conn) != CONNECTION_OK)
 		relay_disconnect_db(r);
@@ -251,7 +230,7 @@ mark(struct relay *r, const char *sql, const struct buf *ids, const char *what)
 {
 	const char *values[1] = { ids->data };
 	PGresult *res = PQexecParams(r->conn, sql, 1, NULL, values, NULL, NULL, 0);
-	bool ok = exec_ok(res, what);
+	bool ok = db_ok_or_warn(r->conn, res, what);
 
 	PQclear(res);
 	return ok;
@@ -333,7 +312,7 @@ relay_probe(struct relay *r)
 {
 	PGresult *res = PQexec(r->conn, SQL_PROBE);
 	int64_t now = now_ms();
-	bool ok = exec_ok(res, "read the outbox horizon") && PQntuples(res) > 0;
+	bool ok = db_ok_or_warn(r->conn, res, "read the outbox horizon") && PQntuples(res) > 0;
 
 	if (ok) {
 		outbox_horizon_begin(&r->hz);
@@ -375,7 +354,7 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
 	bt->res = PQexecParams(r->conn, sql, 4, NULL, values, NULL, formats, 1 /* binary results */);
 	free(sql);
-	if (!exec_ok(bt->res, "read the outbox")) {
+	if (!db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
 		batch_free(bt);
 		r->probe_due = true;
 		return -1;
@@ -521,7 +500,7 @@ relay_round(struct relay *r)
 	r->round_unconfirmed = 0;
 	if (r->draining && r->n_flights == 0)
 		r->draining = false; /* settled: fetch from the oldest unpublished row again */
-	if (tx && !command(r, "BEGIN", "begin a relay transaction"))
+	if (tx && !db_exec(r->conn, "BEGIN", "begin a relay transaction"))
 		goto fail;
 	if (r->n_flights < window && !r->draining && (fetched = window_send(r)) < 0)
 		goto fail;
@@ -530,13 +509,13 @@ relay_round(struct relay *r)
 	if (r->n_flights > 0 && (r->n_flights == window || fetched == 0 || r->pub == NULL) &&
 	    (settled = window_settle(r)) < 0)
 		goto fail;
-	if (tx && !command(r, "COMMIT", "commit the relay transaction"))
+	if (tx && !db_exec(r->conn, "COMMIT", "commit the relay transaction"))
 		goto fail;
 	return fetched + settled;
 fail:
 	window_drop(r);
 	if (r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
-		command(r, "ROLLBACK", "roll back the relay transaction");
+		db_exec(r->conn, "ROLLBACK", "roll back the relay transaction");
 	return -1;
 }
 
@@ -552,7 +531,7 @@ relay_prune(struct relay *r)
 		PGresult *res = PQexecParams(r->conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
 		long long n = 0;
 
-		if (exec_ok(res, "prune published outbox rows"))
+		if (db_ok_or_warn(r->conn, res, "prune published outbox rows"))
 			n = strtoll(PQcmdTuples(res), NULL, 10);
 		PQclear(res);
 		total += n;
@@ -585,11 +564,11 @@ relay_stats(struct relay *r, bool log)
 	const char *values[1] = { r->b->name };
 	PGresult *res = PQexecParams(r->conn, SQL_PENDING, 1, NULL, values, NULL, NULL, 0);
 
-	if (exec_ok(res, "count pending outbox rows") && r->w->relay_shared) {
+	if (db_ok_or_warn(r->conn, res, "count pending outbox rows") && r->w->relay_shared) {
 		r->w->relay_shared->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		r->w->relay_shared->oldest_ms = (int64_t)(atof(PQgetvalue(res, 0, 1)) * 1000.0);
 	}
-	if (log && PQresultStatus(res) == PGRES_TUPLES_OK)
+	if (log && db_ok(r->conn, res, NULL, NULL))
 		log_info("outbox \"%s\": %s waiting, oldest %.1f s; %llu published, %llu confirmed, %llu not confirmed",
 		    r->b->name, PQgetvalue(res, 0, 0), atof(PQgetvalue(res, 0, 1)),
 		    (unsigned long long)r->published, (unsigned long long)r->confirmed,

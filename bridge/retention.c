@@ -75,12 +75,10 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 	snprintf(limit, sizeof(limit), "%lld", (long long)batch);
 	while (!(stop && *stop)) {
 		PGresult *res = PQexecParams(conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
+		char sqlstate[6], *msg = NULL;
 		int64_t n;
 
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			char sqlstate[6], *msg = NULL;
-
-			db_error(conn, res, sqlstate, &msg);
+		if (!db_ok(conn, res, sqlstate, &msg)) {
 			log_warn("could not prune processed_events: %s%s%s%s", msg ? msg : "", sqlstate[0] ? " (SQLSTATE " : "",
 			    sqlstate, sqlstate[0] ? ")" : "");
 			free(msg);
@@ -106,14 +104,12 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	const char *values[1] = { window };
 	PGresult *res;
 	struct buf now = { 0 };
+	char sqlstate[6], *msg = NULL;
 	int rows;
 
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
 	res = PQexecParams(conn, SQL_HELD, 1, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		char sqlstate[6], *msg = NULL;
-
-		db_error(conn, res, sqlstate, &msg);
+	if (!db_ok(conn, res, sqlstate, &msg)) {
 		log_warn("could not read the redelivery horizons: %s", msg ? msg : "");
 		free(msg);
 		PQclear(res);

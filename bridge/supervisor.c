@@ -1,6 +1,6 @@
-/* The supervisor: forks one worker process per broker connection (paho's
- * receive thread and lock are process-wide, and a slow database for one
- * broker must not stall another), one per outbox relay and the retention
+/* The supervisor: forks one worker process per broker connection (a
+ * client library's receive thread and lock may be process-wide, and a slow
+ * database for one broker must not stall another), one per outbox relay and the retention
  * process, all of them children of one fleet (bridge/fleet.h) whatever
  * their role; restarts a child that dies with capped backoff, tells
  * systemd when it is ready (the configuration is loaded and PostgreSQL

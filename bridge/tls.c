@@ -1,7 +1,8 @@
 /* Checks of a broker's "tls" group that do not depend on the protocol:
  * which keys go together, files that must be readable PEM certificates, a
  * private key as private as a password file, and a warning for each
- * verification turned off. */
+ * verification turned off. The TLS URL schemes an error names come from
+ * the adapters (adapters/adapter.h). */
 #include "config.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "adapters/adapter.h"
 #include "bridge/cfgtable.h"
 #include "bridge/secret.h"
 #include "bridge/settings.h"
@@ -52,6 +54,18 @@ check_certificate(const char *path, const char *key, const config_setting_t *tls
 	free(err);
 }
 
+/* The TLS URL schemes of every adapter, as "xs:// or ys://" (allocated). */
+static char *
+tls_schemes(void)
+{
+	struct buf b = { 0 };
+
+	for (size_t i = 0; adapters[i]; i++)
+		if (adapters[i]->tls_scheme)
+			buf_appendf(&b, "%s%s", b.len ? " or " : "", adapters[i]->tls_scheme);
+	return b.data ? b.data : xstrdup("none");
+}
+
 void
 tls_check(const struct broker *b, bool url_tls, const config_setting_t *group, const char *file,
     struct diag *d)
@@ -60,9 +74,13 @@ tls_check(const struct broker *b, bool url_tls, const config_setting_t *group, c
 	char *err = NULL;
 
 	if (!url_tls) {
-		if (tls)
+		if (tls) {
+			char *schemes = tls_schemes();
+
 			diag_error(d, file, cfg_line(tls),
-			    "group \"tls\" in group \"broker\" needs a TLS URL (amqps:// or mqtts://) in key \"url\"");
+			    "group \"tls\" in group \"broker\" needs a TLS URL (%s) in key \"url\"", schemes);
+			free(schemes);
+		}
 		return;
 	}
 	check_certificate(b->tls_ca_file, "ca_file", tls, file, d);

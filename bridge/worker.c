@@ -150,7 +150,8 @@ consumer_main(struct worker *w, struct board_slot *slot)
 	    (unsigned long long)st->received, (unsigned long long)st->applied,
 	    (unsigned long long)st->duplicates, (unsigned long long)st->dead_letters);
 	core_free(w->core);
-	/* a parked MQTT callback leaves paho's threads running */
+	/* an adapter's callback thread may still be running (parked in a
+	 * callback): it must find no horizon rather than a freed one */
 	h = w->horizon;
 	w->horizon = NULL;
 	horizon_free(h);

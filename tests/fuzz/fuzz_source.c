@@ -128,7 +128,7 @@ apply_route(size_t ri, struct msg_view *v, const struct limits *lim)
 {
 	const struct message *m = v->msg;
 	struct route r;
-	struct amqp_route_cfg amqp_part;
+	struct amqpc_route_cfg amqp_part;
 	struct mqtt_route_cfg mqtt_part;
 	struct source id;
 	char *err = NULL, *why, idbuf[1100];
@@ -141,7 +141,7 @@ apply_route(size_t ri, struct msg_view *v, const struct limits *lim)
 	mqtt_part.topic = (char *)routes[ri].topic;
 	amqp_part.match = (char *)routes[ri].match;
 	r.proto = m->topic_separator == '/' ? (void *)&mqtt_part : (void *)&amqp_part;
-	if (!(m->topic_separator == '/' ? &mqtt_adapter : &amqp_adapter)->route_matches(&r, m))
+	if (!(m->topic_separator == '/' ? &mqtt_adapter : &amqpc_adapter)->route_matches(&r, m))
 		return;
 	why = limits_check(lim, m);
 	if (why) {
@@ -238,8 +238,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.source = "queue-1";
 	m.exchange = m.topic_separator == '.' ? "amq.topic" : NULL;
 
-	if (content_type && amqp_pattern_error(content_type) == NULL)
-		(void)amqp_pattern_match(content_type, topic);
+	if (content_type && amqpc_pattern_error(content_type) == NULL)
+		(void)amqpc_pattern_match(content_type, topic);
 	if (content_type && mqtt_filter_error(content_type) == NULL)
 		(void)mqtt_filter_match(content_type, topic);
 

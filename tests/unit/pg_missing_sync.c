@@ -88,7 +88,7 @@ main(int argc, char **argv)
 		msgs[i].payload_len = strlen(bodies[i]);
 		msgs[i].topic = "ev.sync";
 		msgs[i].topic_separator = '.';
-		msgs[i].source = amqp_route_cfg(&s->brokers[0].routes[0])->queue;
+		msgs[i].source = amqpc_route_cfg(&s->brokers[0].routes[0])->queue;
 	}
 
 	swallow_syncs = 1;

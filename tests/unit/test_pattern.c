@@ -42,7 +42,7 @@ main(void)
 	};
 
 	for (size_t i = 0; i < sizeof(amqp) / sizeof(amqp[0]); i++)
-		ok(amqp_pattern_match(amqp[i].p, amqp[i].k) == amqp[i].want, "amqp \"%s\" %s \"%s\"", amqp[i].p,
+		ok(amqpc_pattern_match(amqp[i].p, amqp[i].k) == amqp[i].want, "amqp \"%s\" %s \"%s\"", amqp[i].p,
 		    amqp[i].want ? "matches" : "does not match", amqp[i].k);
 	for (size_t i = 0; i < sizeof(mqtt) / sizeof(mqtt[0]); i++)
 		ok(mqtt_filter_match(mqtt[i].f, mqtt[i].t) == mqtt[i].want, "mqtt \"%s\" %s \"%s\"", mqtt[i].f,
@@ -53,7 +53,7 @@ main(void)
 	ok(mqtt_filter_error("$share/g/a/+") == NULL, "shared subscription filter is valid");
 	ok(mqtt_filter_error("$share/g") != NULL, "shared subscription without filter is invalid");
 	ok(mqtt_filter_error("") != NULL, "empty filter is invalid");
-	ok(amqp_pattern_error("a.#x") != NULL, "amqp pattern with # inside a word is invalid");
-	ok(amqp_pattern_error("a.*.#") == NULL, "amqp pattern a.*.# is valid");
+	ok(amqpc_pattern_error("a.#x") != NULL, "amqp pattern with # inside a word is invalid");
+	ok(amqpc_pattern_error("a.*.#") == NULL, "amqp pattern a.*.# is valid");
 	return tap_done();
 }
