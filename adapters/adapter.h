@@ -1,9 +1,9 @@
 /* The one interface every broker protocol implements. Inbound, an adapter
  * owns the broker connection of one worker process: it receives messages,
- * hands them to the core (bridge/apply.h) and acks the broker only for
+ * hands them to the core (bridge/core/apply.h) and acks the broker only for
  * messages the core reports settled, i.e. committed, duplicate or
  * dead-lettered. Outbound, a publisher sends outbox rows for the relay
- * (bridge/relay.c) and reports which ones the broker confirmed. */
+ * (bridge/outbox/relay.c) and reports which ones the broker confirmed. */
 #ifndef ONCEBRIDGE_ADAPTER_H
 #define ONCEBRIDGE_ADAPTER_H
 
@@ -11,16 +11,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bridge/cfgtable.h"
-#include "bridge/diag.h"
-#include "bridge/message.h"
+#include "bridge/config/cfgtable.h"
+#include "bridge/config/diag.h"
+#include "bridge/core/message.h"
 
 struct broker;
 struct route;
 struct worker;
 struct publisher;
 
-/* What the core's redelivery horizon (bridge/horizon.c) needs to know of
+/* What the core's redelivery horizon (bridge/retention/horizon.c) needs to know of
  * one consumer worker: the adapter knows when its broker redelivers. */
 struct redelivery {
 	char *worker;             /* identity of the worker's session, the same wherever it runs (allocated) */
@@ -71,7 +71,7 @@ struct adapter {
 	/* Consumer worker processes the broker needs, at least 1. */
 	int (*workers)(const struct broker *b);
 	/* Most (message, route) pairs one worker may hold unsettled at once,
-	 * which sizes the core's per-message state (bridge/attempts.h). */
+	 * which sizes the core's per-message state (bridge/core/attempts.h). */
 	int64_t (*in_flight)(const struct broker *b);
 	/* The redelivery profile of consumer worker index (0 when alone). */
 	void (*redelivery)(const struct broker *b, int index, struct redelivery *out);

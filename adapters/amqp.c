@@ -18,13 +18,13 @@
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
 #include "adapters/amqp_pattern.h"
-#include "bridge/apply.h"
-#include "bridge/backoff.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
-#include "bridge/tls.h"
-#include "bridge/util.h"
-#include "bridge/worker.h"
+#include "bridge/core/apply.h"
+#include "bridge/common/backoff.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
+#include "bridge/config/tls.h"
+#include "bridge/common/util.h"
+#include "bridge/daemon/worker.h"
 
 #define CHANNEL AMQPC_CHANNEL
 #define IDLE_WAIT_MS 500

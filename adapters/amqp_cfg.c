@@ -13,8 +13,8 @@
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
 #include "adapters/amqp_pattern.h"
-#include "bridge/tls.h"
-#include "bridge/util.h"
+#include "bridge/config/tls.h"
+#include "bridge/common/util.h"
 
 #define NO_HEARTBEAT_GRACE_MS 60000
 

@@ -11,9 +11,9 @@
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
 #include "adapters/amqp_tls.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
-#include "bridge/util.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
+#include "bridge/common/util.h"
 
 static const char *
 parse_url(const char *url, struct amqpc_target *t, bool *tls)

@@ -1,13 +1,13 @@
 /* AMQP routing of the AMQP adapter: topic-exchange patterns (a route's
  * "match" key) and which route takes a delivery. May call only libc, the
- * broker and route model (bridge/settings.h) and adapters/amqp_cfg.h. */
+ * broker and route model (bridge/config/settings.h) and adapters/amqp_cfg.h. */
 #ifndef ONCEBRIDGE_AMQP_PATTERN_H
 #define ONCEBRIDGE_AMQP_PATTERN_H
 
 #include <stdbool.h>
 
-#include "bridge/message.h"
-#include "bridge/settings.h"
+#include "bridge/core/message.h"
+#include "bridge/config/settings.h"
 
 /* Words split at '.', '*' is exactly one word, '#' zero or more. */
 bool amqpc_pattern_match(const char *pattern, const char *routing_key);

@@ -18,9 +18,9 @@
 #include "adapters/adapter.h"
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
-#include "bridge/util.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
+#include "bridge/common/util.h"
 
 #define EVENT_ID_HEADER "event_id"
 

@@ -24,8 +24,8 @@
 #include <openssl/x509v3.h>
 
 #include "adapters/amqp_tls.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
 
 /* one connection attempt at a time per process: workers are single-threaded */
 static char failure[256];

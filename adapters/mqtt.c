@@ -47,13 +47,13 @@
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "adapters/mqtt_topic.h"
-#include "bridge/apply.h"
-#include "bridge/backoff.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
-#include "bridge/tls.h"
-#include "bridge/util.h"
-#include "bridge/worker.h"
+#include "bridge/core/apply.h"
+#include "bridge/common/backoff.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
+#include "bridge/config/tls.h"
+#include "bridge/common/util.h"
+#include "bridge/daemon/worker.h"
 
 #define POLL_MS 50
 #define DISCONNECT_WAIT_MS 3000

@@ -14,8 +14,8 @@
 #include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_topic.h"
-#include "bridge/tls.h"
-#include "bridge/util.h"
+#include "bridge/config/tls.h"
+#include "bridge/common/util.h"
 
 #define B(f) offsetof(struct mqtt_broker_cfg, f)
 #define R(f) offsetof(struct mqtt_route_cfg, f)

@@ -2,8 +2,8 @@
  * route (keys in its tables, reached through mqtt_broker_cfg and
  * mqtt_route_cfg), the checks of -t, and what the core learns from it
  * through the adapter hooks (adapters/adapter.h): workers, in-flight
- * window and redelivery profile. May call bridge/settings.h,
- * bridge/cfgtable.h, bridge/tls.h, bridge/util.h, adapters/mqtt_conn.h
+ * window and redelivery profile. May call bridge/config/settings.h,
+ * bridge/config/cfgtable.h, bridge/config/tls.h, bridge/common/util.h, adapters/mqtt_conn.h
  * and adapters/mqtt_topic.h. */
 #ifndef ONCEBRIDGE_MQTT_CFG_H
 #define ONCEBRIDGE_MQTT_CFG_H
@@ -14,7 +14,7 @@
 #include <libconfig.h>
 
 #include "adapters/adapter.h"
-#include "bridge/settings.h"
+#include "bridge/config/settings.h"
 
 /* The MQTT part of a broker (struct broker's proto). */
 struct mqtt_broker_cfg {

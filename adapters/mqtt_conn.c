@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "adapters/mqtt_conn.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
-#include "bridge/util.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
+#include "bridge/common/util.h"
 
 const char *
 mqtt_url_parse(const char *url, char **uri, bool *tls)

@@ -36,10 +36,10 @@
 #include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
-#include "bridge/log.h"
-#include "bridge/settings.h"
-#include "bridge/text.h"
-#include "bridge/util.h"
+#include "bridge/common/log.h"
+#include "bridge/config/settings.h"
+#include "bridge/common/text.h"
+#include "bridge/common/util.h"
 
 #define EVENT_ID_PROPERTY "event_id"
 

@@ -1,14 +1,14 @@
 /* MQTT topic filters of the MQTT adapter: matching (a route's "topic"
  * key), the validity check of -t and which route takes a message. May
- * call only libc, the broker and route model (bridge/settings.h) and
+ * call only libc, the broker and route model (bridge/config/settings.h) and
  * adapters/mqtt_cfg.h. */
 #ifndef ONCEBRIDGE_MQTT_TOPIC_H
 #define ONCEBRIDGE_MQTT_TOPIC_H
 
 #include <stdbool.h>
 
-#include "bridge/message.h"
-#include "bridge/settings.h"
+#include "bridge/core/message.h"
+#include "bridge/config/settings.h"
 
 /* Levels split at '/', '+' is one level, a final '#' is any rest
  * (including none). A "$share/GROUP/" prefix on the filter is ignored.

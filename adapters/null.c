@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "adapters/null.h"
-#include "bridge/backoff.h"
-#include "bridge/cfgtable.h"
-#include "bridge/util.h"
+#include "bridge/common/backoff.h"
+#include "bridge/config/cfgtable.h"
+#include "bridge/common/util.h"
 
 #define B(f) offsetof(struct null_broker_cfg, f)
 #define R(f) offsetof(struct null_route_cfg, f)

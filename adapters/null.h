@@ -1,4 +1,4 @@
-/* The null adapter: a broker in memory, so that the core (bridge/apply.h)
+/* The null adapter: a broker in memory, so that the core (bridge/core/apply.h)
  * can be tested against a real PostgreSQL without any broker, as
  * OpenSMTPD's queue_null and chrony's refclock drivers stand in for the
  * real thing. It is linked into the test programs only, not into the
@@ -19,8 +19,8 @@
  * redelivered (a nack with requeue), and records what became of each
  * message. run() does the same until the queue is empty or the worker is
  * asked to stop, backing off after a batch left anything unsettled.
- * May call bridge/apply.h, bridge/worker.h, bridge/settings.h,
- * bridge/cfgtable.h, bridge/backoff.h and bridge/util.h. */
+ * May call bridge/core/apply.h, bridge/daemon/worker.h, bridge/config/settings.h,
+ * bridge/config/cfgtable.h, bridge/common/backoff.h and bridge/common/util.h. */
 #ifndef ONCEBRIDGE_NULL_H
 #define ONCEBRIDGE_NULL_H
 
@@ -29,9 +29,9 @@
 #include <stdint.h>
 
 #include "adapters/adapter.h"
-#include "bridge/apply.h"
-#include "bridge/settings.h"
-#include "bridge/worker.h"
+#include "bridge/core/apply.h"
+#include "bridge/config/settings.h"
+#include "bridge/daemon/worker.h"
 
 /* The null part of a broker: at most this many messages per batch. */
 struct null_broker_cfg {

@@ -1,8 +1,8 @@
 """Benchmark of processed_events at size: the core's claim statement
 (INSERT ... ON CONFLICT of a batch of fresh random event IDs, one
-transaction per batch, as bridge/db.c runs it) at 1M and at 20M rows, alone
+transaction per batch, as bridge/core/db.c runs it) at 1M and at 20M rows, alone
 and while retention prunes expired rows in batches of 5000 (the statement
-of bridge/retention.c). Prints claims/s and pruned rows/s per size. The
+of bridge/retention/retention.c). Prints claims/s and pruned rows/s per size. The
 private PostgreSQL runs with its defaults (shared_buffers 128MB, fsync on).
 Sizes: BENCH_SIZES (default "1000000,20000000"); seconds per phase:
 BENCH_SECONDS (default 15). Not a pass/fail test."""
@@ -17,7 +17,7 @@ SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "1000000,20000000").split
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 BATCH = 500
 
-# bridge/db.c SQL_DEDUPE and bridge/retention.c SQL_PRUNE
+# bridge/core/db.c SQL_DEDUPE and bridge/retention/retention.c SQL_PRUNE
 DEDUPE = ("WITH input AS (SELECT c, e, o FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(c, e, o)),"
           " ins AS (INSERT INTO oncebridge.processed_events (consumer, event_id) SELECT c, e FROM input"
           " ON CONFLICT DO NOTHING RETURNING consumer, event_id)"

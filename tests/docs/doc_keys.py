@@ -1,5 +1,5 @@
 """Every configuration key the code knows (oncebridge --list-keys, which
-walks the tables in bridge/settings.c and the adapters) is documented in
+walks the tables in bridge/config/settings.c and the adapters) is documented in
 oncebridge.conf(5) and in the README's configuration reference (MQTT keys
 in doc/mqtt.md), and neither documents a key the code does not know.
 Every option "oncebridge --help" shows is in oncebridge(8)."""

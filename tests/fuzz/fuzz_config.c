@@ -27,9 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bridge/diag.h"
-#include "bridge/settings.h"
-#include "bridge/util.h"
+#include "bridge/config/diag.h"
+#include "bridge/config/settings.h"
+#include "bridge/common/util.h"
 #include "tests/fuzz/fuzz.h"
 
 static char *dir;

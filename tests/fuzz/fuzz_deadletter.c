@@ -1,5 +1,5 @@
 /* Fuzz target: rebuilding a message from a dead-letter row for a replay
- * (bridge/deadletter_row.c, used by deadletter_replay.c and by "dead-letters
+ * (bridge/core/deadletter_row.c, used by deadletter_replay.c and by "dead-letters
  * show" for the payload), then what the core does with it first: limits,
  * event ID and parameters of a fixed route.
  *
@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/deadletter_row.h"
-#include "bridge/source.h"
-#include "bridge/text.h"
-#include "bridge/util.h"
+#include "bridge/core/deadletter_row.h"
+#include "bridge/core/source.h"
+#include "bridge/common/text.h"
+#include "bridge/common/util.h"
 #include "tests/fuzz/fuzz.h"
 
 static const struct limits lim = { .max_payload = 1048576, .max_event_id_length = 128, .max_json_depth = 32,

@@ -1,5 +1,5 @@
 /* Fuzz target: what the core does with one untrusted message before any
- * SQL runs (bridge/apply.c, items_add_for_message): route matching, the
+ * SQL runs (bridge/core/apply.c, items_add_for_message): route matching, the
  * limits on untrusted input, event ID extraction and validation, the
  * parameters of a fixed set of routes, and the properties JSON a poison
  * message's dead letter would get.
@@ -27,11 +27,11 @@
 #include "adapters/amqp_pattern.h"
 #include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_topic.h"
-#include "bridge/deadletter_row.h"
-#include "bridge/settings.h"
-#include "bridge/source.h"
-#include "bridge/text.h"
-#include "bridge/util.h"
+#include "bridge/core/deadletter_row.h"
+#include "bridge/config/settings.h"
+#include "bridge/core/source.h"
+#include "bridge/common/text.h"
+#include "bridge/common/util.h"
 #include "tests/fuzz/fuzz.h"
 
 #define MAX_FIELDS 300

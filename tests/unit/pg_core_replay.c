@@ -1,5 +1,5 @@
-/* Dead-letter replay (bridge/deadletter_replay.c, deadletter_replay_one
- * in bridge/deadletter.h) against a real PostgreSQL, on dead letters the
+/* Dead-letter replay (bridge/core/deadletter_replay.c, deadletter_replay_one
+ * in bridge/core/deadletter.h) against a real PostgreSQL, on dead letters the
  * core wrote for messages of the null adapter (adapters/null.h): a replay
  * after the fix applies the event once and marks the row; a second replay
  * is skipped, and with the mark cleared by hand it finds a duplicate; a
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/deadletter.h"
+#include "bridge/core/deadletter.h"
 #include "tests/unit/pg_fixture.h"
 #include "tests/unit/tap.h"
 

@@ -2,7 +2,7 @@
  * (tests/unit/pg_core_*.c, run by tests/integration/core_null.py): the
  * configuration with its null broker, a worker on it, messages for the
  * null adapter, a side session to count rows with, and stdout captured
- * around code that prints. May call adapters/null.h, bridge/settings.h
+ * around code that prints. May call adapters/null.h, bridge/config/settings.h
  * and libpq. */
 #ifndef ONCEBRIDGE_PG_FIXTURE_H
 #define ONCEBRIDGE_PG_FIXTURE_H
@@ -12,8 +12,8 @@
 #include <libpq-fe.h>
 
 #include "adapters/null.h"
-#include "bridge/diag.h"
-#include "bridge/settings.h"
+#include "bridge/config/diag.h"
+#include "bridge/config/settings.h"
 
 struct fixture {
 	struct settings *settings;

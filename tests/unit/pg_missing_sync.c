@@ -20,9 +20,9 @@
 #include <libpq-fe.h>
 
 #include "adapters/amqp_cfg.h"
-#include "bridge/apply.h"
-#include "bridge/diag.h"
-#include "bridge/settings.h"
+#include "bridge/core/apply.h"
+#include "bridge/config/diag.h"
+#include "bridge/config/settings.h"
 #include "tests/unit/tap.h"
 
 static int swallow_syncs;

@@ -1,4 +1,4 @@
-/* Unit tests of the failed-attempt counts (bridge/attempts.c): a failure
+/* Unit tests of the failed-attempt counts (bridge/core/attempts.c): a failure
  * wider than any fixed slot count keeps every count, routes do not share
  * counts, settled events are forgotten, the broker's count is a floor,
  * counts expire, and only a full table evicts. */
@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "bridge/attempts.h"
+#include "bridge/core/attempts.h"
 #include "tests/unit/tap.h"
 
 #define WIDE 5000

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include "bridge/backoff.h"
+#include "bridge/common/backoff.h"
 #include "tests/unit/tap.h"
 
 int

@@ -1,4 +1,4 @@
-/* Unit tests of the table-driven configuration reader (bridge/cfgtable.c):
+/* Unit tests of the table-driven configuration reader (bridge/config/cfgtable.c):
  * one group read against two tables that fill two structs, as a broker
  * group fills the core's broker and the adapter's own part. */
 #include "config.h"
@@ -8,7 +8,7 @@
 
 #include <libconfig.h>
 
-#include "bridge/cfgtable.h"
+#include "bridge/config/cfgtable.h"
 #include "tests/unit/tap.h"
 
 struct common {

@@ -1,4 +1,4 @@
-/* Unit tests of the metrics rendering (bridge/exposition.c): a fleet of
+/* Unit tests of the metrics rendering (bridge/daemon/exposition.c): a fleet of
  * consumers, relays and the retention process, some retiring or without a
  * board slot, rendered line by line against the text Prometheus scrapes.
  * The expected text is the rendering as it was before the metric loops
@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/exposition.h"
-#include "bridge/fleet.h"
-#include "bridge/settings.h"
-#include "bridge/util.h"
+#include "bridge/daemon/exposition.h"
+#include "bridge/daemon/fleet.h"
+#include "bridge/config/settings.h"
+#include "bridge/common/util.h"
 #include "tests/unit/tap.h"
 
 #include "tests/unit/exposition_expected.h"

@@ -1,7 +1,7 @@
 /* Unit tests of the failure classification by SQLSTATE. */
 #include "config.h"
 
-#include "bridge/failure.h"
+#include "bridge/core/failure.h"
 #include "tests/unit/tap.h"
 
 int

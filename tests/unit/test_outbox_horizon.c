@@ -1,10 +1,10 @@
-/* Unit tests of the ordered relay's horizon (bridge/outbox_horizon.c): which
+/* Unit tests of the ordered relay's horizon (bridge/outbox/outbox_horizon.c): which
  * outbox ids are settled, given what successive probes saw. */
 #include "config.h"
 
 #include <stdlib.h>
 
-#include "bridge/outbox_horizon.h"
+#include "bridge/outbox/outbox_horizon.h"
 #include "tests/unit/tap.h"
 
 /* One probe: top, and the lock holders in a NULL-terminated list. */

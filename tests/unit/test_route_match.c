@@ -14,8 +14,8 @@
 
 #include "adapters/adapter.h"
 #include "adapters/null.h"
-#include "bridge/diag.h"
-#include "bridge/settings.h"
+#include "bridge/config/diag.h"
+#include "bridge/config/settings.h"
 #include "tests/unit/tap.h"
 
 #define SQL "sql = \"SELECT $1\"; params = [\"event_id\"]; event_id = \"json:id\";"

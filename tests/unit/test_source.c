@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include "bridge/source.h"
+#include "bridge/core/source.h"
 #include "tests/unit/tap.h"
 
 static const struct limits lim = { .max_payload = 1 << 20, .max_event_id_length = 64, .max_json_depth = 8 };

@@ -1,7 +1,7 @@
 /* Unit tests of the placeholder count behind the params/sql config check. */
 #include "config.h"
 
-#include "bridge/settings.h"
+#include "bridge/config/settings.h"
 #include "tests/unit/tap.h"
 
 int

@@ -1,0 +1,437 @@
+/* Parsing of value sources ("json:a.b", "header:x-event-id", ...) and
+ * extraction of event IDs and SQL parameter values from a message. */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "bridge/core/source.h"
+#include "bridge/common/text.h"
+#include "bridge/common/util.h"
+
+static const struct {
+	const char *name;
+	enum source_kind kind;
+	bool has_arg;
+	bool event_id_ok;
+	bool param_ok;
+} source_kinds[] = {
+	{ "event_id", SRC_EVENT_ID, false, false, true },
+	{ "payload", SRC_PAYLOAD, false, false, true },
+	{ "payload_bytes", SRC_PAYLOAD_BYTES, false, false, true },
+	{ "json", SRC_JSON, true, true, true },
+	{ "topic", SRC_TOPIC, false, false, true },
+	{ "topic_level", SRC_TOPIC_LEVEL, true, false, true },
+	{ "header", SRC_HEADER, true, true, true },
+	{ "property", SRC_PROPERTY, true, true, true },
+	{ "broker", SRC_BROKER, false, false, true },
+	{ "route", SRC_ROUTE, false, false, true },
+	{ "queue", SRC_QUEUE, false, false, true },
+	{ "exchange", SRC_EXCHANGE, false, false, true },
+	{ "redelivered", SRC_REDELIVERED, false, false, true },
+	{ "payload_hash", SRC_PAYLOAD_HASH, false, true, false },
+};
+
+static const char *const property_names[] = { "message_id", "content_type", NULL };
+
+int
+source_parse(const char *spec, bool for_event_id, struct source *out, char **err)
+{
+	const char *colon = strchr(spec, ':');
+	size_t namelen = colon ? (size_t)(colon - spec) : strlen(spec);
+	const char *arg = colon ? colon + 1 : NULL;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < sizeof(source_kinds) / sizeof(source_kinds[0]); i++) {
+		if (strlen(source_kinds[i].name) != namelen ||
+		    strncmp(source_kinds[i].name, spec, namelen) != 0)
+			continue;
+		if (for_event_id ? !source_kinds[i].event_id_ok : !source_kinds[i].param_ok) {
+			*err = xasprintf("\"%s\" cannot be used as %s", source_kinds[i].name,
+			    for_event_id ? "an event ID source" : "a parameter");
+			return -1;
+		}
+		if (source_kinds[i].has_arg && (arg == NULL || *arg == '\0')) {
+			*err = xasprintf("source \"%s\" needs an argument, as in \"%s:NAME\"",
+			    source_kinds[i].name, source_kinds[i].name);
+			return -1;
+		}
+		if (!source_kinds[i].has_arg && arg != NULL) {
+			*err = xasprintf("source \"%s\" takes no argument", source_kinds[i].name);
+			return -1;
+		}
+		out->kind = source_kinds[i].kind;
+		out->spec = xstrdup(spec);
+		if (arg == NULL)
+			return 0; /* the kinds below all take an argument */
+		out->arg = xstrdup(arg);
+		if (out->kind == SRC_TOPIC_LEVEL) {
+			char *end;
+			long lvl = strtol(arg, &end, 10);
+
+			if (*end != '\0' || lvl < 1 || lvl > 64) {
+				*err = xasprintf("topic level \"%s\" must be a number from 1 to 64", arg);
+				source_free(out);
+				return -1;
+			}
+			out->level = (int)lvl;
+		} else if (out->kind == SRC_PROPERTY) {
+			bool known = false;
+
+			for (size_t p = 0; property_names[p]; p++)
+				known |= strcmp(property_names[p], arg) == 0;
+			if (!known) {
+				*err = xasprintf("unknown property \"%s\" (known: message_id, content_type)", arg);
+				source_free(out);
+				return -1;
+			}
+		} else if (out->kind == SRC_JSON) {
+			char *copy = xstrdup(arg), *save = NULL;
+
+			for (char *part = strtok_r(copy, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
+				out->path = xrealloc(out->path, (out->path_len + 1) * sizeof(char *));
+				out->path[out->path_len++] = xstrdup(part);
+			}
+			free(copy);
+			if (out->path_len == 0 || arg[0] == '.' || arg[strlen(arg) - 1] == '.' ||
+			    strstr(arg, "..")) {
+				*err = xasprintf("invalid JSON path \"%s\"", arg);
+				source_free(out);
+				return -1;
+			}
+		}
+		return 0;
+	}
+	*err = xasprintf("unknown source \"%.*s\"", (int)namelen, spec);
+	return -1;
+}
+
+void
+source_free(struct source *src)
+{
+	for (size_t i = 0; i < src->path_len; i++)
+		free(src->path[i]);
+	free(src->path);
+	free(src->spec);
+	free(src->arg);
+	memset(src, 0, sizeof(*src));
+}
+
+char *
+limits_check(const struct limits *lim, const struct message *m)
+{
+	size_t topic_len = m->topic ? (m->topic_len ? m->topic_len : strlen(m->topic)) : 0;
+
+	if (m->payload_len > lim->max_payload)
+		return xasprintf("payload of %zu bytes exceeds limits.max_payload (%zu)", m->payload_len,
+		    lim->max_payload);
+	if (topic_len > lim->max_topic_length)
+		return xasprintf("topic of %zu bytes exceeds limits.max_topic_length (%zu)", topic_len,
+		    lim->max_topic_length);
+	if (m->topic && !text_is_clean(m->topic, topic_len))
+		return xstrdup("topic is not valid UTF-8 or contains control characters");
+	if (m->n_headers > lim->max_headers)
+		return xasprintf("%zu headers or user properties exceed limits.max_headers (%zu)", m->n_headers,
+		    lim->max_headers);
+	return NULL;
+}
+
+void
+msg_view_init(struct msg_view *v, const struct message *m, const char *broker)
+{
+	memset(v, 0, sizeof(*v));
+	v->msg = m;
+	v->broker = broker;
+}
+
+void
+msg_view_clear(struct msg_view *v)
+{
+	if (v->json)
+		json_object_put(v->json);
+	v->json = NULL;
+	v->json_state = 0;
+}
+
+int
+msg_view_json(struct msg_view *v, const struct limits *lim)
+{
+	struct json_tokener *tok;
+	enum json_tokener_error jerr;
+
+	if (v->json_state)
+		return v->json_state > 0 ? 0 : -1;
+	tok = json_tokener_new_ex(lim->max_json_depth > 0 ? lim->max_json_depth : 64);
+	if (tok == NULL) {
+		snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: out of memory");
+		v->json_state = -1;
+		return -1;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	v->json = json_tokener_parse_ex(tok, v->msg->payload, (int)v->msg->payload_len);
+	jerr = json_tokener_get_error(tok);
+	if (v->json != NULL && jerr == json_tokener_success &&
+	    json_tokener_get_parse_end(tok) != v->msg->payload_len) {
+		json_object_put(v->json);
+		v->json = NULL;
+		snprintf(v->json_error, sizeof(v->json_error),
+		    "invalid JSON: trailing data at offset %zu", json_tokener_get_parse_end(tok));
+	} else if (v->json == NULL || jerr != json_tokener_success) {
+		if (jerr == json_tokener_continue)
+			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: unexpected end of input");
+		else if (jerr == json_tokener_success)
+			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: empty payload");
+		else
+			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: %s at offset %zu",
+			    json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
+		if (v->json)
+			json_object_put(v->json);
+		v->json = NULL;
+	}
+	json_tokener_free(tok);
+	v->json_state = v->json ? 1 : -1;
+	return v->json ? 0 : -1;
+}
+
+void
+value_clear(struct value *val)
+{
+	free(val->owned);
+	memset(val, 0, sizeof(*val));
+}
+
+/* Walk a dotted path; a numeric segment indexes an array. NULL when absent
+ * (also for JSON null). */
+static struct json_object *
+json_walk(struct json_object *obj, char *const *path, size_t path_len)
+{
+	for (size_t i = 0; i < path_len && obj; i++) {
+		if (json_object_is_type(obj, json_type_object)) {
+			struct json_object *next = NULL;
+
+			if (!json_object_object_get_ex(obj, path[i], &next))
+				return NULL;
+			obj = next;
+		} else if (json_object_is_type(obj, json_type_array)) {
+			char *end;
+			long idx = strtol(path[i], &end, 10);
+
+			if (*end != '\0' || end == path[i] || idx < 0 ||
+			    (size_t)idx >= json_object_array_length(obj))
+				return NULL;
+			obj = json_object_array_get_idx(obj, (size_t)idx);
+		} else {
+			return NULL;
+		}
+	}
+	return obj;
+}
+
+/* Text of a JSON value as a parameter: strings unquoted, numbers and
+ * booleans as written, objects and arrays as JSON text. */
+static void
+json_value_text(struct json_object *obj, struct value *out)
+{
+	if (json_object_is_type(obj, json_type_string)) {
+		out->data = json_object_get_string(obj);
+		out->len = (size_t)json_object_get_string_len(obj);
+	} else {
+		size_t len = 0;
+		const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &len);
+
+		out->owned = xstrndup(s, len);
+		out->data = out->owned;
+		out->len = len;
+	}
+}
+
+static const struct msg_header *
+find_header(const struct message *m, const char *name)
+{
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (strcmp(m->headers[i].name, name) == 0)
+			return &m->headers[i];
+	return NULL;
+}
+
+/* Level n (1-based) of topic, split at sep. */
+static bool
+topic_level(const char *topic, char sep, int n, const char **start, size_t *len)
+{
+	const char *p = topic;
+
+	for (int i = 1; i < n; i++) {
+		p = strchr(p, sep);
+		if (p == NULL)
+			return false;
+		p++;
+	}
+	*start = p;
+	*len = strchrnul(p, sep) - p;
+	return true;
+}
+
+int
+source_value(const struct source *src, struct msg_view *v, const struct limits *lim,
+    const char *route, const char *event_id, struct value *out, const char **reason)
+{
+	const struct message *m = v->msg;
+
+	memset(out, 0, sizeof(*out));
+	switch (src->kind) {
+	case SRC_EVENT_ID:
+		out->data = event_id;
+		out->len = event_id ? strlen(event_id) : 0;
+		break;
+	case SRC_PAYLOAD:
+		/* text parameters must be NUL-terminated; the payload is not */
+		out->owned = xstrndup(m->payload ? m->payload : "", m->payload_len);
+		out->data = out->owned;
+		out->len = m->payload_len;
+		break;
+	case SRC_PAYLOAD_BYTES:
+		out->data = m->payload ? m->payload : "";
+		out->len = m->payload_len;
+		out->binary = true;
+		break;
+	case SRC_JSON: {
+		struct json_object *obj;
+
+		if (msg_view_json(v, lim) < 0) {
+			*reason = v->json_error;
+			return -1;
+		}
+		obj = json_walk(v->json, src->path, src->path_len);
+		if (obj)
+			json_value_text(obj, out);
+		break;
+	}
+	case SRC_TOPIC:
+		out->data = m->topic;
+		out->len = m->topic ? strlen(m->topic) : 0;
+		break;
+	case SRC_TOPIC_LEVEL:
+		if (m->topic && topic_level(m->topic, m->topic_separator, src->level, &out->data, &out->len)) {
+			out->owned = xstrndup(out->data, out->len);
+			out->data = out->owned;
+		} else {
+			out->data = NULL;
+		}
+		break;
+	case SRC_HEADER: {
+		const struct msg_header *h = find_header(m, src->arg);
+
+		if (h) {
+			out->data = h->value;
+			out->len = h->value_len;
+		}
+		break;
+	}
+	case SRC_PROPERTY:
+		if (strcmp(src->arg, "message_id") == 0) {
+			out->data = m->message_id;
+			out->len = m->message_id_len;
+		} else {
+			out->data = m->content_type;
+			out->len = m->content_type ? strlen(m->content_type) : 0;
+		}
+		break;
+	case SRC_BROKER:
+		out->data = v->broker;
+		out->len = v->broker ? strlen(v->broker) : 0;
+		break;
+	case SRC_ROUTE:
+		out->data = route;
+		out->len = route ? strlen(route) : 0;
+		break;
+	case SRC_QUEUE:
+		out->data = m->source;
+		out->len = m->source ? strlen(m->source) : 0;
+		break;
+	case SRC_EXCHANGE:
+		out->data = m->exchange;
+		out->len = m->exchange ? strlen(m->exchange) : 0;
+		break;
+	case SRC_REDELIVERED:
+		out->data = m->redelivered ? "true" : "false";
+		out->len = strlen(out->data);
+		break;
+	case SRC_PAYLOAD_HASH:
+		*reason = "payload_hash is not a parameter source";
+		return -1;
+	}
+	return 0;
+}
+
+static void
+payload_hash(const struct message *m, char *buf, size_t bufsize)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	const char *topic = m->topic ? m->topic : "";
+
+	if (ctx == NULL)
+		abort();
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, topic, strlen(topic) + 1);
+	EVP_DigestUpdate(ctx, m->payload ? m->payload : "", m->payload_len);
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	snprintf(buf, bufsize, "sha256:");
+	for (unsigned int i = 0; i < mdlen && strlen(buf) + 3 <= bufsize; i++)
+		snprintf(buf + strlen(buf), bufsize - strlen(buf), "%02x", md[i]);
+}
+
+int
+source_event_id(const struct source *src, struct msg_view *v, const struct limits *lim,
+    char *buf, size_t bufsize, const char **reason)
+{
+	struct value val;
+	size_t max = lim->max_event_id_length;
+
+	if (src->kind == SRC_PAYLOAD_HASH) {
+		payload_hash(v->msg, buf, bufsize);
+		return 0;
+	}
+	if (source_value(src, v, lim, NULL, NULL, &val, reason) < 0)
+		return -1;
+	if (val.data == NULL) {
+		*reason = "missing event ID";
+		goto fail;
+	}
+	if (src->kind == SRC_JSON) {
+		struct json_object *obj = json_walk(v->json, src->path, src->path_len);
+
+		if (!json_object_is_type(obj, json_type_string) && !json_object_is_type(obj, json_type_int)) {
+			*reason = "event ID is neither a string nor an integer";
+			goto fail;
+		}
+	}
+	if (val.len == 0) {
+		*reason = "event ID is empty";
+		goto fail;
+	}
+	if (max >= bufsize)
+		max = bufsize - 1;
+	if (val.len > max) {
+		*reason = "event ID is too long";
+		goto fail;
+	}
+	if (!text_is_clean(val.data, val.len)) {
+		*reason = "event ID is not valid UTF-8 or contains control characters";
+		goto fail;
+	}
+	memcpy(buf, val.data, val.len);
+	buf[val.len] = '\0';
+	value_clear(&val);
+	return 0;
+fail:
+	value_clear(&val);
+	return -1;
+}
