@@ -8,7 +8,7 @@
 void log_init(const char *ident);
 void log_set_level(int level);
 int log_level_from_name(const char *name); /* -1 when unknown */
-void log_set_context(const char *context);  /* e.g. "worker rabbit-main" */
+void log_set_context(const char *context);  /* e.g. "broker main" */
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

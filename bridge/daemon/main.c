@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adapters/adapter.h"
 #include "bridge/core/deadletter.h"
 #include "bridge/config/diag.h"
 #include "bridge/common/log.h"
@@ -23,8 +24,12 @@ usage(FILE *out)
 	    "usage: oncebridge [-t] [-c FILE] [--allow-root]\n"
 	    "       oncebridge [-c FILE] dead-letters list|show|replay|purge ... (see dead-letters help)\n"
 	    "\n"
-	    "Bridges MQTT and AMQP brokers to PostgreSQL with exactly-once effects.\n"
-	    "\n"
+	    "Bridges message brokers to PostgreSQL with exactly-once effects.\n"
+	    "Broker types:");
+	for (size_t i = 0; adapters[i]; i++)
+		fprintf(out, " %s", adapters[i]->name);
+	fprintf(out,
+	    "\n\n"
 	    "  -c, --config FILE  main configuration file (default %s)\n"
 	    "  -t, --test         check the configuration, without network I/O, and exit\n"
 	    "      --allow-root   run the daemon as root (refused otherwise)\n"
