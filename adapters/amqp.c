@@ -2,7 +2,11 @@
  * with manual acks (no_ack=0) and a prefetch window, gathers deliveries into
  * batches (batch_size, batch_linger_ms), hands each batch to the core and,
  * only after COMMIT, acks it with one basic.ack(multiple). Unsettled
- * messages are nacked with requeue. A database outage nacks the batch and
+ * messages are nacked with requeue. A transient failure while the database
+ * still answers (a lock or statement timeout, a serialization failure) keeps
+ * the batch and applies it again in place: every return to the broker
+ * raises a message's delivery count, and a quorum queue with a delivery
+ * limit drops a message past it. A database outage nacks the batch and
  * closes the broker connection (the broker requeues everything unacked)
  * until the database is back; a broker outage reconnects with backoff.
  * rabbitmq-c services heartbeats only inside its calls, so the loop never
@@ -368,6 +372,51 @@ settle_batch(struct amqpc_session *s, bool all_settled)
 	return rc == 0 ? 0 : -1;
 }
 
+/* Wait ms while holding deliveries, telling the broker we are alive:
+ * rabbitmq-c sends heartbeats only inside its calls. -1 when the
+ * connection failed. */
+static int
+hold_with_heartbeats(struct amqpc_session *s, int64_t ms)
+{
+	int64_t beat = amqpc_broker_cfg(s->b)->heartbeat * 1000 / 2, end = now_ms() + ms;
+
+	for (;;) {
+		int64_t left = end - now_ms(), step = beat > 0 && beat < left ? beat : left;
+		amqp_frame_t hb;
+
+		if (step > 0)
+			sleep_ms_unless(step, s->w->stop);
+		if (*s->w->stop || now_ms() >= end || beat <= 0)
+			return 0;
+		memset(&hb, 0, sizeof(hb));
+		hb.frame_type = AMQP_FRAME_HEARTBEAT;
+		if (amqp_send_frame(s->conn, &hb) != AMQP_STATUS_OK)
+			return -1;
+	}
+}
+
+/* A batch failed transiently: apply it again in place, with backoff, as
+ * long as the database answers and the broker connection holds. Returns
+ * APPLY_OK once it committed; APPLY_TRANSIENT when it must be given back
+ * (the database is gone, the connection failed, or the worker stops). */
+static enum apply_status
+retry_in_place(struct amqpc_session *s)
+{
+	int tries = 1;
+
+	while (!*s->w->stop && worker_database_ready(s->w)) {
+		int64_t delay = backoff_next(&s->retry_backoff);
+
+		log_info("retrying the batch of %zu messages in %lld ms, holding it (attempt %d)", s->n,
+		    (long long)delay, ++tries);
+		if (hold_with_heartbeats(s, delay) < 0 || *s->w->stop)
+			break;
+		if (worker_apply(s->w, s->msgs, s->n, s->outcome) == APPLY_OK)
+			return APPLY_OK;
+	}
+	return APPLY_TRANSIENT;
+}
+
 static void
 apply_batch(struct amqpc_session *s)
 {
@@ -378,6 +427,8 @@ apply_batch(struct amqpc_session *s)
 	for (size_t i = 0; i < s->n; i++)
 		message_of(s, &s->batch[i], &s->msgs[i]);
 	st = worker_apply(s->w, s->msgs, s->n, s->outcome);
+	if (st == APPLY_TRANSIENT)
+		st = retry_in_place(s);
 	if (st == APPLY_TRANSIENT) {
 		/* give everything back and stay away from the broker until the
 		 * database is usable again */

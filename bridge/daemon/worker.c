@@ -66,6 +66,12 @@ worker_tick(struct worker *w)
 	horizon_tick(w->horizon);
 }
 
+bool
+worker_database_ready(struct worker *w)
+{
+	return core_ready(w->core) == 0;
+}
+
 int
 worker_wait_for_database(struct worker *w)
 {

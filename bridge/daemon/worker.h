@@ -66,6 +66,10 @@ void worker_acked(struct worker *w);
  * the redelivery horizon moving. Cheap; call it every loop. */
 void worker_tick(struct worker *w);
 
+/* Whether the worker's database session answers now (one check, no
+ * wait; reconnects once when it was lost). */
+bool worker_database_ready(struct worker *w);
+
 /* Wait until the database session is ready, backing off between tries.
  * Returns 0 when ready, -1 when asked to stop first. Called with no batch
  * outstanding, so when it had to wait, the database coming back ends a
