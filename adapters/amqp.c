@@ -373,26 +373,33 @@ settle_batch(struct amqpc_session *s, bool all_settled)
 }
 
 /* Wait ms while holding deliveries, telling the broker we are alive:
- * rabbitmq-c sends heartbeats only inside its calls. -1 when the
- * connection failed. */
+ * rabbitmq-c sends heartbeats only inside its calls. *beat_ms is when we
+ * last said something. -1 when the connection failed. */
 static int
-hold_with_heartbeats(struct amqpc_session *s, int64_t ms)
+hold_with_heartbeats(struct amqpc_session *s, int64_t ms, int64_t *beat_ms)
 {
 	int64_t beat = amqpc_broker_cfg(s->b)->heartbeat * 1000 / 2, end = now_ms() + ms;
 
-	for (;;) {
-		int64_t left = end - now_ms(), step = beat > 0 && beat < left ? beat : left;
-		amqp_frame_t hb;
+	while (!*s->w->stop) {
+		int64_t now = now_ms(), step;
 
-		if (step > 0)
-			sleep_ms_unless(step, s->w->stop);
-		if (*s->w->stop || now_ms() >= end || beat <= 0)
-			return 0;
-		memset(&hb, 0, sizeof(hb));
-		hb.frame_type = AMQP_FRAME_HEARTBEAT;
-		if (amqp_send_frame(s->conn, &hb) != AMQP_STATUS_OK)
-			return -1;
+		if (beat > 0 && now - *beat_ms >= beat) {
+			amqp_frame_t hb;
+
+			memset(&hb, 0, sizeof(hb));
+			hb.frame_type = AMQP_FRAME_HEARTBEAT;
+			if (amqp_send_frame(s->conn, &hb) != AMQP_STATUS_OK)
+				return -1;
+			*beat_ms = now;
+		}
+		if (now >= end)
+			break;
+		step = end - now;
+		if (beat > 0 && *beat_ms + beat - now < step)
+			step = *beat_ms + beat - now;
+		sleep_ms_unless(step > 0 ? step : 1, s->w->stop);
 	}
+	return 0;
 }
 
 /* A batch failed transiently: apply it again in place, with backoff, as
@@ -403,13 +410,14 @@ static enum apply_status
 retry_in_place(struct amqpc_session *s)
 {
 	int tries = 1;
+	int64_t beat_ms = now_ms();
 
 	while (!*s->w->stop && worker_database_ready(s->w)) {
 		int64_t delay = backoff_next(&s->retry_backoff);
 
 		log_info("retrying the batch of %zu messages in %lld ms, holding it (attempt %d)", s->n,
 		    (long long)delay, ++tries);
-		if (hold_with_heartbeats(s, delay) < 0 || *s->w->stop)
+		if (hold_with_heartbeats(s, delay, &beat_ms) < 0 || *s->w->stop)
 			break;
 		if (worker_apply(s->w, s->msgs, s->n, s->outcome) == APPLY_OK)
 			return APPLY_OK;

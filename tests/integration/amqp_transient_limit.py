@@ -6,7 +6,8 @@ every return would raise the message's x-delivery-count, and a quorum
 queue with x-delivery-limit would drop it (here into a broker-side
 dead-letter queue): neither applied nor in oncebridge.dead_letters. The
 worker must instead hold the batch and retry it in place while the
-database answers. Real RabbitMQ and PostgreSQL."""
+database answers, keeping its broker connection alive with heartbeats
+(heartbeat 2 s, the table locked for 6 s). Real RabbitMQ and PostgreSQL."""
 import json
 import time
 
@@ -26,7 +27,7 @@ b.rabbit.declare_queue("tl-q", keys=["tl.#"],
                        arguments={"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
                                   "x-dead-letter-exchange": "amq.direct",
                                   "x-dead-letter-routing-key": "dropped"})
-b.write_config([("10-rabbit.conf", b.amqp_broker(batch_size=50, prefetch=100),
+b.write_config([("10-rabbit.conf", b.amqp_broker(batch_size=50, prefetch=100, heartbeat=2),
                  [obtest.applied_route("tl", "tl-q")])],
                database={"conninfo": b.pg.conninfo, "statement_timeout_ms": 300},
                retry={"initial_ms": 100, "max_ms": 400, "max_attempts": 3})
@@ -54,5 +55,7 @@ b.wait_drained("tl-q", timeout=60)
 obtest.exactly_once(t, b.pg, "tl", ids)
 t.is_(b.rabbit.queue_counts("dropped-q")[0], 0, "the broker dropped nothing at the delivery limit")
 t.is_(b.pg.scalar("SELECT count(*) FROM oncebridge.dead_letters"), 0, "nothing dead-lettered for a transient failure")
+t.is_(d.log().count("consuming 1 queue"), 1,
+      "one broker connection throughout: heartbeats kept it while the batch was held (heartbeat 2 s, %d s)" % LOCK_S)
 t.is_(d.terminate(timeout=20), 0, "clean stop")
 raise SystemExit(t.done())
