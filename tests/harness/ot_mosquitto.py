@@ -4,7 +4,6 @@ clients (paho) to publish and collect messages."""
 import collections
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -19,7 +18,6 @@ from ot_procs import (
     _port_open,
     _read_text,
     _register,
-    _tree,
     free_port,
     wait_until)
 
@@ -165,15 +163,7 @@ class Mosquitto(_Proc):
 
     def stop(self, timeout=30):
         """SIGTERM and wait: mosquitto saves its persistence file on exit."""
-        if not self.running():
-            return
-        snapshot = _tree((self.pid,))
-        os.kill(self.pid, signal.SIGTERM)
-        try:
-            self._popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self._kill_all(snapshot)
+        self._terminate(timeout)
 
     def kill(self):
         self._kill_all()

@@ -364,5 +364,18 @@ class _Proc:
             pass
         _wait_gone(killed, 10)          # SIGKILL is asynchronous
 
+    def _terminate(self, timeout):
+        """SIGTERM, wait up to timeout, then SIGKILL what is left of the
+        tree as it was before the signal."""
+        if not self.running():
+            return
+        snapshot = _tree((self.pid,))
+        os.kill(self.pid, signal.SIGTERM)
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self._kill_all(snapshot)
+
     def _teardown(self):
         self._kill_all()

@@ -5,7 +5,6 @@ import json
 import os
 import random
 import re
-import signal
 import string
 import subprocess
 import time
@@ -18,7 +17,6 @@ from ot_procs import (
     _read_text,
     _register,
     _run,
-    _tree,
     free_port,
     wait_until)
 
@@ -304,15 +302,7 @@ class RabbitMQ(_Proc):
 
     def stop(self, timeout=60):
         """Graceful stop (SIGTERM -- the same as rabbitmqctl stop)."""
-        if not self.running():
-            return
-        snapshot = _tree((self.pid,))
-        os.kill(self.pid, signal.SIGTERM)
-        try:
-            self._popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self._kill_all(snapshot)      # leftovers (and the VM after timeout)
+        self._terminate(timeout)
 
     def kill(self):
         """SIGKILL the whole node (VM, erl_child_setup, port programs)."""
