@@ -50,6 +50,9 @@ static const struct cfg_key limits_keys[] = {
 	    "longest topic or routing key in bytes" },
 	{ "max_headers", CFG_INT, S(max_headers), false, NULL, 128, 0, 65535, 0, NULL,
 	    "most headers (or user properties) on one message" },
+	{ "dead_letter_payload", CFG_INT, S(dead_letter_payload), false, NULL, 65536, 0, 268435456, 0, NULL,
+	    "payload bytes kept per dead letter; a longer payload keeps this prefix with its full size and "
+	    "SHA-256, and cannot be replayed" },
 	CFG_END
 };
 
@@ -86,6 +89,9 @@ static const struct cfg_key retention_keys[] = {
 	    "rows deleted per statement (one short transaction each)" },
 	{ "interval_s", CFG_INT, S(retention_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
 	    "how often pruning looks for expired rows" },
+	{ "dead_letter_window_s", CFG_INT, S(dead_letter_window_s), false, NULL, 0, 0, 3153600000LL, 0, NULL,
+	    "dead letters older than this many seconds are deleted, replayed or not; 0 keeps them until "
+	    "purged" },
 	CFG_END
 };
 
@@ -185,6 +191,7 @@ settings_limits(const struct settings *s)
 		.max_json_depth = (int)s->max_json_depth,
 		.max_topic_length = (size_t)s->max_topic_length,
 		.max_headers = (size_t)s->max_headers,
+		.dead_letter_payload = (size_t)s->dead_letter_payload,
 	};
 	return l;
 }

@@ -72,6 +72,7 @@ struct settings {
 	int64_t max_json_depth;
 	int64_t max_topic_length;
 	int64_t max_headers;
+	int64_t dead_letter_payload; /* payload bytes kept per dead letter */
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
 	int64_t max_attempts;
@@ -81,6 +82,7 @@ struct settings {
 	int64_t dedupe_window_s;    /* prune processed_events older than this; 0: never */
 	int64_t retention_batch;    /* rows per DELETE */
 	int64_t retention_interval_s;
+	int64_t dead_letter_window_s; /* prune dead_letters older than this; 0: never */
 	struct broker *brokers;
 	size_t n_brokers;
 };

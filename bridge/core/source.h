@@ -57,6 +57,7 @@ struct limits {
 	int max_json_depth;
 	size_t max_topic_length;
 	size_t max_headers;
+	size_t dead_letter_payload; /* bytes of a poison payload kept */
 };
 
 /* Which limit on untrusted input m breaks (payload size, topic length, a
