@@ -170,6 +170,9 @@ static const struct cfg_key route_common_keys[] = {
 	    "business SQL run once per event, with parameters $1..$n" },
 	{ "params", CFG_STRINGS, R(params), false, NULL, 0, 0, 0, R(n_params), NULL,
 	    "source of each parameter $1..$n, e.g. [\"event_id\", \"json:meter\", \"topic_level:2\"]" },
+	{ "format", CFG_STRING, R(format_name), false, "json", 0, 0, 0, 0, NULL,
+	    "how payloads are decoded for json:/field: paths, payload and the event ID: \"json\", \"cbor\" or "
+	    "\"msgpack\"" },
 	CFG_END
 };
 
@@ -334,6 +337,9 @@ check_route(struct broker *b, struct route *r, const config_setting_t *g, const 
 	char *err = NULL;
 	int max;
 
+	if (payload_format_parse(r->format_name, &r->format) < 0)
+		diag_error(d, file, cfg_key_line(g, "format"), "invalid value \"%s\" of key \"format\" in route \"%s\": "
+		    "expected %s", r->format_name, r->name, payload_format_list());
 	if (source_parse(r->event_id, true, &r->id_source, &err) < 0) {
 		diag_error(d, file, cfg_key_line(g, "event_id"), "invalid value of key \"event_id\" in route \"%s\": %s",
 		    r->name, err);

@@ -19,8 +19,10 @@ struct route {
 	char *sql;           /* business SQL with $1..$n */
 	char **params;       /* source spec of each $n */
 	size_t n_params;
+	char *format_name;   /* "json", "cbor", "msgpack", ... */
 	void *proto;         /* the adapter's own part (its route_keys), opaque here */
 	/* derived */
+	enum payload_format format;
 	struct source id_source;
 	struct source *param_sources;
 	int line;
