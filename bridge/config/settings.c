@@ -171,8 +171,8 @@ static const struct cfg_key route_common_keys[] = {
 	{ "params", CFG_STRINGS, R(params), false, NULL, 0, 0, 0, R(n_params), NULL,
 	    "source of each parameter $1..$n, e.g. [\"event_id\", \"json:meter\", \"topic_level:2\"]" },
 	{ "format", CFG_STRING, R(format_name), false, "json", 0, 0, 0, 0, NULL,
-	    "how payloads are decoded for json:/field: paths, payload and the event ID: \"json\", \"cbor\" or "
-	    "\"msgpack\"" },
+	    "how payloads are decoded for json:/field: paths, payload and the event ID: \"json\", \"cbor\", "
+	    "\"msgpack\" or \"sparkplug_b\"" },
 	CFG_END
 };
 
