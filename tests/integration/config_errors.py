@@ -148,10 +148,10 @@ def with_tls(broker, *lines):
 
 
 expect_error("tls-without-tls-url", ("conf.d/10-r1.conf", 4,
-             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts://) in key "url"'),
+             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts:// or wss://) in key "url"'),
              brokers={"10-r1.conf": with_tls(BROKER_OK, 'ca_file = "%s";' % pki.ca)})
 expect_error("tls-mqtt-without-tls-url", ("conf.d/10-m1.conf", 5,
-             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts://) in key "url"'),
+             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts:// or wss://) in key "url"'),
              brokers={"10-m1.conf": with_tls(BROKER_OK.replace('"amqp"', '"mqtt"').replace(
                  '"amqp://127.0.0.1:5672/"', '"mqtt://127.0.0.1"').replace('    queue = "q";', '    topic = "a/#";').replace(
                  '  url =', '  client_id = "ob-1";\n  url ='), 'verify_peer = true;')})
