@@ -515,7 +515,7 @@ relay_round(struct relay *r)
 	return fetched + settled;
 fail:
 	window_drop(r);
-	if (r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
+	if (r->conn && PQstatus(r->conn) == CONNECTION_OK && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
 		db_exec(r->conn, "ROLLBACK", "roll back the relay transaction");
 	return -1;
 }
