@@ -165,14 +165,17 @@ def ledger(b, route, ids):
     return missing, doubled
 
 
-def run(t, b, events, kills, poison=5, faults=(), per_event_ms=0.0, timeout=600, batch_size=200):
+def run(t, b, events, kills, poison=5, faults=(), per_event_ms=0.0, timeout=600, batch_size=200,
+        main_overrides=None):
     """The scenario on b's servers. kills: instance kills spread over the
     stream, rotating among the instances; faults: (fraction, name,
-    function(b)) run once when that fraction of the events is applied.
+    function(b)) run once when that fraction of the events is applied (a
+    fault may replace b.pg: the ledger is read from b.pg at the end).
+    main_overrides: keys of the main file (obtest.Bridge.main_config).
     Returns the figures as a dict; asserts with t."""
     T0 = time.monotonic()
     inst = Instances(b)
-    inst.configure(per_event_ms=per_event_ms, batch_size=batch_size)
+    inst.configure(per_event_ms=per_event_ms, batch_size=batch_size, main_overrides=main_overrides)
     for k in range(inst.count):
         inst.start(k)
     for k in range(inst.count):
