@@ -517,6 +517,18 @@ check_dedupe_window(struct settings *s, struct diag *d)
 	}
 }
 
+/* What an adapter checks of a broker against the main file's settings. */
+static void
+check_against_main(struct settings *s, struct diag *d)
+{
+	for (size_t i = 0; i < s->n_brokers; i++) {
+		const struct broker *b = &s->brokers[i];
+
+		if (b->adapter && b->proto && b->adapter->check_main)
+			b->adapter->check_main(b, s, d);
+	}
+}
+
 static void
 read_include_dir(struct settings *s, struct diag *d)
 {
@@ -601,6 +613,7 @@ settings_load(const char *path, struct diag *d)
 	read_include_dir(s, d);
 	check_route_names_unique(s, d);
 	check_dedupe_window(s, d);
+	check_against_main(s, d);
 out:
 	if (d->errors > errors_before) {
 		settings_free(s);
