@@ -319,7 +319,8 @@ mqttpub_open(const struct broker *b, int index)
 		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
 		goto fail;
 	}
-	deadline_in(&until, b->connect_timeout_ms + 1000);
+	/* paho tries each server in turn, each for up to the connect timeout */
+	deadline_in(&until, (int64_t)n_uris * b->connect_timeout_ms + 1000);
 	pthread_mutex_lock(&p->mu);
 	while (p->connect_result == 0 && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
 		;
