@@ -12,6 +12,8 @@ primary and its standby with target_session_attrs=read-write.
    effects. kill -9 and promotion again: no event applied twice; events
    lost, if any, are reported, not failed (that is what the warning is
    about)."""
+import os
+import subprocess
 import time
 
 import obfailover
@@ -23,6 +25,28 @@ WARNING = "none is synchronous"
 t = ot.TAP()
 f = obfailover.Failover("pg-failover", sync=True)
 f.start_servers()
+
+
+def cli_log(user):
+    """What "oncebridge dead-letters list" logs connecting as user."""
+    f.configure(database={"conninfo": ot.failover_conninfo(f.pg, f.standby).replace("user=postgres", "user=" + user)})
+    out = subprocess.run([obtest.BIN, "-c", f.config, "dead-letters", "list"],
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout + out.stderr
+
+
+# 0. the check at connect, by role: a synchronous standby whose sync_state
+# this role cannot see (no pg_monitor) is "cannot tell", not a warning
+f.pg.execute("CREATE ROLE fo_plain LOGIN")
+subprocess.run(["psql", "-X", "-q", "-d", f.pg.conninfo, "-v", "role=fo_plain", "-f",
+                os.path.join(obtest.SRCDIR, "sql", "oncebridge-grants.sql")], check=True, capture_output=True)
+log = cli_log("fo_plain")
+t.ok("cannot tell whether a standby" in log and WARNING not in log,
+     "a role without pg_monitor: cannot tell, no warning", diag=log)
+log = cli_log("postgres")
+t.ok("cannot tell" not in log and WARNING not in log, "a superuser sees the synchronous standby: nothing to say",
+     diag=log)
+
 f.configure()
 d = f.start()
 f.wait_subscribed("mosq")
