@@ -140,7 +140,9 @@ check_schema(PGconn *conn)
 	    "SELECT coalesce(max(version), 0) FROM oncebridge.schema_migrations");
 	bool ok = false;
 
-	if (!db_ok(conn, res, NULL, NULL)) {
+	if (!db_ok(conn, res, NULL, NULL) && PQstatus(conn) != CONNECTION_OK) {
+		log_warn("could not read the oncebridge schema version: %s", PQerrorMessage(conn));
+	} else if (!db_ok(conn, res, NULL, NULL)) {
 		log_error("could not read the oncebridge schema version: %s"
 		    "hint: apply the migrations in /usr/share/oncebridge/sql with oncebridge-migrate",
 		    PQresultErrorMessage(res));

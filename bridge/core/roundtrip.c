@@ -13,7 +13,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -41,7 +40,6 @@ static struct rt_slot rt_slots[RT_SLOTS];
 static pid_t rt_thread_pid;     /* the process whose watchdog runs */
 static bool rt_idle;            /* the watchdog waits without a deadline */
 static int64_t rt_timeout = 65000;
-static atomic_uint_least64_t rt_expired;
 static pthread_once_t rt_once = PTHREAD_ONCE_INIT;
 
 int64_t
@@ -74,18 +72,8 @@ rt_after_fork_parent(void)
 	pthread_mutex_unlock(&rt_mu);
 }
 
-/* The child has no watchdog thread and no round trip of its own yet. */
 static void
-rt_after_fork_child(void)
-{
-	memset(rt_slots, 0, sizeof(rt_slots));
-	rt_thread_pid = 0;
-	rt_idle = false;
-	pthread_mutex_unlock(&rt_mu);
-}
-
-static void
-rt_init_once(void)
+rt_cond_init(void)
 {
 	pthread_condattr_t attr;
 
@@ -93,6 +81,25 @@ rt_init_once(void)
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&rt_cv, &attr);
 	pthread_condattr_destroy(&attr);
+}
+
+/* The child has no watchdog thread and no round trip of its own yet; its
+ * copy of the condition variable may still count the parent's watchdog
+ * as a waiter, which would swallow a signal: a fresh one. */
+static void
+rt_after_fork_child(void)
+{
+	memset(rt_slots, 0, sizeof(rt_slots));
+	rt_thread_pid = 0;
+	rt_idle = false;
+	rt_cond_init();
+	pthread_mutex_unlock(&rt_mu);
+}
+
+static void
+rt_init_once(void)
+{
+	rt_cond_init();
 	pthread_atfork(rt_before_fork, rt_after_fork_parent, rt_after_fork_child);
 }
 
@@ -111,7 +118,6 @@ rt_sweep(int64_t now)
 		if (sl->deadline_ms <= now) {
 			shutdown(sl->fd, SHUT_RDWR);
 			sl->fired = true;
-			atomic_fetch_add(&rt_expired, 1);
 		} else if (next == 0 || sl->deadline_ms < next) {
 			next = sl->deadline_ms;
 		}
@@ -155,7 +161,6 @@ rt_start_thread(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
 	err = pthread_create(&tid, &attr, rt_watchdog, NULL);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -263,10 +268,4 @@ rt_prepare(PGconn *conn, const char *name, const char *sql, int n, const Oid *ty
 	res = PQprepare(conn, name, sql, n, types);
 	rt_end(conn);
 	return res;
-}
-
-uint64_t
-rt_expired_count(void)
-{
-	return atomic_load(&rt_expired);
 }

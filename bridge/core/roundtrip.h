@@ -39,7 +39,4 @@ PGresult *rt_exec_prepared(PGconn *conn, const char *name, int n, const char *co
     const int *lengths, const int *formats, int result_format);
 PGresult *rt_prepare(PGconn *conn, const char *name, const char *sql, int n, const Oid *types);
 
-/* How many round trips of this process passed their deadline. */
-uint64_t rt_expired_count(void);
-
 #endif

@@ -19,6 +19,7 @@ class Failover(obtest.Bridge):
         self.mqtt = ot.Mosquitto(self.dir)
         self.sync = sync
         self.standby = None
+        self.amqp_ids, self.mqtt_ids, self.n_poison = [], [], 0
 
     wait_subscribed = obtest.MQTTBridge.wait_subscribed
 
@@ -51,15 +52,18 @@ class Failover(obtest.Bridge):
 
     def streams(self, n_amqp, n_mqtt, n_poison=5, tag="a"):
         """Publish both streams (MQTT in the background; event IDs carry
-        tag); returns the number of messages. Sets the expected IDs per
-        route and the number of poison messages."""
-        self.amqp_ids, msgs = obtest.event_stream(n_amqp, dup_ratio=0.1, routing_key="fo.in." + tag)
-        self.mqtt_ids, items = obtest.mqtt_stream(n_mqtt, topic="fo/d1/in", dup_ratio=0.1, prefix="fo.m" + tag)
+        tag); returns the number of messages. Adds to the expected IDs per
+        route and the number of poison messages (the ledger counts all
+        streams since the first)."""
+        amqp_ids, msgs = obtest.event_stream(n_amqp, dup_ratio=0.1, routing_key="fo.in." + tag)
+        mqtt_ids, items = obtest.mqtt_stream(n_mqtt, topic="fo/d1/in", dup_ratio=0.1, prefix="fo.m" + tag)
+        self.amqp_ids += amqp_ids
+        self.mqtt_ids += mqtt_ids
         for i in range(n_poison):
             at = (i + 1) * len(msgs) // (n_poison + 1)
             msgs.insert(at, {"exchange": "amq.topic", "routing_key": "fo.in.p", "body": "not json %d" % i})
             items.insert((i + 1) * len(items) // (n_poison + 1), ("fo/d9/in", json.dumps({"n": i})))
-        self.n_poison = 2 * n_poison
+        self.n_poison += 2 * n_poison
         self.rabbit.publish_many(msgs)
         self.mqtt_thread = obtest.publish_in_background(self.mqtt, items, protocol=ot.MQTTv5)
         return len(msgs) + len(items)
@@ -80,11 +84,10 @@ class Failover(obtest.Bridge):
         every event once. strict=False reports losses instead of failing
         on them (an asynchronous standby may lose acked effects)."""
         want = len(self.amqp_ids) + len(self.mqtt_ids)
-        base = getattr(self, "base", (0, 0))
 
         def done():
-            return (obtest.progress(pg) - base[0] >= want and
-                    pg.scalar("SELECT count(*) FROM oncebridge.dead_letters") - base[1] >= self.n_poison)
+            return (obtest.progress(pg) >= want and
+                    pg.scalar("SELECT count(*) FROM oncebridge.dead_letters") >= self.n_poison)
         ok = True
         try:
             if not strict:     # losses never arrive: wait for the queue instead
