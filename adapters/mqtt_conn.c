@@ -22,10 +22,10 @@
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 
-/* Our URL schemes and paho's: paho 1.3.12 takes tcp://, ssl://, ws:// and
- * wss:// (mqtt:// and mqtts:// only from 1.3.10 on, and not in
- * serverURIs' documentation), always with a port here. A WebSocket URL may
- * have a path (paho's default is "/mqtt"). */
+/* Our URL schemes and paho's: paho 1.3.12 also takes mqtt:// and mqtts://,
+ * but the serverURIs list is documented for tcp://, ssl://, ws:// and
+ * wss:// only, so those are what it gets, always with a port. A WebSocket
+ * URL may have a path (paho's default is "/mqtt"). */
 struct scheme {
 	const char *ours;
 	const char *paho;
@@ -163,7 +163,7 @@ mqtt_servers(const struct broker *b, char ***uris, bool *tls)
 		const char *err = mqtt_url_parse(url, &(*uris)[i], i == 0 ? tls : NULL);
 
 		if (err) {
-			log_error("invalid url \"%s\": %s", url, err);
+			log_error("invalid value of key \"%s\": %s", i == 0 ? "url" : "failover_urls", err);
 			mqtt_servers_free(*uris);
 			*uris = NULL;
 			return 0;
