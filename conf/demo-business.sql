@@ -1,4 +1,7 @@
--- Business tables of the sample configuration (conf/conf.d/rabbitmq.conf).
+-- Business tables of the example broker files rabbitmq.conf and
+-- mosquitto.conf (installed with this file in
+-- /usr/share/doc/oncebridge/examples/). Run it as the database's owner:
+--   runuser -u oncebridge -- psql -d oncebridge -f demo-business.sql
 CREATE TABLE IF NOT EXISTS meter_readings (
     id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id text NOT NULL,
