@@ -242,9 +242,9 @@ sql_max_placeholder(const char *sql)
 	return max;
 }
 
-/* A relative path in a broker file that is missing where it resolves
- * now but exists next to the main file, where builds before relative paths
- * followed their file looked: say so, before the error it leads to. */
+/* A relative path of a broker file that names no file, but one exists
+ * where earlier builds looked (relative to the main file's directory):
+ * say so, before the error it leads to. */
 static void
 warn_moved_path(const struct settings *s, const char *file, int line, const char *key, const char *rel,
     const char *path, struct diag *d)
