@@ -362,16 +362,17 @@ try:
                  "runuser -u oncebridge -- oncebridge-migrate -d %s" % db,
                  "runuser -u oncebridge -- psql -q -d %s -f /usr/share/doc/oncebridge/examples/demo-business.sql" % db,
                  "install -o oncebridge -m 600 %s/conf.d/rabbitmq.password %s/conf.d/" % (ETC, idir)]
-        ok = all(sh(line, shell_env).returncode == 0 for line in setup)
+        failed = [(line, o.stdout + o.stderr) for line, o in ((x, sh(x, shell_env)) for x in setup)
+                  if o.returncode != 0]
         main = shipped_main.replace('conninfo = "dbname=oncebridge";', 'conninfo = "dbname=%s";' % db)
         broker = example.replace('"rabbit-main"', '"rabbit-%s"' % letter).replace(
-            '"meter-readings"', '"%s-readings"' % letter).replace('"meters.#"', '"%s.#"' % letter)
+            'queue = "meter-readings"', 'queue = "%s-readings"' % letter).replace('"meters.#"', '"%s.#"' % letter)
         with open(os.path.join(idir, "oncebridge.conf"), "w") as f:
             f.write(main)
         with open(os.path.join(idir, "conf.d", "rabbitmq.conf"), "w") as f:
             f.write(broker)
-        t.ok(ok and main != shipped_main and broker.count('"%s-readings"' % letter) == 2,
-             "instance %s: /etc/oncebridge/%s/ with its own database %s" % (name, name, db))
+        t.ok(not failed and main != shipped_main and broker.count('queue = "%s-readings"' % letter) == 2,
+             "instance %s: /etc/oncebridge/%s/ with its own database %s" % (name, name, db), diag=repr(failed))
         unit = pkgtest.Unit("oncebridge@" + name)
         t.ok(unit.get("ConditionPathExistsGlob") == idir + "/conf.d/*.conf" and
              unit.commands("ExecStart") == [[SBIN, "-c", idir + "/oncebridge.conf"]],
