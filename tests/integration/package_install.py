@@ -275,6 +275,12 @@ try:
     unit = pkgtest.Unit("oncebridge")
     t.ok(unit.get("User") == "oncebridge" and unit.get("ConditionPathExistsGlob") == ETC + "/conf.d/*.conf",
          "the unit runs as oncebridge and waits for a conf.d file")
+    if shutil.which("systemd-analyze"):
+        out = run(["systemd-analyze", "verify", "--man=no", "oncebridge.service", "oncebridge@check.service"],
+                  timeout=60, env={"SYSTEMD_LOG_LEVEL": "warning"})
+        t.ok(out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(),
+             "systemd-analyze verify finds nothing wrong in oncebridge.service and oncebridge@.service",
+             diag=out.stdout + out.stderr)
 
     # --- every command the package ships finds its programs with only
     # the package's Depends installed (and the Essential packages)
