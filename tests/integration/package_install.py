@@ -63,6 +63,9 @@ def skip_reason():
     for p in (SBIN, ETC, STATE):
         if os.path.exists(p):
             return "%s exists (installed from source?); not touching it" % p
+    if not os.environ.get(pkgtest.NS_ENV) and \
+            subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True).returncode != 0:
+        return "cannot make a network and mount namespace (unshare --net --mount)"
     return None
 
 
