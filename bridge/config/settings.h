@@ -38,7 +38,7 @@ struct broker {
 	char *password;        /* read from password_file or password_env */
 	int64_t connect_timeout_ms;
 	/* TLS, with a TLS URL of the adapter's (bridge/config/tls.h) */
-	char *tls_ca_file;     /* paths resolved against the main file's directory */
+	char *tls_ca_file;     /* paths resolved against the broker file's directory */
 	char *tls_cert_file;
 	char *tls_key_file;
 	bool tls_verify_peer;
