@@ -19,6 +19,7 @@
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 
@@ -68,6 +69,7 @@ amqpub_open(const struct broker *b, int index)
 	if (!amqpc_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms"))
 		goto fail;
 	p->next_seq = 1;
+	repeat_clear("broker", "connected to %s:%d again", p->target.host, p->target.port);
 	log_info("connected to %s:%d%s for publishing", p->target.host, p->target.port, p->target.tls ? " (TLS)" : "");
 	return p;
 fail:

@@ -50,6 +50,7 @@
 #include "bridge/core/apply.h"
 #include "bridge/common/backoff.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/config/tls.h"
 #include "bridge/common/util.h"
@@ -207,6 +208,7 @@ subscribe_all(struct mqtt_session *s, int session_present)
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
 	int rc;
 
+	repeat_clear("broker", "connected to %s again", s->uri);
 	log_info("connected to %s as \"%s\" (MQTT %s, %s)", s->uri, s->client_id,
 	    mqtt_broker_cfg(s->b)->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
 	pthread_mutex_lock(&s->mu);
@@ -245,7 +247,7 @@ on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s%s", s->uri,
+	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
 	    mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
 	set_state(s, ST_LOST);
@@ -256,7 +258,7 @@ on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s%s", s->uri,
+	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message
 	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1),
 	    mqtt_tls_hint(s->tls, r && !r->reasonCode ? r->code : 0, &s->tls_reported));
@@ -375,7 +377,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 			park(s, true); /* never returns: not acked */
 		}
 		delay = backoff_next(&s->retry_backoff);
-		log_info("retrying the message on \"%s\" in %lld ms (attempt %d)", topic, (long long)delay, tries + 1);
+		log_debug("retrying the message on \"%s\" in %lld ms (attempt %d)", topic, (long long)delay, tries + 1);
 		sleep_ms_unless(delay, s->w->stop);
 	}
 	if (tries > 1)
@@ -431,7 +433,7 @@ start_connect(struct mqtt_session *s)
 	set_state(s, ST_CONNECTING);
 	rc = MQTTAsync_connect(s->client, o);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_warn("could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
+		repeat_fail("broker", NULL, "could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
 		set_state(s, ST_LOST);
 		return -1;
 	}

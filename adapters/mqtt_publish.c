@@ -37,6 +37,7 @@
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/text.h"
 #include "bridge/common/util.h"
@@ -113,7 +114,7 @@ connect_done(struct publisher *p, int result, const char *why, int code)
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (result < 0)
-		log_warn("could not connect for publishing: %s%s", why ? why : "unknown error",
+		repeat_fail("broker", NULL, "could not connect for publishing: %s%s", why ? why : "unknown error",
 		    mqtt_tls_hint(p->tls, code, &p->tls_reported));
 }
 
@@ -307,7 +308,7 @@ mqttpub_open(const struct broker *b, int index)
 	opts->ssl = p->tls ? &ssl : NULL;
 	rc = MQTTAsync_connect(p->client, opts);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
+		repeat_fail("broker", NULL, "could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
 		goto fail;
 	}
 	deadline_in(&until, b->connect_timeout_ms + 1000);
@@ -318,9 +319,10 @@ mqttpub_open(const struct broker *b, int index)
 	pthread_mutex_unlock(&p->mu);
 	if (rc <= 0) {
 		if (rc == 0)
-			log_warn("could not connect to \"%s\": timeout", uri);
+			repeat_fail("broker", NULL, "could not connect to \"%s\": timeout", uri);
 		goto fail;
 	}
+	repeat_clear("broker", "connected to %s again", uri);
 	log_info("connected to %s for publishing as \"%s\" (MQTT %s)", uri, client_id, p->v5 ? "5" : "3.1.1");
 	free(uri);
 	free(client_id);

@@ -12,6 +12,7 @@
 #include "bridge/core/db.h"
 #include "bridge/core/failure.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 
@@ -218,12 +219,13 @@ db_open(const struct settings *s, const char *appname)
 
 		while (len > 0 && msg[len - 1] == '\n')
 			msg[--len] = '\0';
-		log_warn("could not connect to the database: %s", msg);
+		repeat_fail("database", NULL, "could not connect to the database: %s", msg);
 		free(msg);
 		goto fail;
 	}
 	if (!check_schema(conn))
 		goto fail;
+	repeat_clear("database", "connected to the database again");
 	ensure_synchronous_commit(conn);
 	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld", (long long)s->db_statement_timeout_ms);
 	res = PQexec(conn, timeout);
