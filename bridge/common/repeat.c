@@ -53,19 +53,21 @@ find(const char *name, bool create)
 	return create ? &conditions[MAX_CONDITIONS - 1] : NULL;
 }
 
-void
-repeat_fail(const char *condition, const struct log_ctx *ctx, const char *fmt, ...)
+static void
+fail(int loud, const char *condition, const struct log_ctx *ctx, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
+/* One failure, logged at loud when it starts or is due for a summary. */
+static void
+fail(int loud, const char *condition, const struct log_ctx *ctx, const char *fmt, va_list ap)
 {
 	struct log_ctx c = LOG_CTX_INIT;
 	struct condition *e;
 	char msg[1536];
 	int64_t now = now_ms(), every;
 	int level = LOG_DEBUG;
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (ctx)
 		c = *ctx;
 	pthread_mutex_lock(&mu);
@@ -76,12 +78,12 @@ repeat_fail(const char *condition, const struct log_ctx *ctx, const char *fmt, .
 		e->since_ms = e->last_line_ms = now;
 		e->attempts = 1;
 		c.condition_state = "started";
-		level = LOG_WARNING;
+		level = loud;
 	} else {
 		c.condition_state = "continuing";
 		if (now - e->last_line_ms >= every) {
 			e->last_line_ms = now;
-			level = LOG_WARNING;
+			level = loud;
 		}
 	}
 	c.condition = condition;
@@ -91,11 +93,31 @@ repeat_fail(const char *condition, const struct log_ctx *ctx, const char *fmt, .
 	if (c.attempts == 1)
 		log_msg_ctx(level, &c, "%s (retrying; until this ends, a summary every %lld s)", msg,
 		    (long long)(every / 1000));
-	else if (level == LOG_WARNING)
+	else if (level == loud)
 		log_msg_ctx(level, &c, "still failing after %lld s and %lld attempts: %s", (long long)(c.duration_ms / 1000),
 		    (long long)c.attempts, msg);
 	else
 		log_msg_ctx(level, &c, "%s (attempt %lld)", msg, (long long)c.attempts);
+}
+
+void
+repeat_fail(const char *condition, const struct log_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail(LOG_WARNING, condition, ctx, fmt, ap);
+	va_end(ap);
+}
+
+void
+repeat_error(const char *condition, const struct log_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail(LOG_ERR, condition, ctx, fmt, ap);
+	va_end(ap);
 }
 
 void

@@ -24,6 +24,10 @@ void repeat_set_interval(int64_t ms);
  * message says what failed and why. ctx (may be NULL) adds fields. */
 void repeat_fail(const char *condition, const struct log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for a failure that needs an operator (a schema too old): its
+ * start and summaries are logged at ERROR. */
+void repeat_error(const char *condition, const struct log_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The condition is over: when it was on, one NOTICE line, the message
  * followed by how long it lasted and how many attempts failed. */

@@ -139,11 +139,11 @@ check_schema(PGconn *conn)
 	bool ok = false;
 
 	if (!db_ok(conn, res, NULL, NULL)) {
-		log_error("could not read the oncebridge schema version: %s"
+		repeat_error("database", NULL, "could not read the oncebridge schema version: %s"
 		    "hint: apply the migrations in /usr/share/oncebridge/sql with oncebridge-migrate",
 		    PQresultErrorMessage(res));
 	} else if (atoi(PQgetvalue(res, 0, 0)) < ONCEBRIDGE_SCHEMA_VERSION) {
-		log_error("the oncebridge schema is at version %s, this build needs %d; "
+		repeat_error("database", NULL, "the oncebridge schema is at version %s, this build needs %d; "
 		    "apply the newer migrations with oncebridge-migrate",
 		    PQgetvalue(res, 0, 0), ONCEBRIDGE_SCHEMA_VERSION);
 	} else {
