@@ -91,8 +91,8 @@ fail(int loud, const char *condition, const struct log_ctx *ctx, const char *fmt
 	c.duration_ms = now - e->since_ms;
 	pthread_mutex_unlock(&mu);
 	if (c.attempts == 1)
-		log_msg_ctx(level, &c, "%s (retrying; until this ends, a summary every %lld s)", msg,
-		    (long long)(every / 1000));
+		log_msg_ctx(level, &c, "%s (retrying; until this ends, a summary every %lld %s)", msg,
+		    (long long)(every % 1000 ? every : every / 1000), every % 1000 ? "ms" : "s");
 	else if (level == loud)
 		log_msg_ctx(level, &c, "still failing after %lld s and %lld attempts: %s", (long long)(c.duration_ms / 1000),
 		    (long long)c.attempts, msg);
