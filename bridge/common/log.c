@@ -164,7 +164,7 @@ text_line(char *line, size_t size, int level, const char *msg)
 void
 log_vmsg_ctx(int level, const struct log_ctx *ctx, const char *fmt, va_list ap)
 {
-	char msg[2048], line[4096];
+	char msg[2048], line[12288]; /* JSON: the message and every field escaped fit */
 	size_t n;
 
 	if (level > log_threshold)

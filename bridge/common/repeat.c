@@ -1,6 +1,6 @@
 /* Repeated conditions (repeat.h): a small table of named conditions per
- * process, each with when it started, when its last line was written and
- * how many attempts failed. The first failure and one in each interval
+ * process (a child forgets its parent's), each with when it started, when
+ * its last line was written and how many attempts failed. The first failure and one in each interval
  * are logged at WARNING; the ones in between at DEBUG, so that a backoff
  * loop of many processes writes a few lines per interval, not one per
  * step. */
@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge/common/repeat.h"
 #include "bridge/common/util.h"
@@ -25,6 +26,7 @@ struct condition {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct condition conditions[MAX_CONDITIONS];
+static pid_t owner; /* a forked child starts with no condition of its parent's */
 static int64_t interval_ms = REPEAT_INTERVAL_DEFAULT_MS;
 
 void
@@ -40,6 +42,10 @@ repeat_set_interval(int64_t ms)
 static struct condition *
 find(const char *name, bool create)
 {
+	if (owner != getpid()) {
+		memset(conditions, 0, sizeof(conditions));
+		owner = getpid();
+	}
 	for (int i = 0; i < MAX_CONDITIONS; i++) {
 		if (strcmp(conditions[i].name, name) == 0)
 			return &conditions[i];

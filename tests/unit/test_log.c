@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bridge/common/log.h"
@@ -97,6 +98,15 @@ test_repeat(void)
 	}
 	ok(repeat_active("database"), "the condition is on");
 	ok(!repeat_active("broker"), "another condition is not");
+	{
+		pid_t child = fork();
+		int status = -1;
+
+		if (child == 0)
+			_exit(repeat_active("database") ? 1 : 0);
+		waitpid(child, &status, 0);
+		ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a forked child does not inherit the condition");
+	}
 	o = read_lines(&n);
 	for (size_t i = 0; i < n; i++) {
 		warnings += o[i] && strcmp(str(o[i], "level"), "warning") == 0;
