@@ -33,7 +33,7 @@ void
 repeat_set_interval(int64_t ms)
 {
 	pthread_mutex_lock(&mu);
-	interval_ms = ms > 0 ? ms : REPEAT_INTERVAL_DEFAULT_MS;
+	interval_ms = ms > 0 ? ms : 0;
 	pthread_mutex_unlock(&mu);
 }
 
@@ -77,6 +77,11 @@ fail(int loud, const char *condition, const struct log_ctx *ctx, const char *fmt
 	if (ctx)
 		c = *ctx;
 	pthread_mutex_lock(&mu);
+	if (interval_ms == 0) {
+		pthread_mutex_unlock(&mu);
+		log_msg_ctx(loud, &c, "%s", msg);
+		return;
+	}
 	e = find(condition, true);
 	every = interval_ms;
 	e->attempts++;

@@ -17,7 +17,8 @@
 #define REPEAT_INTERVAL_DEFAULT_MS 60000
 
 /* How often a lasting condition is summarized (the main file's
- * log_repeat_interval_s). */
+ * log_repeat_interval_s); 0 for a one-shot command that does not retry:
+ * every failure is logged as it is. */
 void repeat_set_interval(int64_t ms);
 
 /* One failed attempt of condition (e.g. "database", "broker"); the

@@ -12,6 +12,7 @@
 #include "bridge/core/deadletter.h"
 #include "bridge/config/diag.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/daemon/supervisor.h"
 
@@ -105,6 +106,7 @@ main(int argc, char **argv)
 	diag_free(&d);
 	if (optind < argc) {
 		settings_apply_logging(s);
+		repeat_set_interval(0); /* a command tries once: no "retrying" */
 		status = deadletter_cli(s, argc - optind, argv + optind);
 		settings_free(s);
 		return status;

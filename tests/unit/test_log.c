@@ -134,6 +134,15 @@ test_repeat(void)
 	o = read_lines(&n);
 	ok(n == 1 && strcmp(str(o[0], "condition_state"), "started") == 0 && num(o[0], "attempts") == 1,
 	    "a new failure starts it again");
+	repeat_clear("database", "connected to the database again");
+	read_lines(&n);
+	repeat_set_interval(0);
+	repeat_fail("database", NULL, "could not connect to the database: %s", "once");
+	repeat_fail("database", NULL, "could not connect to the database: %s", "twice");
+	o = read_lines(&n);
+	ok(n == 2 && strcmp(str(o[1], "message"), "could not connect to the database: twice") == 0 &&
+	    str(o[1], "condition") == NULL && !repeat_active("database"),
+	    "with interval 0 (a one-shot command) every failure is logged as it is");
 	read_lines(&n);
 }
 
