@@ -140,7 +140,7 @@ test_repeat(void)
 	repeat_fail("database", NULL, "could not connect to the database: %s", "once");
 	repeat_fail("database", NULL, "could not connect to the database: %s", "twice");
 	o = read_lines(&n);
-	ok(n == 2 && strcmp(str(o[1], "message"), "could not connect to the database: twice") == 0 &&
+	ok(n == 2 && strcmp(str(o[1], "message"), "broker main[2]: could not connect to the database: twice") == 0 &&
 	    str(o[1], "condition") == NULL && !repeat_active("database"),
 	    "with interval 0 (a one-shot command) every failure is logged as it is");
 	read_lines(&n);
