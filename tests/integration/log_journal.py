@@ -18,7 +18,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 
 import obtest
 import oncetest as ot
@@ -44,6 +43,8 @@ class JournalSocket:
         os.makedirs(self.dir, exist_ok=True)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        if os.path.exists(os.path.join(self.dir, "socket")):
+            os.unlink(os.path.join(self.dir, "socket"))   # left by a journald that was of no use
         self.sock.bind(os.path.join(self.dir, "socket"))
         self.received = []
         threading.Thread(target=self._run, daemon=True).start()
@@ -75,6 +76,15 @@ class Journald:
                       desc="journald listening")
         if not self.proc.alive():
             raise RuntimeError("journald did not start: " + self.proc.log()[-500:])
+        # a probe entry must come back through journalctl, or this journald
+        # is of no use here (no machine ID, another layout): stop it
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+                probe.sendto(b"MESSAGE=probe\nLOG_JOURNAL_PROBE=1\n", os.path.join(self.dir, "socket"))
+            ot.wait_until(lambda: self.entries("LOG_JOURNAL_PROBE=1"), 10, desc="the probe entry in journalctl")
+        except (OSError, TimeoutError):
+            self.proc.terminate()
+            raise RuntimeError("journalctl -D did not show a probe entry")
 
     def entries(self, *matches):
         """journalctl's answer to the field matches (KEY=value)."""

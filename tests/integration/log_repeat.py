@@ -21,7 +21,8 @@ PROCESSES = WORKERS + 1   # and the retention process
 KINDS = [
     ("started", r"could not connect to the database: .*\(retrying; until this ends, a summary every %d s\)$"
      % INTERVAL_S, 1),
-    ("summary", r"still failing after \d+ s and \d+ attempts: could not connect to the database", OUTAGE_S // INTERVAL_S + 2),
+    ("summary", r"still failing after \d+ s and \d+ attempts: could not connect to the database",
+     OUTAGE_S // INTERVAL_S + 2),
     ("ended", r"connected to the database again after [\d.]+ s and \d+ failed attempts$", 1),
     # state changes around it: the server's goodbye on each session, the
     # statement each session was in, reconnecting afterwards
@@ -31,9 +32,10 @@ KINDS = [
     ("reconnected", r"connected to the database$", 2),
     ("settled", r"the message on \".*\" settled after \d+ attempts$", 1),
     # paho answers no keepalive while its callback waits for the database:
-    # Mosquitto drops the connection, the worker connects again
+    # Mosquitto drops the connection, the worker connects again (4 lines;
+    # room for a second time on a slow machine)
     ("broker reconnect", r"lost the broker connection|discarding the MQTT client state|connected to tcp://"
-     r"|subscribed to ", 4),
+     r"|subscribed to ", 8),
     ("pruning held back", r"pruning (of route .* is held back|is no longer held back)", WORKERS + 1),
 ]
 LINE = re.compile(r"^\S+ \S+ \[(\d+)\] (\w+):  (?:[^:]+: )?(.*)$")
