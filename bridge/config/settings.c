@@ -18,6 +18,7 @@
 #include "bridge/config/cfgtable.h"
 #include "bridge/core/db.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/daemon/metrics.h"
 #include "bridge/config/secret.h"
 #include "bridge/config/settings.h"
@@ -104,6 +105,11 @@ static const struct cfg_key main_keys[] = {
 	{ "database", CFG_GROUP, 0, true, NULL, 0, 0, 0, 0, database_keys, "the PostgreSQL connection" },
 	{ "log_level", CFG_STRING, S(log_level), false, "info", 0, 0, 0, 0, NULL,
 	    "error, warning, notice, info or debug" },
+	{ "log_format", CFG_STRING, S(log_format), false, "text", 0, 0, 0, 0, NULL,
+	    "text or json (one object per line); under systemd the journal gets structured fields either way" },
+	{ "log_repeat_interval_s", CFG_INT, S(log_repeat_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
+	    "while a condition repeats (database down, broker unreachable), each process logs a summary "
+	    "this often, instead of a line per retry" },
 	{ "include_dir", CFG_STRING, S(include_dir), false, "conf.d", 0, 0, 0, 0, NULL,
 	    "directory of broker files (*.conf), relative to the main file's directory" },
 	{ "limits", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, limits_keys, "limits on untrusted input" },
@@ -626,6 +632,9 @@ settings_load(const char *path, struct diag *d)
 		diag_error(d, path, cfg_line(ll),
 		    "invalid value \"%s\" of key \"log_level\" (error, warning, notice, info or debug)", s->log_level);
 	}
+	if (s->log_format && strcmp(s->log_format, "text") != 0 && strcmp(s->log_format, "json") != 0)
+		diag_error(d, path, cfg_line(config_lookup(&cfg, "log_format")),
+		    "invalid value \"%s\" of key \"log_format\" (text or json)", s->log_format);
 	if (s->db_conninfo)
 		db_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
 	if (s->db_response_timeout_ms > 0 && s->db_response_timeout_ms <= s->db_statement_timeout_ms)
@@ -713,6 +722,14 @@ settings_free(struct settings *s)
 	cfg_free(tables, s);
 	free(s->path);
 	free(s);
+}
+
+void
+settings_apply_logging(const struct settings *s)
+{
+	log_set_level(log_level_from_name(s->log_level));
+	log_set_format(s->log_format);
+	repeat_set_interval(s->log_repeat_interval_s * 1000);
 }
 
 static void
