@@ -9,13 +9,6 @@
  * message stays inspectable and replayable. */
 #include "config.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-
-#include "bridge/common/log.h"
-#include "bridge/common/util.h"
-#include "bridge/core/db.h"
-#include "bridge/core/roundtrip.h"
 #include "bridge/retention/retention.h"
 
 #define SQL_PRUNE_DEAD_LETTERS \
@@ -24,36 +17,8 @@
 	"  WHERE created_at < now() - make_interval(secs => $1::double precision)" \
 	"  ORDER BY created_at LIMIT $2::integer)"
 
-/* pause between two full batches, so that pruning a backlog yields */
-#define BATCH_PAUSE_MS 10
-
 int64_t
 retention_prune_dead_letters(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop)
 {
-	char window[32], limit[32];
-	const char *values[2] = { window, limit };
-	int64_t total = 0;
-
-	snprintf(window, sizeof(window), "%lld", (long long)window_s);
-	snprintf(limit, sizeof(limit), "%lld", (long long)batch);
-	while (!(stop && *stop)) {
-		PGresult *res = rt_exec_params(conn, SQL_PRUNE_DEAD_LETTERS, 2, NULL, values, NULL, NULL, 0);
-		char sqlstate[6], *msg = NULL;
-		int64_t n;
-
-		if (!db_ok(conn, res, sqlstate, &msg)) {
-			log_warn("could not prune dead_letters: %s%s%s%s", msg ? msg : "", sqlstate[0] ? " (SQLSTATE " : "",
-			    sqlstate, sqlstate[0] ? ")" : "");
-			free(msg);
-			PQclear(res);
-			return -1;
-		}
-		n = strtoll(PQcmdTuples(res), NULL, 10);
-		PQclear(res);
-		total += n;
-		if (n < batch)
-			break;
-		sleep_ms_unless(BATCH_PAUSE_MS, stop);
-	}
-	return total;
+	return retention_delete_batches(conn, SQL_PRUNE_DEAD_LETTERS, "dead_letters", window_s, batch, stop);
 }

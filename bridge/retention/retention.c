@@ -68,7 +68,8 @@ on_stop(int sig)
 }
 
 int64_t
-retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop)
+retention_delete_batches(PGconn *conn, const char *sql, const char *table, int64_t window_s, int64_t batch,
+    volatile int *stop)
 {
 	char window[32], limit[32];
 	const char *values[2] = { window, limit };
@@ -77,12 +78,12 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
 	snprintf(limit, sizeof(limit), "%lld", (long long)batch);
 	while (!(stop && *stop)) {
-		PGresult *res = rt_exec_params(conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
+		PGresult *res = rt_exec_params(conn, sql, 2, NULL, values, NULL, NULL, 0);
 		char sqlstate[6], *msg = NULL;
 		int64_t n;
 
 		if (!db_ok(conn, res, sqlstate, &msg)) {
-			log_warn("could not prune processed_events: %s%s%s%s", msg ? msg : "", sqlstate[0] ? " (SQLSTATE " : "",
+			log_warn("could not prune %s: %s%s%s%s", table, msg ? msg : "", sqlstate[0] ? " (SQLSTATE " : "",
 			    sqlstate, sqlstate[0] ? ")" : "");
 			free(msg);
 			PQclear(res);
@@ -96,6 +97,12 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 		sleep_ms_unless(BATCH_PAUSE_MS, stop);
 	}
 	return total;
+}
+
+int64_t
+retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop)
+{
+	return retention_delete_batches(conn, SQL_PRUNE, "processed_events", window_s, batch, stop);
 }
 
 /* Log the workers that hold pruning back when they change, and every

@@ -10,6 +10,12 @@
 
 struct settings;
 
+/* Run sql, a DELETE of at most $2 rows older than $1 seconds, until it
+ * deletes fewer than batch rows (or *stop is set); returns the number
+ * deleted, or -1 when a statement failed (logged, naming table). */
+int64_t retention_delete_batches(PGconn *conn, const char *sql, const char *table, int64_t window_s, int64_t batch,
+    volatile int *stop);
+
 /* Delete expired rows in batches of batch rows until none is left (or
  * *stop is set); returns the number deleted, or -1 when a statement
  * failed (logged). */
