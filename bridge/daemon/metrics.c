@@ -101,6 +101,8 @@ answer(void *cls, struct MHD_Connection *conn, const char *url, const char *meth
 		code = MHD_HTTP_METHOD_NOT_ALLOWED;
 	} else if (strcmp(url, "/metrics") == 0) {
 		exposition_metrics(m->fleet, &body);
+		exposition_build_info(&body);
+		exposition_process(m->fleet, &body);
 		type = "text/plain; version=0.0.4; charset=utf-8";
 		code = MHD_HTTP_OK;
 	} else if (strcmp(url, "/health") == 0) {

@@ -11,7 +11,10 @@
  * 3) in its own short transaction, skipping rows another session holds, so
  * the stream's claims never wait behind a long lock. One maintenance
  * process of the supervisor does it, so instances of one worker never race
- * on it; it logs which worker holds pruning back, and for how long. */
+ * on it; it logs which worker holds pruning back, and for how long. The
+ * same process counts the dead letters waiting for the metrics
+ * (bridge/core/deadletter_count.c), so that a scrape never queries the
+ * database; it runs when either is on. */
 #include "config.h"
 
 #include <signal.h>
@@ -23,6 +26,7 @@
 
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/deadletter_count.h"
 #include "bridge/common/log.h"
 #include "bridge/retention/retention.h"
 #include "bridge/config/settings.h"
@@ -144,22 +148,48 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	PQclear(res);
 }
 
+/* One round of the maintenance process's work that is due at now;
+ * -1 when the database failed (then it backs off). */
+static int
+maintain(PGconn *conn, const struct settings *s, struct dl_waiting_board *waiting, int64_t now,
+    int64_t *prune_at, int64_t *count_at, struct buf *held, int64_t *held_ms)
+{
+	if (s->dedupe_window_s != 0 && now >= *prune_at) {
+		int64_t n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
+
+		if (n < 0)
+			return -1;
+		if (n > 0)
+			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dedupe_window_s, (long long)(now_ms() - now));
+		report_held(conn, s->dedupe_window_s, held, held_ms);
+		*prune_at = now + s->retention_interval_s * 1000;
+	}
+	if (waiting && now >= *count_at) {
+		if (dl_count_waiting(conn, s, waiting) < 0)
+			return -1;
+		*count_at = now + RETENTION_COUNT_MS;
+	}
+	return 0;
+}
+
 int
-retention_main(const struct settings *s)
+retention_main(const struct settings *s, struct dl_waiting_board *waiting)
 {
 	struct backoff backoff;
 	PGconn *conn = NULL;
 	struct buf held = { 0 };
-	int64_t held_ms = 0;
+	int64_t held_ms = 0, prune_at = 0, count_at = 0;
 
 	child_signals(on_stop);
 	log_set_context("retention");
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
-	log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
-	    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
+	if (s->dedupe_window_s != 0)
+		log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
+		    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
 
 	while (!retention_stop) {
-		int64_t t0, n;
+		int64_t now, next;
 
 		if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 			if (conn)
@@ -171,17 +201,16 @@ retention_main(const struct settings *s)
 			}
 			backoff_reset(&backoff);
 		}
-		t0 = now_ms();
-		n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
-		if (n > 0)
-			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
-			    (long long)s->dedupe_window_s, (long long)(now_ms() - t0));
-		if (n < 0) {
+		now = now_ms();
+		if (maintain(conn, s, waiting, now, &prune_at, &count_at, &held, &held_ms) < 0) {
 			sleep_ms_unless(backoff_next(&backoff), &retention_stop);
 			continue;
 		}
-		report_held(conn, s->dedupe_window_s, &held, &held_ms);
-		sleep_ms_unless(s->retention_interval_s * 1000, &retention_stop);
+		next = s->dedupe_window_s != 0 ? prune_at : INT64_MAX;
+		if (waiting && count_at < next)
+			next = count_at;
+		now = now_ms();
+		sleep_ms_unless(next > now ? next - now : 0, &retention_stop);
 	}
 	if (conn)
 		PQfinish(conn);

@@ -8,14 +8,18 @@
 #include <libpq-fe.h>
 
 struct settings;
+struct dl_waiting_board;
 
 /* Delete expired rows in batches of batch rows until none is left (or
  * *stop is set); returns the number deleted, or -1 when a statement
  * failed (logged). */
 int64_t retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop);
 
-/* The maintenance process: prune every retention.interval_s until
- * SIGTERM. Returns its exit status. */
-int retention_main(const struct settings *s);
+/* The maintenance process until SIGTERM: prune every
+ * retention.interval_s when retention.dedupe_window_s is set, and count
+ * the dead letters waiting into waiting (NULL: not) every
+ * RETENTION_COUNT_MS for the metrics. Returns its exit status. */
+#define RETENTION_COUNT_MS 10000
+int retention_main(const struct settings *s, struct dl_waiting_board *waiting);
 
 #endif
