@@ -6,7 +6,8 @@ packages="build-essential autoconf automake pkg-config
 libpaho-mqtt-dev librabbitmq-dev libpq-dev libconfig-dev libjson-c-dev libssl-dev openssl
 libsystemd-dev libmicrohttpd-dev
 postgresql postgresql-client rabbitmq-server mosquitto
-python3 python3-pika python3-paho-mqtt python3-psycopg2 procps iproute2"
+python3 python3-pika python3-paho-mqtt python3-psycopg2 procps iproute2
+prometheus"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
