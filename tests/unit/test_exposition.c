@@ -1,6 +1,9 @@
 /* Unit tests of the metrics rendering (bridge/daemon/exposition.c): a fleet of
- * consumers, relays and the retention process, some retiring or without a
- * board slot, rendered line by line against the text Prometheus scrapes.
+ * consumers, relays and the retention process (with its count of dead
+ * letters waiting), some retiring or without a board slot, rendered line
+ * by line against the text Prometheus scrapes; then the build info and the
+ * process metrics (bridge/daemon/exposition_process.c) of this very
+ * process, whose values vary, checked by shape.
  * The expected text is the rendering as it was before the metric loops
  * became tables (but for the HELP of oncebridge_broker_connected, since
  * made protocol-neutral): names, HELP, TYPE and label order must not
