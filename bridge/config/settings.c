@@ -50,6 +50,9 @@ static const struct cfg_key limits_keys[] = {
 	    "longest topic or routing key in bytes" },
 	{ "max_headers", CFG_INT, S(max_headers), false, NULL, 128, 0, 65535, 0, NULL,
 	    "most headers (or user properties) on one message" },
+	{ "dead_letter_payload", CFG_INT, S(dead_letter_payload), false, NULL, 65536, 0, 268435456, 0, NULL,
+	    "payload bytes kept per dead letter; a longer payload keeps this prefix with its full size and "
+	    "SHA-256, and cannot be replayed" },
 	CFG_END
 };
 
@@ -86,6 +89,9 @@ static const struct cfg_key retention_keys[] = {
 	    "rows deleted per statement (one short transaction each)" },
 	{ "interval_s", CFG_INT, S(retention_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
 	    "how often pruning looks for expired rows" },
+	{ "dead_letter_window_s", CFG_INT, S(dead_letter_window_s), false, NULL, 0, 0, 3153600000LL, 0, NULL,
+	    "dead letters older than this many seconds are deleted, replayed or not; 0 keeps them until "
+	    "purged" },
 	CFG_END
 };
 
@@ -164,6 +170,9 @@ static const struct cfg_key route_common_keys[] = {
 	    "business SQL run once per event, with parameters $1..$n" },
 	{ "params", CFG_STRINGS, R(params), false, NULL, 0, 0, 0, R(n_params), NULL,
 	    "source of each parameter $1..$n, e.g. [\"event_id\", \"json:meter\", \"topic_level:2\"]" },
+	{ "format", CFG_STRING, R(format_name), false, "json", 0, 0, 0, 0, NULL,
+	    "how payloads are decoded for json:/field: paths, payload and the event ID: \"json\", \"cbor\" or "
+	    "\"msgpack\"" },
 	CFG_END
 };
 
@@ -185,6 +194,7 @@ settings_limits(const struct settings *s)
 		.max_json_depth = (int)s->max_json_depth,
 		.max_topic_length = (size_t)s->max_topic_length,
 		.max_headers = (size_t)s->max_headers,
+		.dead_letter_payload = (size_t)s->dead_letter_payload,
 	};
 	return l;
 }
@@ -327,6 +337,9 @@ check_route(struct broker *b, struct route *r, const config_setting_t *g, const 
 	char *err = NULL;
 	int max;
 
+	if (payload_format_parse(r->format_name, &r->format) < 0)
+		diag_error(d, file, cfg_key_line(g, "format"), "invalid value \"%s\" of key \"format\" in route \"%s\": "
+		    "expected %s", r->format_name, r->name, payload_format_list());
 	if (source_parse(r->event_id, true, &r->id_source, &err) < 0) {
 		diag_error(d, file, cfg_key_line(g, "event_id"), "invalid value of key \"event_id\" in route \"%s\": %s",
 		    r->name, err);

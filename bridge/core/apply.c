@@ -241,6 +241,7 @@ items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item
 		}
 		if (message_over_limits(c, m, it))
 			continue;
+		msg_view_format(v, route->format);
 		if (source_event_id(&route->id_source, v, &c->limits, idbuf, sizeof(idbuf), &reason) < 0) {
 			item_poison(it, reason);
 			continue;

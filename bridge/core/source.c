@@ -25,6 +25,7 @@ static const struct {
 	{ "payload", SRC_PAYLOAD, false, false, true },
 	{ "payload_bytes", SRC_PAYLOAD_BYTES, false, false, true },
 	{ "json", SRC_JSON, true, true, true },
+	{ "field", SRC_JSON, true, true, true }, /* the same, for payloads that are not JSON */
 	{ "topic", SRC_TOPIC, false, false, true },
 	{ "topic_level", SRC_TOPIC_LEVEL, true, false, true },
 	{ "header", SRC_HEADER, true, true, true },
@@ -100,7 +101,8 @@ source_parse(const char *spec, bool for_event_id, struct source *out, char **err
 			free(copy);
 			if (out->path_len == 0 || arg[0] == '.' || arg[strlen(arg) - 1] == '.' ||
 			    strstr(arg, "..")) {
-				*err = xasprintf("invalid JSON path \"%s\"", arg);
+				*err = xasprintf("invalid %s path \"%s\"",
+				    strncmp(spec, "json:", 5) == 0 ? "JSON" : "field", arg);
 				source_free(out);
 				return -1;
 			}
@@ -158,44 +160,27 @@ msg_view_clear(struct msg_view *v)
 	v->json_state = 0;
 }
 
+void
+msg_view_format(struct msg_view *v, enum payload_format f)
+{
+	if (v->json_state && v->decoded_as != f)
+		msg_view_clear(v);
+	v->format = f;
+}
+
 int
 msg_view_json(struct msg_view *v, const struct limits *lim)
 {
-	struct json_tokener *tok;
-	enum json_tokener_error jerr;
-
 	if (v->json_state)
 		return v->json_state > 0 ? 0 : -1;
-	tok = json_tokener_new_ex(lim->max_json_depth > 0 ? lim->max_json_depth : 64);
-	if (tok == NULL) {
-		snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: out of memory");
+	v->decoded_as = v->format;
+	if (payload_decode(v->format, v->msg->payload ? v->msg->payload : "", v->msg->payload_len, lim, &v->json,
+	    v->json_error, sizeof(v->json_error)) < 0) {
 		v->json_state = -1;
 		return -1;
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	v->json = json_tokener_parse_ex(tok, v->msg->payload, (int)v->msg->payload_len);
-	jerr = json_tokener_get_error(tok);
-	if (v->json != NULL && jerr == json_tokener_success &&
-	    json_tokener_get_parse_end(tok) != v->msg->payload_len) {
-		json_object_put(v->json);
-		v->json = NULL;
-		snprintf(v->json_error, sizeof(v->json_error),
-		    "invalid JSON: trailing data at offset %zu", json_tokener_get_parse_end(tok));
-	} else if (v->json == NULL || jerr != json_tokener_success) {
-		if (jerr == json_tokener_continue)
-			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: unexpected end of input");
-		else if (jerr == json_tokener_success)
-			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: empty payload");
-		else
-			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: %s at offset %zu",
-			    json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
-		if (v->json)
-			json_object_put(v->json);
-		v->json = NULL;
-	}
-	json_tokener_free(tok);
-	v->json_state = v->json ? 1 : -1;
-	return v->json ? 0 : -1;
+	v->json_state = 1;
+	return 0;
 }
 
 void
@@ -289,6 +274,20 @@ source_value(const struct source *src, struct msg_view *v, const struct limits *
 		out->len = event_id ? strlen(event_id) : 0;
 		break;
 	case SRC_PAYLOAD:
+		if (v->format != FORMAT_JSON) { /* the decoded tree as JSON text, for json and jsonb */
+			size_t len = 0;
+			const char *text;
+
+			if (msg_view_json(v, lim) < 0) {
+				*reason = v->json_error;
+				return -1;
+			}
+			text = json_object_to_json_string_length(v->json, JSON_C_TO_STRING_PLAIN, &len);
+			out->owned = xstrndup(text, len);
+			out->data = out->owned;
+			out->len = len;
+			break;
+		}
 		/* text parameters must be NUL-terminated; the payload is not */
 		out->owned = xstrndup(m->payload ? m->payload : "", m->payload_len);
 		out->data = out->owned;

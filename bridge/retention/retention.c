@@ -12,12 +12,14 @@
  * the stream's claims never wait behind a long lock. One maintenance
  * process of the supervisor does it, so instances of one worker never race
  * on it; it logs which worker holds pruning back, and for how long. The
- * same process counts the dead letters waiting for the metrics
- * (bridge/core/deadletter_count.c), so that a scrape never queries the
- * database; it runs when either is on. */
+ * same process prunes old dead letters (deadletter_prune.c), and counts
+ * the dead letters waiting for the metrics (bridge/core/deadletter_count.c),
+ * so that a scrape never queries the database; it runs when any of these
+ * is on. */
 #include "config.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,21 +150,43 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	PQclear(res);
 }
 
-/* One round of the maintenance process's work that is due at now;
- * -1 when the database failed (then it backs off). */
+/* One round of each enabled pruning; false when a statement failed. */
+static bool
+prune_round(const struct settings *s, PGconn *conn, struct buf *held, int64_t *held_ms)
+{
+	int64_t t0 = now_ms(), n;
+
+	if (s->dedupe_window_s) {
+		n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
+		if (n < 0)
+			return false;
+		if (n > 0)
+			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dedupe_window_s, (long long)(now_ms() - t0));
+		report_held(conn, s->dedupe_window_s, held, held_ms);
+	}
+	if (s->dead_letter_window_s) {
+		t0 = now_ms();
+		n = retention_prune_dead_letters(conn, s->dead_letter_window_s, s->retention_batch, &retention_stop);
+		if (n < 0)
+			return false;
+		if (n > 0)
+			log_info("pruned %lld dead letters older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dead_letter_window_s, (long long)(now_ms() - t0));
+	}
+	return true;
+}
+
+/* The maintenance process's work that is due at now: the pruning rounds
+ * every retention.interval_s, the count of dead letters waiting every
+ * RETENTION_COUNT_MS; -1 when the database failed (then it backs off). */
 static int
 maintain(PGconn *conn, const struct settings *s, struct dl_waiting_board *waiting, int64_t now,
     int64_t *prune_at, int64_t *count_at, struct buf *held, int64_t *held_ms)
 {
-	if (s->dedupe_window_s != 0 && now >= *prune_at) {
-		int64_t n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
-
-		if (n < 0)
+	if ((s->dedupe_window_s || s->dead_letter_window_s) && now >= *prune_at) {
+		if (!prune_round(s, conn, held, held_ms))
 			return -1;
-		if (n > 0)
-			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
-			    (long long)s->dedupe_window_s, (long long)(now_ms() - now));
-		report_held(conn, s->dedupe_window_s, held, held_ms);
 		*prune_at = now + s->retention_interval_s * 1000;
 	}
 	if (waiting && now >= *count_at) {
@@ -184,9 +208,12 @@ retention_main(const struct settings *s, struct dl_waiting_board *waiting)
 	child_signals(on_stop);
 	log_set_context("retention");
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
-	if (s->dedupe_window_s != 0)
+	if (s->dedupe_window_s)
 		log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
 		    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
+	if (s->dead_letter_window_s)
+		log_info("pruning dead letters older than %lld s every %lld s", (long long)s->dead_letter_window_s,
+		    (long long)s->retention_interval_s);
 
 	while (!retention_stop) {
 		int64_t now, next;
@@ -206,7 +233,7 @@ retention_main(const struct settings *s, struct dl_waiting_board *waiting)
 			sleep_ms_unless(backoff_next(&backoff), &retention_stop);
 			continue;
 		}
-		next = s->dedupe_window_s != 0 ? prune_at : INT64_MAX;
+		next = s->dedupe_window_s || s->dead_letter_window_s ? prune_at : INT64_MAX;
 		if (waiting && count_at < next)
 			next = count_at;
 		now = now_ms();

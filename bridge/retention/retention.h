@@ -1,5 +1,6 @@
-/* Dedupe retention: pruning of processed_events rows older than the
- * configured window, in a maintenance process of the supervisor. */
+/* Retention: pruning of processed_events rows and of dead letters older
+ * than their configured windows, in a maintenance process of the
+ * supervisor. */
 #ifndef ONCEBRIDGE_RETENTION_H
 #define ONCEBRIDGE_RETENTION_H
 
@@ -15,10 +16,14 @@ struct dl_waiting_board;
  * failed (logged). */
 int64_t retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop);
 
+/* The same for dead letters older than window_s (deadletter_prune.c). */
+int64_t retention_prune_dead_letters(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop);
+
 /* The maintenance process until SIGTERM: prune every
- * retention.interval_s when retention.dedupe_window_s is set, and count
- * the dead letters waiting into waiting (NULL: not) every
- * RETENTION_COUNT_MS for the metrics. Returns its exit status. */
+ * retention.interval_s when retention.dedupe_window_s or
+ * retention.dead_letter_window_s is set, and count the dead letters
+ * waiting into waiting (NULL: not) every RETENTION_COUNT_MS for the
+ * metrics. Returns its exit status. */
 #define RETENTION_COUNT_MS 10000
 int retention_main(const struct settings *s, struct dl_waiting_board *waiting);
 
