@@ -5,7 +5,8 @@ MQTT routes with duplicates and poison, and the outbox relaying to
 RabbitMQ. Every panel query of the dashboard (Grafana's variables
 substituted: $instance, $broker, $route as ".*", $__rate_interval as 5s)
 returns data over the stream, and every metric the dashboard and the rules
-name exists in a scrape of /metrics. The rules file loads in Prometheus
+name exists in a scrape of /metrics, which promtool check metrics
+passes (names, types, units, HELP). The rules file loads in Prometheus
 (rule_files) and its rule group evaluates without errors."""
 import json
 import os
@@ -87,9 +88,20 @@ d = b.start()
 prom.start()
 b.wait_subscribed("mosq")
 obtest.note("oncebridge and prometheus up after %.1f s" % (time.monotonic() - t0))
+
+
+def scraped(q):
+    r = prom.api("query", query=q)
+    return r.get("status") == "success" and r["data"]["result"]
+
+
+# the stream starts once Prometheus scrapes oncebridge, so that its rates
+# see the commits happen
+t.eventually(lambda: scraped('count_over_time(up{job="oncebridge"}[1m]) >= 3 and up{job="oncebridge"} == 1'), 30,
+             "Prometheus scrapes oncebridge")
 start = time.time()
 
-# the stream, in three waves a couple of seconds apart so that rates have data
+# the stream, in four waves 1.5 s apart so that rates have data
 N = 600
 ids, msgs = obtest.event_stream(N, dup_ratio=0.2, routing_key="pd.ev", seed=16)
 poison = [{"exchange": "amq.topic", "routing_key": "pd.bad", "body": '{"id": "bad-%d", ' % i} for i in range(5)]
@@ -97,23 +109,18 @@ poison += [{"exchange": "amq.topic", "routing_key": "pd.bad", "body": json.dumps
            for i in range(5)]
 mids, mitems = obtest.mqtt_stream(300, topic="pd/1/reading", dup_ratio=0.2, seed=17)
 mitems += [("pd/1/reading", '{"no id": 1}'), ("pd/1/reading", "not json")]
-for w in range(3):
-    b.rabbit.publish_many(msgs[w::3] + poison[w::3])
-    b.mqtt.publish_many(mitems[w::3], protocol=ot.MQTTv5)
+W = 4
+for w in range(W):
+    b.rabbit.publish_many(msgs[w::W] + poison[w::W])
+    b.mqtt.publish_many(mitems[w::W], protocol=ot.MQTTv5)
     b.pg.execute("SELECT oncebridge.emit('rabbit', 'pdout.e' || g, jsonb_build_object('n', g))"
-                 " FROM generate_series(%d, %d) g" % (w * 20 + 1, w * 20 + 20))
-    time.sleep(2)
+                 " FROM generate_series(%d, %d) g" % (w * 15 + 1, w * 15 + 15))
+    time.sleep(1.5)
 obtest.wait_applied(b.pg, "pd-amqp", N, timeout=60)
 obtest.wait_applied(b.pg, "pd-mqtt", 300, timeout=60)
 obtest.note("stream applied after %.1f s" % (time.monotonic() - t0))
 obtest.exactly_once(t, b.pg, "pd-amqp", ids)
 obtest.exactly_once(t, b.pg, "pd-mqtt", mids)
-
-
-def scraped(q):
-    r = prom.api("query", query=q)
-    return r.get("status") == "success" and r["data"]["result"]
-
 
 # the maintenance process counts dead letters every 10 s: wait for a count
 # that includes the poison, and for the outbox to be relayed
@@ -159,6 +166,11 @@ named = set(re.findall(r"\boncebridge_[a-z_]+", json.dumps(dash) + rules_text))
 missing = sorted(n for n in named if n not in names)
 t.ok(not missing, "each of the %d metrics the dashboard and rules name is in a scrape" % len(named),
      diag="missing: %s" % missing)
+# Prometheus's own lint of names, types, units and HELP texts
+lint = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
+                      timeout=60)
+t.ok(lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(),
+     "promtool check metrics finds nothing to say of a scrape", diag=lint.stdout + lint.stderr)
 r = prom.api("rules")
 groups = r.get("data", {}).get("groups", []) if r.get("status") == "success" else []
 t.ok(groups and all(rule.get("health") == "ok" for g in groups for rule in g["rules"]),
