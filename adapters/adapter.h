@@ -17,6 +17,7 @@
 
 struct broker;
 struct route;
+struct settings;
 struct worker;
 struct publisher;
 
@@ -63,6 +64,9 @@ struct adapter {
 	 * dedupe window (retention.dedupe_window_s, > 0) of main_file: what
 	 * the broker may redeliver after the window. */
 	void (*check_window)(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+	/* Optional: warnings of -t for a broker that weigh its keys against
+	 * the main file's settings s (the retry budget, ...). */
+	void (*check_main)(const struct broker *b, const struct settings *s, struct diag *d);
 
 	/* What the core asks of a broker with routes (all required). */
 	char topic_separator;              /* between the levels of a topic, as in struct message */

@@ -3,7 +3,8 @@
  * derived from the row: no route (consumer NULL), a failed business SQL
  * (a SQLSTATE recorded), else the message itself. The result replaces the
  * whole board; a reader may see a count a moment old, never a torn one
- * (aligned 64-bit words). */
+ * (aligned 64-bit words). The query runs under the round-trip deadline
+ * (bridge/core/roundtrip.h) like every other. */
 #include "config.h"
 
 #include <stdbool.h>
@@ -15,6 +16,7 @@
 #include "bridge/config/settings.h"
 #include "bridge/core/db.h"
 #include "bridge/core/deadletter_count.h"
+#include "bridge/core/roundtrip.h"
 
 #define SQL_COUNT \
 	"SELECT broker, consumer," \
@@ -78,7 +80,7 @@ row_of(const struct settings *s, const char *broker, const char *consumer, bool 
 int
 dl_count_waiting(PGconn *conn, const struct settings *s, struct dl_waiting_board *board)
 {
-	PGresult *res = PQexecParams(conn, SQL_COUNT, 0, NULL, NULL, NULL, NULL, 0);
+	PGresult *res = rt_exec_params(conn, SQL_COUNT, 0, NULL, NULL, NULL, NULL, 0);
 	struct dl_waiting *rows;
 	int n;
 

@@ -3,7 +3,9 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -19,6 +21,7 @@ static const struct {
 	{ "json", FORMAT_JSON },
 	{ "cbor", FORMAT_CBOR },
 	{ "msgpack", FORMAT_MSGPACK },
+	{ "sparkplug_b", FORMAT_SPARKPLUG_B },
 };
 
 int
@@ -38,13 +41,13 @@ payload_format_name(enum payload_format f)
 	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
 		if (formats[i].format == f)
 			return formats[i].name;
-	return f == FORMAT_SPARKPLUG_B ? "sparkplug_b" : "?";
+	return "?";
 }
 
 const char *
 payload_format_list(void)
 {
-	return "\"json\", \"cbor\" or \"msgpack\"";
+	return "\"json\", \"cbor\", \"msgpack\" or \"sparkplug_b\"";
 }
 
 int
@@ -60,9 +63,9 @@ payload_decode(enum payload_format f, const char *data, size_t len, const struct
 	case FORMAT_MSGPACK:
 		return decode_msgpack(data, len, lim, out, err, errsize);
 	case FORMAT_SPARKPLUG_B:
-		break;
+		return decode_sparkplug_b(data, len, lim, out, err, errsize);
 	}
-	snprintf(err, errsize, "payload format \"%s\" is not supported by this build", payload_format_name(f));
+	snprintf(err, errsize, "unknown payload format %d", (int)f);
 	return -1;
 }
 
@@ -97,6 +100,22 @@ decode_text_value(const char *p, size_t len)
 	return json_object_new_string_len(p, (int)len);
 }
 
+/* A finite number as the shortest decimal text that reads back to the same
+ * double (single: float), so 0.1 stays "0.1" rather than its binary
+ * expansion. */
+static struct json_object *
+shortest_number(double d, bool single)
+{
+	char text[40];
+
+	for (int digits = single ? 6 : 15; digits <= 17; digits++) {
+		snprintf(text, sizeof(text), "%.*g", digits, d);
+		if (single ? strtof(text, NULL) == (float)d : strtod(text, NULL) == d)
+			break;
+	}
+	return json_object_new_double_s(d, text);
+}
+
 struct json_object *
 decode_double_value(double d)
 {
@@ -104,7 +123,15 @@ decode_double_value(double d)
 		return json_object_new_string("NaN");
 	if (isinf(d))
 		return json_object_new_string(d > 0 ? "Infinity" : "-Infinity");
-	return json_object_new_double(d);
+	return shortest_number(d, false);
+}
+
+struct json_object *
+decode_float_value(float f)
+{
+	if (isnan(f) || isinf(f))
+		return decode_double_value(f);
+	return shortest_number(f, true);
 }
 
 char *
@@ -112,6 +139,10 @@ decode_key_text(struct json_object *key)
 {
 	if (key == NULL)
 		return xstrdup("null");
+	/* a container's text nests quotes that every level escapes again:
+	 * keys of keys of keys would grow exponentially */
+	if (json_object_is_type(key, json_type_object) || json_object_is_type(key, json_type_array))
+		return NULL;
 	if (json_object_is_type(key, json_type_string))
 		return xstrdup(json_object_get_string(key));
 	return xstrdup(json_object_to_json_string_ext(key, JSON_C_TO_STRING_PLAIN));

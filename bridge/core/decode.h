@@ -11,7 +11,8 @@
  * infinities as the strings "NaN", "Infinity", "-Infinity", which
  * PostgreSQL's float types read), byte strings as PostgreSQL's bytea hex
  * text "\x0a1b..." (a text parameter cast with $n::bytea gives the bytes
- * back), map keys that are not strings as their text form. */
+ * back), map keys that are scalars but not strings as their text form (a
+ * map or array as a key is poison). */
 #ifndef ONCEBRIDGE_DECODE_H
 #define ONCEBRIDGE_DECODE_H
 
@@ -47,15 +48,21 @@ int decode_cbor(const char *data, size_t len, const struct limits *lim, struct j
     size_t errsize);
 int decode_msgpack(const char *data, size_t len, const struct limits *lim, struct json_object **out, char *err,
     size_t errsize);
+int decode_sparkplug_b(const char *data, size_t len, const struct limits *lim, struct json_object **out, char *err,
+    size_t errsize);
 
 /* Shared by the decoders (decode.c). */
 /* a byte string as "\x" and two lower-case hex digits per byte */
 struct json_object *decode_bytes_value(const uint8_t *p, size_t len);
 /* a text string that must be valid UTF-8 without NUL bytes; NULL if not */
 struct json_object *decode_text_value(const char *p, size_t len);
-/* a float; NaN and the infinities as strings */
+/* a float as its shortest exact decimal text; NaN and the infinities as
+ * strings */
 struct json_object *decode_double_value(double d);
-/* the text a map key that is not a string stands for (malloc'd) */
+/* the same for a single-precision float */
+struct json_object *decode_float_value(float f);
+/* the text a map key that is not a string stands for (malloc'd); NULL
+ * for a map or an array, which cannot be a key */
 char *decode_key_text(struct json_object *key);
 
 #endif

@@ -82,8 +82,12 @@ emit(struct cbor_build *b, struct json_object *v)
 		}
 		if (f->kind == F_MAP && !f->has_key) {
 			f->key = decode_key_text(v);
-			f->has_key = true;
 			json_object_put(v);
+			if (f->key == NULL) {
+				fail(b, "map key ending at offset %zu is a map or an array", b->offset);
+				return;
+			}
+			f->has_key = true;
 			return;
 		}
 		if (f->kind == F_MAP) {
@@ -173,7 +177,7 @@ static void cb_n8(void *p, uint8_t v) { on_negint(ctx(p), v); }
 static void cb_n16(void *p, uint16_t v) { on_negint(ctx(p), v); }
 static void cb_n32(void *p, uint32_t v) { on_negint(ctx(p), v); }
 static void cb_n64(void *p, uint64_t v) { on_negint(ctx(p), v); }
-static void cb_float(void *p, float v) { emit(ctx(p), decode_double_value(v)); }
+static void cb_float(void *p, float v) { emit(ctx(p), decode_float_value(v)); }
 static void cb_double(void *p, double v) { emit(ctx(p), decode_double_value(v)); }
 static void cb_null(void *p) { emit(ctx(p), NULL); }
 static void cb_bool(void *p, bool v) { emit(ctx(p), json_object_new_boolean(v)); }

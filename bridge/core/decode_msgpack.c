@@ -176,6 +176,13 @@ to_map(const msgpack_object_map *m, const char *base, char *err, size_t errsize)
 			return NULL;
 		}
 		key = decode_key_text(k);
+		if (key == NULL) {
+			snprintf(err, errsize, "invalid MessagePack: a map key is a map or an array");
+			json_object_put(k);
+			json_object_put(v);
+			json_object_put(obj);
+			return NULL;
+		}
 		json_object_object_add(obj, key, v);
 		free(key);
 		json_object_put(k);
@@ -200,6 +207,7 @@ to_value(const msgpack_object *o, const char *base, char *err, size_t errsize)
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
 		return json_object_new_int64(o->via.i64);
 	case MSGPACK_OBJECT_FLOAT32:
+		return decode_float_value((float)o->via.f64);
 	case MSGPACK_OBJECT_FLOAT64:
 		return decode_double_value(o->via.f64);
 	case MSGPACK_OBJECT_STR:

@@ -27,6 +27,8 @@ enum source_kind {
 	SRC_EXCHANGE,      /* the exchange it was published to, if the protocol has one */
 	SRC_REDELIVERED,   /* broker's redelivered / dup flag, "true"/"false" */
 	SRC_PAYLOAD_HASH,  /* event ID only: sha256 of topic and payload */
+	SRC_SPARKPLUG,     /* a part of a Sparkplug B topic: group, message_type, edge_node, device */
+	SRC_COMPOSITE,     /* event ID only: "A + B + C", the parts' values joined with '/' */
 };
 
 struct source {
@@ -35,7 +37,9 @@ struct source {
 	char *arg;    /* header/property name, JSON path text */
 	char **path;  /* JSON path split at '.' */
 	size_t path_len;
-	int level;    /* SRC_TOPIC_LEVEL */
+	int level;    /* SRC_TOPIC_LEVEL; SRC_SPARKPLUG: topic level of the part (2..5) */
+	struct source *parts; /* SRC_COMPOSITE */
+	size_t n_parts;
 };
 
 /* Parse spec into *out. for_event_id restricts the kinds to those that can

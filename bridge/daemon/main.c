@@ -12,6 +12,7 @@
 #include "bridge/core/deadletter.h"
 #include "bridge/config/diag.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/daemon/supervisor.h"
 
@@ -104,7 +105,8 @@ main(int argc, char **argv)
 	}
 	diag_free(&d);
 	if (optind < argc) {
-		log_set_level(log_level_from_name(s->log_level));
+		settings_apply_logging(s);
+		repeat_set_interval(0); /* a command tries once: no "retrying" */
 		status = deadletter_cli(s, argc - optind, argv + optind);
 		settings_free(s);
 		return status;
@@ -119,7 +121,8 @@ main(int argc, char **argv)
 		settings_free(s);
 		return 0;
 	}
-	log_set_level(log_level_from_name(s->log_level));
+	settings_apply_logging(s);
+	log_set_process("supervisor", NULL, -1);
 	log_info("oncebridge %s starting with \"%s\": %zu broker connections", PACKAGE_VERSION, path,
 	    s->n_brokers);
 	status = supervisor_run(&s);

@@ -1,7 +1,8 @@
 /* Unit tests of the payload decoders (bridge/core/decode*.c): the value
- * tree and text forms of CBOR and MessagePack payloads (the vectors were
- * encoded by python3-cbor2 and python3-msgpack), and hostile payloads that
- * must be refused with the format and offset in the reason. */
+ * tree and text forms of CBOR, MessagePack and Sparkplug B payloads (the
+ * vectors were encoded by python3-cbor2, python3-msgpack and
+ * python3-protobuf), hostile payloads that must be refused with the format
+ * and offset in the reason, and the sources that read them. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -105,6 +106,8 @@ test_cbor(void)
 	FAILS(FORMAT_CBOR, "\x5f\x61\x61\xff", "invalid CBOR: a chunk of an indefinite-length string",
 	    "CBOR: a text chunk inside an indefinite byte string");
 	FAILS(FORMAT_CBOR, "", "invalid CBOR: empty payload", "CBOR: an empty payload");
+	FAILS(FORMAT_CBOR, "\xa1\xa1\x61\x61\x01\x02", "invalid CBOR: map key ending at offset 4 is a map or an array",
+	    "CBOR: a map as a map key (keys of keys would grow the text exponentially)");
 }
 
 static void
@@ -130,6 +133,100 @@ test_msgpack(void)
 	FAILS(FORMAT_MSGPACK, "\xa2\xc3\x28", "invalid MessagePack: string at offset 1 is not valid UTF-8",
 	    "MessagePack: a string that is not UTF-8");
 	FAILS(FORMAT_MSGPACK, "\x01\x02", "invalid MessagePack: trailing data at offset 1", "MessagePack: two values");
+	FAILS(FORMAT_MSGPACK, "\x81\x91\x01\x02", "invalid MessagePack: a map key is a map or an array",
+	    "MessagePack: an array as a map key");
+}
+
+/* Payload{timestamp 1000, seq 7, metrics: t (alias 1, Int32, -5 as uint32),
+ * alias 2 alone (float 0.1), n (Double, is_null), ds (a DataSet of UInt32
+ * and String)}, encoded by python3-protobuf from sparkplug_b.proto */
+static const char spb_doc[] =
+    "\x08\xe8\x07\x12\x0d\x0a\x01\x74\x10\x01\x20\x03\x50\xfb\xff\xff\xff\x0f\x12\x07\x10\x02\x65\xcd\xcc\xcc"
+    "\x3d\x12\x07\x0a\x01\x6e\x20\x0a\x38\x01\x12\x20\x0a\x02\x64\x73\x20\x10\x8a\x01\x17\x08\x02\x12\x01"
+    "\x61\x12\x01\x62\x18\x07\x18\x0c\x22\x09\x0a\x02\x08\x05\x0a\x03\x32\x01\x78\x18\x07";
+/* a Template metric nested 40 deep */
+static const char spb_deep[] =
+    "\x12\xf5\x02\x0a\x01\x78\x20\x13\x92\x01\xec\x02\x12\xe9\x02\x0a\x01\x78\x92\x01\xe2\x02\x12\xdf\x02"
+    "\x0a\x01\x78\x92\x01\xd8\x02\x12\xd5\x02\x0a\x01\x78\x92\x01\xce\x02\x12\xcb\x02\x0a\x01\x78\x92\x01"
+    "\xc4\x02\x12\xc1\x02\x0a\x01\x78\x92\x01\xba\x02\x12\xb7\x02\x0a\x01\x78\x92\x01\xb0\x02\x12\xad\x02"
+    "\x0a\x01\x78\x92\x01\xa6\x02\x12\xa3\x02\x0a\x01\x78\x92\x01\x9c\x02\x12\x99\x02\x0a\x01\x78\x92\x01"
+    "\x92\x02\x12\x8f\x02\x0a\x01\x78\x92\x01\x88\x02\x12\x85\x02\x0a\x01\x78\x92\x01\xfe\x01\x12\xfb\x01"
+    "\x0a\x01\x78\x92\x01\xf4\x01\x12\xf1\x01\x0a\x01\x78\x92\x01\xea\x01\x12\xe7\x01\x0a\x01\x78\x92\x01"
+    "\xe0\x01\x12\xdd\x01\x0a\x01\x78\x92\x01\xd6\x01\x12\xd3\x01\x0a\x01\x78\x92\x01\xcc\x01\x12\xc9\x01"
+    "\x0a\x01\x78\x92\x01\xc2\x01\x12\xbf\x01\x0a\x01\x78\x92\x01\xb8\x01\x12\xb5\x01\x0a\x01\x78\x92\x01"
+    "\xae\x01\x12\xab\x01\x0a\x01\x78\x92\x01\xa4\x01\x12\xa1\x01\x0a\x01\x78\x92\x01\x9a\x01\x12\x97\x01"
+    "\x0a\x01\x78\x92\x01\x90\x01\x12\x8d\x01\x0a\x01\x78\x92\x01\x86\x01\x12\x83\x01\x0a\x01\x78\x92\x01"
+    "\x7d\x12\x7b\x0a\x01\x78\x92\x01\x75\x12\x73\x0a\x01\x78\x92\x01\x6d\x12\x6b\x0a\x01\x78\x92\x01\x65"
+    "\x12\x63\x0a\x01\x78\x92\x01\x5d\x12\x5b\x0a\x01\x78\x92\x01\x55\x12\x53\x0a\x01\x78\x92\x01\x4d\x12"
+    "\x4b\x0a\x01\x78\x92\x01\x45\x12\x43\x0a\x01\x78\x92\x01\x3d\x12\x3b\x0a\x01\x78\x92\x01\x35\x12\x33"
+    "\x0a\x01\x78\x92\x01\x2d\x12\x2b\x0a\x01\x78\x92\x01\x25\x12\x23\x0a\x01\x78\x92\x01\x1d\x12\x1b\x0a"
+    "\x01\x78\x92\x01\x15\x12\x13\x0a\x01\x78\x92\x01\x0d\x12\x0b\x0a\x01\x78\x92\x01\x05\x12\x03\x0a\x01"
+    "\x78";
+
+static void
+test_sparkplug(void)
+{
+	IS(FORMAT_SPARKPLUG_B, spb_doc,
+	    "{\"timestamp\":1000,\"seq\":7,\"metrics\":[{\"name\":\"t\",\"alias\":1,\"datatype\":3,"
+	    "\"datatype_name\":\"Int32\",\"value\":-5},{\"alias\":2,\"value\":0.1},{\"name\":\"n\",\"datatype\":10,"
+	    "\"datatype_name\":\"Double\",\"is_null\":true,\"value\":null},{\"name\":\"ds\",\"datatype\":16,"
+	    "\"datatype_name\":\"DataSet\",\"value\":{\"num_of_columns\":2,\"columns\":[\"a\",\"b\"],"
+	    "\"types\":[\"UInt32\",\"String\"],\"rows\":[[5,\"x\"]]}}]}",
+	    "Sparkplug B: a signed Int32 from its two's complement, a float by alias alone, a null metric, a DataSet");
+	FAILS(FORMAT_SPARKPLUG_B, spb_deep, "invalid Sparkplug B: nesting deeper than limits.max_json_depth",
+	    "Sparkplug B: templates nested beyond the limit are refused before protobuf-c recurses");
+	FAILS(FORMAT_SPARKPLUG_B, "\x12\x05\x0a\x03\x61\x00\x62",
+	    "invalid Sparkplug B: text field \"name\" at offset 2 is not valid UTF-8 or holds a NUL byte",
+	    "Sparkplug B: a name with a NUL byte (protobuf-c would cut it)");
+	FAILS(FORMAT_SPARKPLUG_B, "\x08\xe8\x07\x12\x0d\x0a",
+	    "invalid Sparkplug B: malformed or truncated field at offset 3", "Sparkplug B: a truncated payload");
+	FAILS(FORMAT_SPARKPLUG_B, "\x0b\x01", "invalid Sparkplug B: malformed or truncated field at offset 0",
+	    "Sparkplug B: a group wire type");
+}
+
+/* sparkplug:PART and composite event IDs */
+static void
+test_sparkplug_sources(void)
+{
+	struct message m = { 0 };
+	struct msg_view v;
+	struct source id, dev, grp;
+	char buf[128], *err = NULL;
+	const char *reason = NULL;
+	struct value val;
+
+	m.payload = spb_doc;
+	m.payload_len = sizeof(spb_doc) - 1;
+	m.topic = "spBv1.0/plant/NDATA/edge1";
+	m.topic_separator = '/';
+	ok(source_parse("topic + field:timestamp + field:seq", true, &id, &err) == 0 && id.n_parts == 3,
+	    "\"A + B + C\" is a composite event ID");
+	ok(source_parse("sparkplug:device", false, &dev, &err) == 0 && source_parse("sparkplug:group", false, &grp,
+	    &err) == 0, "sparkplug:device and sparkplug:group are sources");
+	msg_view_init(&v, &m, "b");
+	msg_view_format(&v, FORMAT_SPARKPLUG_B);
+	ok(source_event_id(&id, &v, &lim, buf, sizeof(buf), &reason) == 0 &&
+	    strcmp(buf, "spBv1.0/plant/NDATA/edge1/1000/7") == 0, "the composite joins its parts with '/'");
+	ok(source_value(&grp, &v, &lim, "r", buf, &val, &reason) == 0 && val.data && strcmp(val.data, "plant") == 0,
+	    "sparkplug:group of the topic");
+	value_clear(&val);
+	ok(source_value(&dev, &v, &lim, "r", buf, &val, &reason) == 0 && val.data == NULL,
+	    "sparkplug:device of a node message is NULL");
+	value_clear(&val);
+	m.topic = "spBv1.0/STATE/host";
+	ok(source_value(&grp, &v, &lim, "r", buf, &val, &reason) == 0 && val.data == NULL,
+	    "a topic outside the namespace gives NULL");
+	msg_view_clear(&v);
+	source_free(&dev);
+	source_free(&grp);
+	source_free(&id);
+	ok(source_parse("topic + payload", true, &id, &err) < 0 && strstr(err, "cannot be part of an event ID"),
+	    "the whole payload cannot be part of an event ID");
+	free(err);
+	err = NULL;
+	ok(source_parse("sparkplug:site", false, &id, &err) < 0 && strstr(err, "unknown Sparkplug B topic part"),
+	    "an unknown Sparkplug B part is refused");
+	free(err);
 }
 
 /* json:PATH, field:PATH and payload read the decoded tree */
@@ -173,6 +270,8 @@ main(void)
 	test_formats();
 	test_cbor();
 	test_msgpack();
+	test_sparkplug();
+	test_sparkplug_sources();
 	test_sources();
 	return tap_done();
 }
