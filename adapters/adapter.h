@@ -102,6 +102,10 @@ struct adapter {
 	int (*publish_settle)(struct publisher *p, bool *confirmed, int64_t timeout_ms);
 	int (*publisher_idle)(struct publisher *p);
 	void (*publisher_close)(struct publisher *p);
+
+	/* Optional: the client library and its version, e.g. "rabbitmq-c
+	 * 0.11.0", for the metric oncebridge_build_info. */
+	const char *(*library_version)(void);
 };
 
 const struct adapter *adapter_find(const char *name);

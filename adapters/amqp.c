@@ -567,6 +567,15 @@ amqpc_run(struct worker *w)
 	return 0;
 }
 
+static const char *
+amqpc_library_version(void)
+{
+	static char v[64];
+
+	snprintf(v, sizeof(v), "rabbitmq-c %s", amqp_version());
+	return v;
+}
+
 const struct adapter amqpc_adapter = {
 	.name = "amqp",
 	.broker_keys = amqpc_broker_keys,
@@ -589,4 +598,5 @@ const struct adapter amqpc_adapter = {
 	.publish_settle = amqpub_settle,
 	.publisher_idle = amqpub_idle,
 	.publisher_close = amqpub_close,
+	.library_version = amqpc_library_version,
 };

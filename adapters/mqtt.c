@@ -731,6 +731,19 @@ out:
 	return status;
 }
 
+static const char *
+mqtt_library_version(void)
+{
+	static char v[64];
+	MQTTAsync_nameValue *info = MQTTAsync_getVersionInfo();
+
+	snprintf(v, sizeof(v), "paho-mqtt-c");
+	for (; info && info->name; info++)
+		if (strcmp(info->name, "Version") == 0)
+			snprintf(v, sizeof(v), "paho-mqtt-c %s", info->value);
+	return v;
+}
+
 const struct adapter mqtt_adapter = {
 	.name = "mqtt",
 	.broker_keys = mqtt_broker_keys,
@@ -751,4 +764,5 @@ const struct adapter mqtt_adapter = {
 	.publish_settle = mqttpub_settle,
 	.publisher_idle = mqttpub_idle,
 	.publisher_close = mqttpub_close,
+	.library_version = mqtt_library_version,
 };

@@ -23,10 +23,11 @@ GRANT SELECT ON oncebridge.schema_migrations TO :"role";
 GRANT SELECT, INSERT, DELETE ON oncebridge.processed_events TO :"role";
 GRANT UPDATE (processed_at) ON oncebridge.processed_events TO :"role";
 
--- poison messages, and their retention (retention.dead_letter_window_s:
--- DELETE of the oldest rows, chosen by created_at)
+-- poison messages, their retention (retention.dead_letter_window_s:
+-- DELETE of the oldest rows, chosen by created_at), and the count of those
+-- waiting for the metrics (by broker, route and class: no payload or detail)
 GRANT INSERT, DELETE ON oncebridge.dead_letters TO :"role";
-GRANT SELECT (id, created_at) ON oncebridge.dead_letters TO :"role";
+GRANT SELECT (id, created_at, broker, consumer, sqlstate, replayed_at) ON oncebridge.dead_letters TO :"role";
 
 -- the outbox relay: read pending rows (FOR UPDATE SKIP LOCKED in parallel
 -- mode), mark them published, prune old ones

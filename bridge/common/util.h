@@ -18,6 +18,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Monotonic clock in milliseconds and microseconds. */
 int64_t now_ms(void);
 int64_t now_us(void);
+/* Wall clock in milliseconds since the epoch (for timestamps shown to people). */
+int64_t wall_ms(void);
 
 /* Sleep up to ms milliseconds; returns early when *stop becomes non-zero. */
 void sleep_ms_unless(int64_t ms, volatile int *stop);

@@ -82,7 +82,7 @@ static const struct cfg_key health_keys[] = {
 
 static const struct cfg_key metrics_keys[] = {
 	{ "listen", CFG_STRING, S(metrics_listen), false, NULL, 0, 0, 0, 0, NULL,
-	    "address and port of the Prometheus and health endpoint, e.g. \"127.0.0.1:9187\"; "
+	    "address and port of the Prometheus and health endpoint, e.g. \"127.0.0.1:9089\"; "
 	    "without it there is no endpoint" },
 	CFG_END
 };

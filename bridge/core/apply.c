@@ -67,6 +67,9 @@ core_new(const struct settings *s, const struct broker *b)
 	c->broker = b;
 	c->limits = settings_limits(s);
 	c->stats = &c->own_stats;
+	c->n_routes = b->n_routes;
+	c->own_routes = xcalloc(b->n_routes + 1, sizeof(struct core_route_stats));
+	c->routes = c->own_routes;
 	c->attempts = attempts_new(attempts_capacity(b), attempts_horizon_ms(s));
 	return c;
 }
@@ -87,6 +90,7 @@ core_free(struct core *c)
 		return;
 	core_disconnect(c);
 	attempts_free(c->attempts);
+	free(c->own_routes);
 	buf_free(&c->arr_consumers);
 	buf_free(&c->arr_ids);
 	free(c);
@@ -119,12 +123,20 @@ core_set_tx_hook(struct core *c, core_tx_hook fn, void *arg)
 	c->tx_hook_arg = arg;
 }
 
+const struct core_route_stats *
+core_route_stats(const struct core *c)
+{
+	return c->routes;
+}
+
 void
-core_share_stats(struct core *c, struct core_stats *area)
+core_share_stats(struct core *c, struct core_stats *area, struct core_route_stats *routes, size_t n_routes)
 {
 	area->pending_since_ms = 0;
 	area->db_connected = false;
 	c->stats = area;
+	if (routes && n_routes == c->n_routes)
+		c->routes = routes;
 }
 
 /* --- failed-attempt counts for errors that are neither poison nor transient
@@ -270,28 +282,32 @@ has_poison(const struct item *items, size_t n)
 static enum apply_outcome
 item_outcome(struct core *c, const struct item *it)
 {
+	struct core_route_stats *rs = it->route < c->n_routes ? &c->routes[it->route] : NULL;
+
 	switch (it->state) {
 	case IT_APPLIED:
 		c->stats->applied++;
-		if (it->route < CORE_STATS_ROUTES)
-			c->stats->routes[it->route].applied++;
+		if (rs) {
+			rs->applied++;
+			rs->last_applied_ms = wall_ms();
+		}
 		attempt_forget(c, it);
 		return OUTCOME_APPLIED;
 	case IT_DUP:
 		c->stats->duplicates++;
-		if (it->route < CORE_STATS_ROUTES)
-			c->stats->routes[it->route].duplicates++;
+		if (rs)
+			rs->duplicates++;
 		attempt_forget(c, it);
 		return OUTCOME_DUPLICATE;
 	case IT_DEAD:
 		c->stats->dead_letters++;
-		if (it->route < CORE_STATS_ROUTES)
-			c->stats->routes[it->route].dead_letters++;
+		if (rs)
+			rs->dead_letters++;
 		attempt_forget(c, it);
 		return OUTCOME_DEAD_LETTERED;
 	default:
-		if (it->route < CORE_STATS_ROUTES)
-			c->stats->routes[it->route].deferred++;
+		if (rs)
+			rs->deferred++;
 		return OUTCOME_DEFERRED;
 	}
 }

@@ -18,13 +18,14 @@ struct settings;
 struct broker;
 struct core;
 
-/* Routes past this many per broker are counted in the broker totals only. */
-#define CORE_STATS_ROUTES 32
 #define CORE_LATENCY_BUCKETS 14   /* bounds in bridge/core/stats.c */
 #define CORE_BATCH_BUCKETS 10
 
+/* Counters of one route, one per route of the broker (no cap): kept next
+ * to struct core_stats, in shared memory sized from the configuration. */
 struct core_route_stats {
 	uint64_t applied, duplicates, dead_letters, deferred;
+	int64_t last_applied_ms; /* wall clock (ms since the epoch) of the last commit with an effect; 0: none */
 };
 
 /* Plain counters; a worker keeps them in shared memory (core_share_stats)
@@ -44,7 +45,6 @@ struct core_stats {
 	uint64_t commit_us_sum;
 	uint64_t commit_buckets[CORE_LATENCY_BUCKETS + 1]; /* per bucket, the last one +Inf */
 	uint64_t batch_buckets[CORE_BATCH_BUCKETS + 1];
-	struct core_route_stats routes[CORE_STATS_ROUTES];
 };
 
 enum apply_status {
@@ -85,6 +85,8 @@ void core_disconnect(struct core *c);
 enum apply_status core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outcome *outcome);
 
 const struct core_stats *core_stats(const struct core *c);
+/* The per-route counters, one per route of the core's broker. */
+const struct core_route_stats *core_route_stats(const struct core *c);
 
 /* fn runs inside every transaction of core_apply, right after BEGIN and
  * before the claims; when it returns false the transaction is rolled back
@@ -93,8 +95,10 @@ const struct core_stats *core_stats(const struct core *c);
 typedef bool (*core_tx_hook)(PGconn *conn, void *arg);
 void core_set_tx_hook(struct core *c, core_tx_hook fn, void *arg);
 
-/* Count into area (shared memory set up by the supervisor) from now on.
- * Its counters go on from where they are; its per-run state is reset. */
-void core_share_stats(struct core *c, struct core_stats *area);
+/* Count into area and routes (shared memory set up by the supervisor,
+ * routes[0..n_routes) for the broker's routes; NULL: keep the core's own)
+ * from now on. Their counters go on from where they are; the per-run state
+ * is reset. */
+void core_share_stats(struct core *c, struct core_stats *area, struct core_route_stats *routes, size_t n_routes);
 
 #endif

@@ -45,6 +45,8 @@ struct core {
 	struct limits limits;
 	PGconn *conn;
 	struct core_stats own_stats, *stats;
+	struct core_route_stats *own_routes, *routes; /* one per route of the broker */
+	size_t n_routes;
 	core_tx_hook tx_hook;
 	void *tx_hook_arg;
 	struct attempts *attempts;   /* failed-attempt counts (bridge/core/attempts.h) */

@@ -1,8 +1,9 @@
 /* Rendering of metrics in Prometheus's text format and of the health
- * answer. Counters are summed over the worker processes of a broker;
- * per-route counters are kept for a broker's first CORE_STATS_ROUTES
- * routes. A worker replaced by a reload starts its counters at zero, which
- * Prometheus treats as a counter reset. */
+ * answer. Counters are summed over the worker processes of a broker, and
+ * per route for every route (each worker's route counters are sized from
+ * the configuration, bridge/daemon/board.c). A worker replaced by a reload
+ * starts its counters at zero, which Prometheus treats as a counter reset.
+ * The build and process metrics are in bridge/daemon/exposition_process.c. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -36,6 +37,18 @@ family(struct buf *out, const char *name, const char *type, const char *help)
 	buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+void
+exposition_label(struct buf *out, const char *name, const char *value)
+{
+	label(out, name, value);
+}
+
+void
+exposition_family(struct buf *out, const char *name, const char *type, const char *help)
+{
+	family(out, name, type, help);
+}
+
 /* Counters of every running inbound worker of broker b, summed. */
 static void
 sum_broker(const struct fleet *f, const struct broker *b, struct core_stats *sum)
@@ -61,11 +74,31 @@ sum_broker(const struct fleet *f, const struct broker *b, struct core_stats *sum
 			sum->commit_buckets[k] += st->commit_buckets[k];
 		for (size_t k = 0; k <= CORE_BATCH_BUCKETS; k++)
 			sum->batch_buckets[k] += st->batch_buckets[k];
-		for (size_t r = 0; r < CORE_STATS_ROUTES; r++) {
-			sum->routes[r].applied += st->routes[r].applied;
-			sum->routes[r].duplicates += st->routes[r].duplicates;
-			sum->routes[r].dead_letters += st->routes[r].dead_letters;
-			sum->routes[r].deferred += st->routes[r].deferred;
+	}
+}
+
+/* Route counters of every running inbound worker of broker b, summed into
+ * sum[0..b->n_routes); the last commit is the latest of theirs. */
+static void
+sum_routes(const struct fleet *f, const struct broker *b, struct core_route_stats *sum)
+{
+	memset(sum, 0, b->n_routes * sizeof(*sum));
+	for (size_t i = 0; i < f->n; i++) {
+		const struct child *c = &f->children[i];
+		const struct board_slot *slot;
+
+		if (c->broker != b || c->role != ROLE_CONSUMER || c->slot < 0)
+			continue;
+		slot = &f->board.slots[c->slot];
+		for (size_t r = 0; r < b->n_routes && r < slot->n_routes; r++) {
+			const struct core_route_stats *st = &slot->routes[r];
+
+			sum[r].applied += st->applied;
+			sum[r].duplicates += st->duplicates;
+			sum[r].dead_letters += st->dead_letters;
+			sum[r].deferred += st->deferred;
+			if (st->last_applied_ms > sum[r].last_applied_ms)
+				sum[r].last_applied_ms = st->last_applied_ms;
 		}
 	}
 }
@@ -324,6 +357,91 @@ outbox_metrics(const struct fleet *f, struct buf *out)
 	}
 }
 
+/* The "broker" and "route" labels of route r of broker b (r == n_routes: no route). */
+static void
+route_labels(struct buf *out, const struct broker *b, size_t r)
+{
+	label(out, "broker", b->name);
+	if (r < b->n_routes) {
+		buf_append(out, ",", 1);
+		label(out, "route", b->routes[r].name);
+	}
+}
+
+/* Per route, for every route: the counters and the last commit. */
+static void
+route_metrics(const struct fleet *f, struct buf *out)
+{
+	const struct settings *s = f->settings;
+	struct core_route_stats **sums = xcalloc(s->n_brokers + 1, sizeof(*sums));
+	const char *last = "oncebridge_route_last_applied_timestamp_seconds";
+
+	for (size_t b = 0; b < s->n_brokers; b++) {
+		sums[b] = xcalloc(s->brokers[b].n_routes + 1, sizeof(struct core_route_stats));
+		sum_routes(f, &s->brokers[b], sums[b]);
+	}
+	for (size_t k = 0; k < sizeof(route_counters) / sizeof(route_counters[0]); k++) {
+		family(out, route_counters[k].name, "counter", route_counters[k].help);
+		for (size_t b = 0; b < s->n_brokers; b++) {
+			for (size_t r = 0; r < s->brokers[b].n_routes; r++) {
+				buf_appendf(out, "%s{", route_counters[k].name);
+				route_labels(out, &s->brokers[b], r);
+				buf_appendf(out, "} %llu\n", (unsigned long long)field(&sums[b][r], route_counters[k].offset));
+			}
+		}
+	}
+	family(out, last, "gauge", "When an event of the route last committed with an effect, in seconds since "
+	    "the epoch (no line before the first).");
+	for (size_t b = 0; b < s->n_brokers; b++) {
+		for (size_t r = 0; r < s->brokers[b].n_routes; r++) {
+			if (sums[b][r].last_applied_ms == 0)
+				continue;
+			buf_appendf(out, "%s{", last);
+			route_labels(out, &s->brokers[b], r);
+			buf_appendf(out, "} %.3f\n", (double)sums[b][r].last_applied_ms / 1000.0);
+		}
+	}
+	for (size_t b = 0; b < s->n_brokers; b++)
+		free(sums[b]);
+	free(sums);
+}
+
+/* The dead letters waiting, as the maintenance process last counted them:
+ * per route and class, and per broker for messages no route matched (no
+ * route label). Nothing before the first count. */
+static void
+deadletter_metrics(const struct fleet *f, struct buf *out)
+{
+	const struct settings *s = f->settings;
+	const struct dl_waiting_board *w = NULL;
+	const char *name = "oncebridge_dead_letters_waiting";
+
+	for (size_t i = 0; i < f->n; i++)
+		if (f->children[i].role == ROLE_RETENTION && !f->children[i].retiring && f->children[i].slot >= 0)
+			w = f->board.slots[f->children[i].slot].waiting;
+	family(out, name, "gauge", "Dead letters not replayed, by route and class (invalid: the message itself, "
+	    "sql_error: its business SQL failed, unrouted: no route matched), counted every few seconds.");
+	if (w == NULL || w->counted_ms == 0 || w->n != dl_waiting_rows(s))
+		return;
+	for (size_t b = 0; b < s->n_brokers; b++) {
+		const struct broker *br = &s->brokers[b];
+
+		if (br->n_routes == 0)
+			continue;
+		for (size_t r = 0; r <= br->n_routes; r++) {
+			const struct dl_waiting *row = &w->rows[dl_waiting_row(s, b, r)];
+
+			for (int k = 0; k < DL_CLASSES; k++) {
+				if ((k == DL_CLASS_UNROUTED) != (r == br->n_routes))
+					continue;
+				buf_appendf(out, "%s{", name);
+				route_labels(out, br, r);
+				buf_appendf(out, ",class=\"%s\"} %lld\n", dl_class_name((enum dl_class)k), (long long)row->n[k]);
+			}
+		}
+	}
+}
+
 void
 exposition_metrics(const struct fleet *f, struct buf *out)
 {
@@ -343,33 +461,22 @@ exposition_metrics(const struct fleet *f, struct buf *out)
 			buf_appendf(out, "} %llu\n", (unsigned long long)field(&sums[b], broker_counters[k].offset));
 		}
 	}
-	for (size_t k = 0; k < sizeof(route_counters) / sizeof(route_counters[0]); k++) {
-		family(out, route_counters[k].name, "counter", route_counters[k].help);
-		for (size_t b = 0; b < s->n_brokers; b++) {
-			for (size_t r = 0; r < s->brokers[b].n_routes && r < CORE_STATS_ROUTES; r++) {
-				buf_appendf(out, "%s{", route_counters[k].name);
-				label(out, "broker", s->brokers[b].name);
-				buf_append(out, ",", 1);
-				label(out, "route", s->brokers[b].routes[r].name);
-				buf_appendf(out, "} %llu\n",
-				    (unsigned long long)field(&sums[b].routes[r], route_counters[k].offset));
-			}
-		}
-	}
+	route_metrics(f, out);
 	family(out, "oncebridge_commit_duration_seconds", "histogram",
 	    "Duration of a batch's transaction, BEGIN to COMMIT, for committed batches.");
 	for (size_t b = 0; b < s->n_brokers; b++)
 		if (s->brokers[b].n_routes)
 			histogram(out, "oncebridge_commit_duration_seconds", s->brokers[b].name, sums[b].commit_buckets,
 			    CORE_LATENCY_BUCKETS, stats_latency_bounds_us, 1e-6, (double)sums[b].commit_us_sum / 1e6);
-	family(out, "oncebridge_batch_size", "histogram", "Messages per batch handed to the core.");
+	family(out, "oncebridge_batch_size_messages", "histogram", "Messages per batch handed to the core.");
 	for (size_t b = 0; b < s->n_brokers; b++)
 		if (s->brokers[b].n_routes)
-			histogram(out, "oncebridge_batch_size", s->brokers[b].name, sums[b].batch_buckets,
+			histogram(out, "oncebridge_batch_size_messages", s->brokers[b].name, sums[b].batch_buckets,
 			    CORE_BATCH_BUCKETS, stats_batch_bounds, 1.0, (double)sums[b].received);
 	for (size_t k = 0; k < sizeof(process_metrics) / sizeof(process_metrics[0]); k++)
 		process_metric(f, out, &process_metrics[k], now);
 	outbox_metrics(f, out);
+	deadletter_metrics(f, out);
 	free(sums);
 }
 

@@ -43,9 +43,8 @@ fleet_add(struct fleet *f, enum role role, const struct broker *b, int index, co
 	if (fingerprint)
 		memcpy(c->fingerprint, fingerprint, sizeof(c->fingerprint));
 	c->index = index;
-	c->slot = -1;
-	if (b) /* the retention process keeps no counters */
-		c->slot = board_take(&f->board);
+	c->slot = board_take(&f->board, role == ROLE_CONSUMER && b ? b->n_routes : 0,
+	    role == ROLE_RETENTION ? dl_waiting_rows(f->settings) : 0);
 	if (b && c->slot < 0)
 		log_warn("no counter slot left for broker \"%s\": its metrics and stall detection are off", b->name);
 	backoff_init(&c->backoff, 1000, RESTART_MAX_MS);

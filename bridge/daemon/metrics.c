@@ -26,7 +26,8 @@ struct metrics {
 	const struct fleet *fleet;
 };
 
-/* Split listen into host and port; 0 when valid. */
+/* Split listen into host and port (METRICS_DEFAULT_PORT when it names
+ * none); 0 when valid. */
 static int
 split_listen(const char *listen, char **host, char **port, char **err)
 {
@@ -35,21 +36,22 @@ split_listen(const char *listen, char **host, char **port, char **err)
 	if (listen[0] == '[') {
 		const char *end = strchr(listen, ']');
 
-		if (end == NULL || end[1] != ':') {
+		if (end == NULL || (end[1] != ':' && end[1] != '\0')) {
 			*err = xasprintf("\"%s\" is not [ADDRESS]:PORT", listen);
 			return -1;
 		}
 		*host = xstrndup(listen + 1, (size_t)(end - listen - 1));
-		colon = end + 1;
+		colon = end[1] ? end + 1 : NULL;
 	} else {
 		colon = strrchr(listen, ':');
-		if (colon == NULL || colon == listen) {
-			*err = xasprintf("\"%s\" is not ADDRESS:PORT, e.g. \"127.0.0.1:9187\"", listen);
+		if (colon == listen) {
+			*err = xasprintf("\"%s\" is not ADDRESS:PORT, e.g. \"127.0.0.1:%s\"", listen,
+			    METRICS_DEFAULT_PORT);
 			return -1;
 		}
-		*host = xstrndup(listen, (size_t)(colon - listen));
+		*host = colon ? xstrndup(listen, (size_t)(colon - listen)) : xstrdup(listen);
 	}
-	*port = xstrdup(colon + 1);
+	*port = xstrdup(colon ? colon + 1 : METRICS_DEFAULT_PORT);
 	return 0;
 }
 
@@ -101,6 +103,8 @@ answer(void *cls, struct MHD_Connection *conn, const char *url, const char *meth
 		code = MHD_HTTP_METHOD_NOT_ALLOWED;
 	} else if (strcmp(url, "/metrics") == 0) {
 		exposition_metrics(m->fleet, &body);
+		exposition_build_info(&body);
+		exposition_process(m->fleet, &body);
 		type = "text/plain; version=0.0.4; charset=utf-8";
 		code = MHD_HTTP_OK;
 	} else if (strcmp(url, "/health") == 0) {

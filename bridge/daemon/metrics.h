@@ -8,8 +8,13 @@
 struct fleet;
 struct metrics;
 
-/* Parse "host:port" or "[v6]:port"; 0 when valid, else -1 with *err set
- * (to free). */
+/* The port when metrics.listen names none: on no list of the Prometheus
+ * project's default port allocations (core 9090-9094, exporters from 9100,
+ * nor the ports outside those ranges), so not postgres_exporter's 9187. */
+#define METRICS_DEFAULT_PORT "9089"
+
+/* Parse "host:port", "[v6]:port", "host" or "[v6]" (the default port);
+ * 0 when valid, else -1 with *err set (to free). */
 int metrics_check_listen(const char *listen, char **err);
 
 /* Listen on listen (checked by metrics_check_listen); NULL after logging

@@ -62,7 +62,7 @@ child_main(struct fleet *f, const struct child *c)
 	struct board_slot *slot = c->slot >= 0 ? &f->board.slots[c->slot] : NULL;
 
 	if (c->role == ROLE_RETENTION)
-		return retention_main(f->settings);
+		return retention_main(f->settings, slot && f->settings->metrics_listen ? slot->waiting : NULL);
 	return worker_main(f->settings, c->broker, c->role, c->index, slot);
 }
 

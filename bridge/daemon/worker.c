@@ -147,7 +147,7 @@ consumer_main(struct worker *w, struct board_slot *slot)
 	w->core = core_new(s, b);
 	w->horizon = horizon_new(s, b, w->index);
 	if (slot) {
-		core_share_stats(w->core, &slot->core);
+		core_share_stats(w->core, &slot->core, slot->routes, slot->n_routes);
 		w->shared = &slot->core;
 	}
 	log_info("worker started (%s, %zu routes)", b->adapter->name, b->n_routes);

@@ -12,7 +12,10 @@
  * the stream's claims never wait behind a long lock. One maintenance
  * process of the supervisor does it, so instances of one worker never race
  * on it; it logs which worker holds pruning back, and for how long. The
- * same process prunes old dead letters (deadletter_prune.c). */
+ * same process prunes old dead letters (deadletter_prune.c), and counts
+ * the dead letters waiting for the metrics (bridge/core/deadletter_count.c),
+ * so that a scrape never queries the database; it runs when any of these
+ * is on. */
 #include "config.h"
 
 #include <signal.h>
@@ -25,6 +28,7 @@
 
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/deadletter_count.h"
 #include "bridge/core/roundtrip.h"
 #include "bridge/common/log.h"
 #include "bridge/retention/retention.h"
@@ -181,13 +185,33 @@ prune_round(const struct settings *s, PGconn *conn, struct buf *held, int64_t *h
 	return true;
 }
 
+/* The maintenance process's work that is due at now: the pruning rounds
+ * every retention.interval_s, the count of dead letters waiting every
+ * RETENTION_COUNT_MS; -1 when the database failed (then it backs off). */
+static int
+maintain(PGconn *conn, const struct settings *s, struct dl_waiting_board *waiting, int64_t now,
+    int64_t *prune_at, int64_t *count_at, struct buf *held, int64_t *held_ms)
+{
+	if ((s->dedupe_window_s || s->dead_letter_window_s) && now >= *prune_at) {
+		if (!prune_round(s, conn, held, held_ms))
+			return -1;
+		*prune_at = now + s->retention_interval_s * 1000;
+	}
+	if (waiting && now >= *count_at) {
+		if (dl_count_waiting(conn, s, waiting) < 0)
+			return -1;
+		*count_at = now + RETENTION_COUNT_MS;
+	}
+	return 0;
+}
+
 int
-retention_main(const struct settings *s)
+retention_main(const struct settings *s, struct dl_waiting_board *waiting)
 {
 	struct backoff backoff;
 	PGconn *conn = NULL;
 	struct buf held = { 0 };
-	int64_t held_ms = 0;
+	int64_t held_ms = 0, prune_at = 0, count_at = 0;
 
 	child_signals(on_stop);
 	log_set_context("retention");
@@ -201,6 +225,8 @@ retention_main(const struct settings *s)
 		    (long long)s->retention_interval_s);
 
 	while (!retention_stop) {
+		int64_t now, next;
+
 		if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 			if (conn)
 				PQfinish(conn);
@@ -211,11 +237,16 @@ retention_main(const struct settings *s)
 			}
 			backoff_reset(&backoff);
 		}
-		if (!prune_round(s, conn, &held, &held_ms)) {
+		now = now_ms();
+		if (maintain(conn, s, waiting, now, &prune_at, &count_at, &held, &held_ms) < 0) {
 			sleep_ms_unless(backoff_next(&backoff), &retention_stop);
 			continue;
 		}
-		sleep_ms_unless(s->retention_interval_s * 1000, &retention_stop);
+		next = s->dedupe_window_s || s->dead_letter_window_s ? prune_at : INT64_MAX;
+		if (waiting && count_at < next)
+			next = count_at;
+		now = now_ms();
+		sleep_ms_unless(next > now ? next - now : 0, &retention_stop);
 	}
 	if (conn)
 		PQfinish(conn);

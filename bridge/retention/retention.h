@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 struct settings;
+struct dl_waiting_board;
 
 /* Run sql, a DELETE of at most $2 rows older than $1 seconds, until it
  * deletes fewer than batch rows (or *stop is set); returns the number
@@ -24,8 +25,12 @@ int64_t retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile 
 /* The same for dead letters older than window_s (deadletter_prune.c). */
 int64_t retention_prune_dead_letters(PGconn *conn, int64_t window_s, int64_t batch, volatile int *stop);
 
-/* The maintenance process: prune every retention.interval_s until
- * SIGTERM. Returns its exit status. */
-int retention_main(const struct settings *s);
+/* The maintenance process until SIGTERM: prune every
+ * retention.interval_s when retention.dedupe_window_s or
+ * retention.dead_letter_window_s is set, and count the dead letters
+ * waiting into waiting (NULL: not) every RETENTION_COUNT_MS for the
+ * metrics. Returns its exit status. */
+#define RETENTION_COUNT_MS 10000
+int retention_main(const struct settings *s, struct dl_waiting_board *waiting);
 
 #endif
