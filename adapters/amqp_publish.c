@@ -12,8 +12,10 @@
  *
  * The relay opens a new publisher after every connection loss; the node of
  * the cluster it connects to next is kept here, per process (a relay is a
- * process of its own), so that a lost node is skipped: relay N starts
- * with node N of the broker's list, and moves on when its node is lost. */
+ * process of its own), so that a lost node is skipped: the relays of a
+ * broker start on successive nodes of its list, and each moves on when its
+ * node is lost, or when the broker has nacked everything for a confirm
+ * timeout (nacked_too_long). */
 #include "config.h"
 
 #include <stdlib.h>

@@ -7,7 +7,11 @@ the node that leads the queue; all the while the outbox relay publishes
 rows emitted every few milliseconds into a quorum queue of the same
 cluster. At the end every event was applied exactly once, every poison
 message dead-lettered once, and every outbox row arrived (the reader
-dedupes by event ID: none missing). Real PostgreSQL and RabbitMQ 3.10."""
+dedupes by event ID: none missing). Notes give the recovery times: the
+worker consuming on another node, applying again, and the relay caught up
+(before the relay reconnected on nothing but nacks, it stalled here for
+minutes on a channel RabbitMQ kept nacking after the queue's election).
+Real PostgreSQL and RabbitMQ 3.10."""
 import json
 import re
 import threading
