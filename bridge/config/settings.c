@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -36,6 +37,10 @@ static const struct cfg_key database_keys[] = {
 	    "environment variable holding the database password (containers), instead of password_file" },
 	{ "statement_timeout_ms", CFG_INT, S(db_statement_timeout_ms), false, NULL, 10000, 0, 3600000, 0, NULL,
 	    "statement_timeout of oncebridge's sessions; 0 disables it" },
+	{ "response_timeout_ms", CFG_INT, S(db_response_timeout_ms), false, NULL, 0, 0, 86400000, 0, NULL,
+	    "deadline of each database round trip (connect, transaction, COMMIT, relay and retention "
+	    "queries): past it the session is closed and the next connect tries the next host; "
+	    "0 means statement_timeout_ms plus 5 s (65 s when statement_timeout_ms is 0)" },
 	CFG_END
 };
 
@@ -50,6 +55,9 @@ static const struct cfg_key limits_keys[] = {
 	    "longest topic or routing key in bytes" },
 	{ "max_headers", CFG_INT, S(max_headers), false, NULL, 128, 0, 65535, 0, NULL,
 	    "most headers (or user properties) on one message" },
+	{ "dead_letter_payload", CFG_INT, S(dead_letter_payload), false, NULL, 65536, 0, 268435456, 0, NULL,
+	    "payload bytes kept per dead letter; a longer payload keeps this prefix with its full size and "
+	    "SHA-256, and cannot be replayed" },
 	CFG_END
 };
 
@@ -86,6 +94,9 @@ static const struct cfg_key retention_keys[] = {
 	    "rows deleted per statement (one short transaction each)" },
 	{ "interval_s", CFG_INT, S(retention_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
 	    "how often pruning looks for expired rows" },
+	{ "dead_letter_window_s", CFG_INT, S(dead_letter_window_s), false, NULL, 0, 0, 3153600000LL, 0, NULL,
+	    "dead letters older than this many seconds are deleted, replayed or not; 0 keeps them until "
+	    "purged" },
 	CFG_END
 };
 
@@ -164,6 +175,9 @@ static const struct cfg_key route_common_keys[] = {
 	    "business SQL run once per event, with parameters $1..$n" },
 	{ "params", CFG_STRINGS, R(params), false, NULL, 0, 0, 0, R(n_params), NULL,
 	    "source of each parameter $1..$n, e.g. [\"event_id\", \"json:meter\", \"topic_level:2\"]" },
+	{ "format", CFG_STRING, R(format_name), false, "json", 0, 0, 0, 0, NULL,
+	    "how payloads are decoded for json:/field: paths, payload and the event ID: \"json\", \"cbor\", "
+	    "\"msgpack\" or \"sparkplug_b\"" },
 	CFG_END
 };
 
@@ -185,19 +199,21 @@ settings_limits(const struct settings *s)
 		.max_json_depth = (int)s->max_json_depth,
 		.max_topic_length = (size_t)s->max_topic_length,
 		.max_headers = (size_t)s->max_headers,
+		.dead_letter_payload = (size_t)s->dead_letter_payload,
 	};
 	return l;
 }
 
-/* path resolved against the directory of the main file, unless absolute */
+/* path resolved against the directory of the file that names it
+ * (the main file, or a broker file in conf.d), unless absolute */
 static char *
-resolve_path(const char *mainpath, const char *p)
+resolve_path(const char *namedin, const char *p)
 {
 	char *copy, *dir, *res;
 
 	if (p[0] == '/')
 		return xstrdup(p);
-	copy = xstrdup(mainpath);
+	copy = xstrdup(namedin);
 	dir = dirname(copy);
 	res = xasprintf("%s/%s", dir, p);
 	free(copy);
@@ -240,10 +256,30 @@ sql_max_placeholder(const char *sql)
 	return max;
 }
 
-/* The password of group (e.g. "database"), from its password_file or
- * its password_env, never both. */
+/* A relative path of a broker file that names no file, but one exists
+ * where earlier builds looked (relative to the main file's directory):
+ * say so, before the error it leads to. */
 static void
-load_secret(const char *mainpath, char **file, const char *env, char **secret, const config_t *cfg,
+warn_moved_path(const struct settings *s, const char *file, int line, const char *key, const char *rel,
+    const char *path, struct diag *d)
+{
+	char *old;
+
+	if (rel[0] == '/' || strcmp(file, s->path) == 0 || access(path, F_OK) == 0)
+		return;
+	old = resolve_path(s->path, rel);
+	if (access(old, F_OK) == 0)
+		diag_warn(d, file, line,
+		    "key \"%s\": \"%s\" does not exist; a relative path in a broker file is relative to "
+		    "that file's directory, and \"%s\" (relative to the main file) is not read", key, path, old);
+	free(old);
+}
+
+/* The password of group (e.g. "database"), from its password_file or
+ * its password_env, never both; a relative password_file is relative to
+ * the directory of cfgfile. */
+static void
+load_secret(const struct settings *s, char **file, const char *env, char **secret, const config_t *cfg,
     const char *cfgfile, const char *group, struct diag *d)
 {
 	char key[64], *err = NULL, *path;
@@ -266,7 +302,8 @@ load_secret(const char *mainpath, char **file, const char *env, char **secret, c
 	}
 	if (*file == NULL)
 		return;
-	path = resolve_path(mainpath, *file);
+	path = resolve_path(cfgfile, *file);
+	warn_moved_path(s, cfgfile, cfg_line(config_lookup(cfg, key)), "password_file", *file, path, d);
 	free(*file);
 	*file = path;
 	*secret = secret_read(path, &err);
@@ -276,15 +313,20 @@ load_secret(const char *mainpath, char **file, const char *env, char **secret, c
 	}
 }
 
+/* the TLS files of a broker, relative to the directory of its file */
 static void
-resolve_tls_paths(const char *mainpath, struct broker *b)
+resolve_tls_paths(const struct settings *s, struct broker *b, const config_t *cfg, struct diag *d)
 {
 	char **files[] = { &b->tls_ca_file, &b->tls_cert_file, &b->tls_key_file };
+	const char *keys[] = { "ca_file", "cert_file", "key_file" };
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (*files[i]) {
-			char *path = resolve_path(mainpath, *files[i]);
+			char *path = resolve_path(b->file, *files[i]);
+			char key[32];
 
+			snprintf(key, sizeof(key), "broker.tls.%s", keys[i]);
+			warn_moved_path(s, b->file, cfg_line(config_lookup(cfg, key)), keys[i], *files[i], path, d);
 			free(*files[i]);
 			*files[i] = path;
 		}
@@ -327,6 +369,9 @@ check_route(struct broker *b, struct route *r, const config_setting_t *g, const 
 	char *err = NULL;
 	int max;
 
+	if (payload_format_parse(r->format_name, &r->format) < 0)
+		diag_error(d, file, cfg_key_line(g, "format"), "invalid value \"%s\" of key \"format\" in route \"%s\": "
+		    "expected %s", r->format_name, r->name, payload_format_list());
 	if (source_parse(r->event_id, true, &r->id_source, &err) < 0) {
 		diag_error(d, file, cfg_key_line(g, "event_id"), "invalid value of key \"event_id\" in route \"%s\": %s",
 		    r->name, err);
@@ -452,8 +497,8 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 		if (s->brokers[i].name && strcmp(s->brokers[i].name, b->name) == 0)
 			diag_error(d, file, b->line, "broker name \"%s\" is already used in \"%s\"", b->name,
 			    s->brokers[i].file);
-	load_secret(s->path, &b->password_file, b->password_env, &b->password, &cfg, file, "broker", d);
-	resolve_tls_paths(s->path, b);
+	load_secret(s, &b->password_file, b->password_env, &b->password, &cfg, file, "broker", d);
+	resolve_tls_paths(s, b, &cfg, d);
 	{
 		struct cfg_part oparts[2];
 		const config_setting_t *outbox = config_lookup(&cfg, "outbox");
@@ -583,6 +628,10 @@ settings_load(const char *path, struct diag *d)
 	}
 	if (s->db_conninfo)
 		db_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
+	if (s->db_response_timeout_ms > 0 && s->db_response_timeout_ms <= s->db_statement_timeout_ms)
+		diag_warn(d, path, cfg_line(config_lookup(&cfg, "database.response_timeout_ms")),
+		    "key \"response_timeout_ms\" in group \"database\" is not above \"statement_timeout_ms\": "
+		    "a slow statement is cut as a dead database before the server cancels it");
 	if (s->retry_initial_ms > s->retry_max_ms)
 		diag_error(d, path, cfg_line(config_lookup(&cfg, "retry")),
 		    "key \"initial_ms\" of group \"retry\" is larger than \"max_ms\"");
@@ -595,7 +644,7 @@ settings_load(const char *path, struct diag *d)
 			free(err);
 		}
 	}
-	load_secret(path, &s->db_password_file, s->db_password_env, &s->db_password, &cfg, path, "database", d);
+	load_secret(s, &s->db_password_file, s->db_password_env, &s->db_password, &cfg, path, "database", d);
 	config_destroy(&cfg);
 	if (d->errors > errors_before)
 		goto out;

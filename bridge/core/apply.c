@@ -26,6 +26,7 @@
 #include "bridge/core/apply_int.h"
 #include "bridge/core/attempts.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/core/failure.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
@@ -229,6 +230,7 @@ items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item
 		}
 		if (message_over_limits(c, m, it))
 			continue;
+		msg_view_format(v, route->format);
 		if (source_event_id(&route->id_source, v, &c->limits, idbuf, sizeof(idbuf), &reason) < 0) {
 			item_poison(it, reason);
 			continue;
@@ -319,6 +321,11 @@ core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outc
 		status = APPLY_TRANSIENT;
 		goto out;
 	}
+	/* every round trip of the transaction, COMMIT included, runs under
+	 * the deadline: past it the session is shut down, and a COMMIT whose
+	 * outcome is unknown is a transient failure (no ack; the redelivery
+	 * is deduplicated) */
+	rt_begin(c->conn);
 	/* the plain path writes dead letters and runs the transaction hook */
 	if (has_poison(items, n_items) || c->tx_hook)
 		fc = tx_plain(c, msgs, items, n_items, false, &sr);
@@ -328,6 +335,7 @@ core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outc
 		fc = tx_pipelined(c, items, n_items, &sr);
 	if (fc == FAILURE_RETRY)
 		fc = tx_plain(c, msgs, items, n_items, true, &sr);
+	rt_end(c->conn);
 	if (fc != FAILURE_NONE) {
 		log_warn("could not apply a batch of %zu messages, will retry: %s%s%s%s", n,
 		    sr.message ? sr.message : "unknown error", sr.sqlstate[0] ? " (SQLSTATE " : "",

@@ -17,6 +17,7 @@
 #include "bridge/core/apply_int.h"
 #include "bridge/core/db.h"
 #include "bridge/core/deadletter_row.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/text.h"
@@ -60,7 +61,7 @@ check_result(struct core *c, PGresult *res, struct stmt_result *sr)
 static bool
 command(struct core *c, const char *sql, struct stmt_result *sr)
 {
-	PGresult *res = check_result(c, PQexec(c->conn, sql), sr);
+	PGresult *res = check_result(c, rt_exec(c->conn, sql), sr);
 
 	PQclear(res);
 	return res != NULL;
@@ -71,7 +72,7 @@ exec_prepared(struct core *c, const char *name, int n, const char *const *values
     const int *formats, struct stmt_result *sr, PGresult **out)
 {
 	PGresult *res = check_result(c,
-	    PQexecPrepared(c->conn, name, n, values, lengths, formats, 0), sr);
+	    rt_exec_prepared(c->conn, name, n, values, lengths, formats, 0), sr);
 
 	if (out)
 		*out = res;
@@ -199,9 +200,10 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 	char *exchange = text_sanitize(m->exchange, m->exchange ? strlen(m->exchange) : 0);
 	char *props = deadletter_properties_json(m);
 	char size[24], attempts[16];
-	size_t stored = m->payload_len > c->limits.max_payload ? c->limits.max_payload : m->payload_len;
-	const char *values[13];
-	int lengths[13] = { 0 }, formats[13] = { 0 };
+	unsigned char digest[32];
+	size_t stored = deadletter_kept_bytes(&c->limits, m->payload_len);
+	const char *values[14];
+	int lengths[14] = { 0 }, formats[14] = { 0 };
 	bool ok = true;
 
 	if (claim && route && it->event_id) {
@@ -238,7 +240,11 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 	values[10] = it->sqlstate[0] ? it->sqlstate : NULL;
 	values[11] = it->detail;
 	values[12] = attempts;
-	ok = exec_prepared(c, "ob_dead", 13, values, lengths, formats, sr, NULL);
+	deadletter_sha256(m->payload, m->payload_len, digest);
+	values[13] = (const char *)digest;
+	lengths[13] = (int)sizeof(digest);
+	formats[13] = 1;
+	ok = exec_prepared(c, "ob_dead", 14, values, lengths, formats, sr, NULL);
 	if (ok) {
 		it->state = IT_DEAD;
 		log_warn("dead-lettered a message on \"%s\" for route \"%s\"%s%s: %s",
@@ -382,11 +388,16 @@ failed:
 
 /* The result of the next query of a pipeline, with the NULL that ends it
  * consumed (a PGRES_PIPELINE_SYNC has none). NULL when the connection is
- * gone. */
+ * gone. Each result moves the round trip's deadline (apply.c starts it
+ * before the pipeline is sent): a long batch of live statements is not
+ * cut, a server that stops answering is. */
 static PGresult *
 pipe_next(PGconn *conn)
 {
-	PGresult *res = PQgetResult(conn), *extra;
+	PGresult *res, *extra;
+
+	rt_begin(conn);
+	res = PQgetResult(conn);
 
 	if (res == NULL || PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 		return res;

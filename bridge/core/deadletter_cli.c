@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/core/deadletter.h"
 #include "bridge/core/deadletter_row.h"
 #include "bridge/config/settings.h"
@@ -37,7 +38,8 @@
 #define SQL_SHOW \
 	"SELECT id, broker, consumer, event_id, source, exchange, topic, properties::text, payload_size," \
 	" reason, sqlstate, error_detail, attempts, first_failed_at, created_at, replayed_at," \
-	" encode(payload, 'hex') FROM oncebridge.dead_letters WHERE id = $1"
+	" octet_length(payload), encode(payload_sha256, 'hex'), encode(payload, 'hex')" \
+	" FROM oncebridge.dead_letters WHERE id = $1"
 
 struct selection {
 	struct buf ids;     /* PostgreSQL array literal, empty: any */
@@ -142,7 +144,7 @@ run_selected(PGconn *conn, const char *sql, const struct selection *sel, int npa
 	const char *values[6] = { sel->ids.len ? sel->ids.data : NULL, sel->route, sel->reason, sel->broker,
 		sel->state, sel->limit ? sel->limit : "100" };
 
-	return PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+	return rt_exec_params(conn, sql, nparams, NULL, values, NULL, NULL, 0);
 }
 
 static int
@@ -182,7 +184,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 {
 	static const char *const names[] = { "id", "broker", "route", "event_id", "source", "exchange", "topic",
 		"properties", "payload_size", "reason", "sqlstate", "error_detail", "attempts", "first_failed_at",
-		"created_at", "replayed_at" };
+		"created_at", "replayed_at", "payload_kept", "payload_sha256" };
 	int rc = 0;
 
 	if (argc < 2) {
@@ -197,7 +199,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 			fprintf(stderr, "oncebridge: \"%s\" is not a dead-letter ID\n", argv[a]);
 			return 2;
 		}
-		res = PQexecParams(conn, SQL_SHOW, 1, NULL, values, NULL, NULL, 0);
+		res = rt_exec_params(conn, SQL_SHOW, 1, NULL, values, NULL, NULL, 0);
 		if (!db_ok(conn, res, NULL, NULL)) {
 			fprintf(stderr, "oncebridge: could not read dead letter %s: %s", argv[a], PQresultErrorMessage(res));
 			rc = 1;
@@ -207,7 +209,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 		} else {
 			for (size_t c = 0; c < sizeof(names) / sizeof(names[0]); c++)
 				printf("%s: %s\n", names[c], PQgetisnull(res, 0, (int)c) ? "-" : PQgetvalue(res, 0, (int)c));
-			print_payload(PQgetvalue(res, 0, 16));
+			print_payload(PQgetvalue(res, 0, 18));
 			if (a + 1 < argc)
 				printf("\n");
 		}

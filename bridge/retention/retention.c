@@ -11,10 +11,12 @@
  * 3) in its own short transaction, skipping rows another session holds, so
  * the stream's claims never wait behind a long lock. One maintenance
  * process of the supervisor does it, so instances of one worker never race
- * on it; it logs which worker holds pruning back, and for how long. */
+ * on it; it logs which worker holds pruning back, and for how long. The
+ * same process prunes old dead letters (deadletter_prune.c). */
 #include "config.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/common/log.h"
 #include "bridge/retention/retention.h"
 #include "bridge/config/settings.h"
@@ -74,7 +77,7 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
 	snprintf(limit, sizeof(limit), "%lld", (long long)batch);
 	while (!(stop && *stop)) {
-		PGresult *res = PQexecParams(conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
+		PGresult *res = rt_exec_params(conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
 		char sqlstate[6], *msg = NULL;
 		int64_t n;
 
@@ -108,7 +111,7 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	int rows;
 
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
-	res = PQexecParams(conn, SQL_HELD, 1, NULL, values, NULL, NULL, 0);
+	res = rt_exec_params(conn, SQL_HELD, 1, NULL, values, NULL, NULL, 0);
 	if (!db_ok(conn, res, sqlstate, &msg)) {
 		log_warn("could not read the redelivery horizons: %s", msg ? msg : "");
 		free(msg);
@@ -144,6 +147,33 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	PQclear(res);
 }
 
+/* One round of each enabled pruning; false when a statement failed. */
+static bool
+prune_round(const struct settings *s, PGconn *conn, struct buf *held, int64_t *held_ms)
+{
+	int64_t t0 = now_ms(), n;
+
+	if (s->dedupe_window_s) {
+		n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
+		if (n < 0)
+			return false;
+		if (n > 0)
+			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dedupe_window_s, (long long)(now_ms() - t0));
+		report_held(conn, s->dedupe_window_s, held, held_ms);
+	}
+	if (s->dead_letter_window_s) {
+		t0 = now_ms();
+		n = retention_prune_dead_letters(conn, s->dead_letter_window_s, s->retention_batch, &retention_stop);
+		if (n < 0)
+			return false;
+		if (n > 0)
+			log_info("pruned %lld dead letters older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dead_letter_window_s, (long long)(now_ms() - t0));
+	}
+	return true;
+}
+
 int
 retention_main(const struct settings *s)
 {
@@ -155,12 +185,14 @@ retention_main(const struct settings *s)
 	child_signals(on_stop);
 	log_set_context("retention");
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
-	log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
-	    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
+	if (s->dedupe_window_s)
+		log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
+		    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
+	if (s->dead_letter_window_s)
+		log_info("pruning dead letters older than %lld s every %lld s", (long long)s->dead_letter_window_s,
+		    (long long)s->retention_interval_s);
 
 	while (!retention_stop) {
-		int64_t t0, n;
-
 		if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 			if (conn)
 				PQfinish(conn);
@@ -171,16 +203,10 @@ retention_main(const struct settings *s)
 			}
 			backoff_reset(&backoff);
 		}
-		t0 = now_ms();
-		n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
-		if (n > 0)
-			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
-			    (long long)s->dedupe_window_s, (long long)(now_ms() - t0));
-		if (n < 0) {
+		if (!prune_round(s, conn, &held, &held_ms)) {
 			sleep_ms_unless(backoff_next(&backoff), &retention_stop);
 			continue;
 		}
-		report_held(conn, s->dedupe_window_s, &held, &held_ms);
 		sleep_ms_unless(s->retention_interval_s * 1000, &retention_stop);
 	}
 	if (conn)
