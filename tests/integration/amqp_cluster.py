@@ -188,7 +188,7 @@ def drain(node, queue):
     conn = node.connection()
     ch = conn.channel()
     ch.basic_qos(prefetch_count=500)
-    out, tag = [], None
+    out, tag, acked = [], None, None
     for method, props, _ in ch.consume(queue, inactivity_timeout=3):
         if method is None:
             break
@@ -196,7 +196,8 @@ def drain(node, queue):
         tag = method.delivery_tag
         if len(out) % 250 == 0:
             ch.basic_ack(tag, multiple=True)
-    if tag is not None:
+            acked = tag
+    if tag != acked:
         ch.basic_ack(tag, multiple=True)
     ch.cancel()
     conn.close()
