@@ -138,11 +138,10 @@ amqpc_check(const struct broker *b, const config_setting_t *group, const config_
 
 /* A quorum queue drops a message (or dead-letters it through its own
  * x-dead-letter-exchange) once it was returned more than delivery_limit
- * times; every
- * failed attempt of an event oncebridge counts is one return, and so is
- * every delivery unacked when a connection or node is lost. A limit at or
- * below retry.max_attempts lets the broker discard a poison message before
- * oncebridge dead-letters it. */
+ * times; every failed attempt of an event oncebridge counts is one
+ * return, and so is every delivery unacked when a connection or node is
+ * lost. A limit at or below retry.max_attempts lets the broker discard a
+ * poison message before oncebridge dead-letters it. */
 void
 amqpc_check_main(const struct broker *b, const struct settings *s, struct diag *d)
 {

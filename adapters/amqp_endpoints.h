@@ -18,7 +18,7 @@ struct amqpc_endpoints {
 	struct amqpc_target *targets; /* [0]: from "url"; then one per "hosts" entry */
 	size_t n;
 	size_t cur;                   /* the endpoint to try first */
-	char node[64];                /* " (node I of N)" of the last open, "" when alone */
+	char node[64];                /* " (node I of N)" of the last open; "" when alone */
 };
 
 /* Check one "hosts" entry without I/O: NULL when valid ("host",

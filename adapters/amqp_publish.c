@@ -12,8 +12,10 @@
  *
  * The relay opens a new publisher after every connection loss; the node of
  * the cluster it connects to next is kept here, per process (a relay is a
- * process of its own), so that a lost node is skipped: relay N starts
- * with node N of the broker's list, and moves on when its node is lost. */
+ * process of its own), so that a lost node is skipped: the relays of a
+ * broker start on successive nodes of its list, and each moves on when its
+ * node is lost, or when the broker has nacked everything for a confirm
+ * timeout (nacked_too_long). */
 #include "config.h"
 
 #include <stdlib.h>
@@ -51,6 +53,7 @@ struct publisher {
 	const struct broker *b;
 	struct amqpc_endpoints ends;
 	bool lost;                          /* the connection failed: the next open tries the next node */
+	int64_t nacked_since;               /* since when every answer has been a nack; 0: not so */
 	amqp_connection_state_t conn;
 	uint64_t next_seq;
 	struct flight flights[MAX_FLIGHTS]; /* oldest first */
@@ -238,6 +241,28 @@ amqpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
 	return 0;
 }
 
+/* Whether the broker has nacked every message on this connection for
+ * longer than timeout_ms. RabbitMQ 3.10 nacks what is published into a
+ * quorum queue that has no leader, and a channel that was opened during
+ * the election may go on nacking after a leader was elected (seen in
+ * tests/integration/amqp_cluster.py: minutes, until the channel was
+ * closed). A new connection, on the next node, gets a fresh view. */
+static bool
+nacked_too_long(struct publisher *p, const struct flight *fl, int64_t timeout_ms)
+{
+	if (fl->n == 0 || fl->n_nacked < fl->n) {
+		p->nacked_since = 0;
+		return false;
+	}
+	if (p->nacked_since == 0)
+		p->nacked_since = now_ms();
+	if (now_ms() - p->nacked_since < timeout_ms)
+		return false;
+	log_warn("the broker has nacked every message for %lld ms; connecting again, to the next node",
+	    (long long)(now_ms() - p->nacked_since));
+	return true;
+}
+
 int
 amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 {
@@ -289,6 +314,8 @@ amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 			read_answer(p, a->delivery_tag, a->multiple, false);
 		}
 	}
+	if (rc == 0 && nacked_too_long(p, fl, timeout_ms))
+		rc = -1;
 	for (size_t i = 0; i < fl->n; i++)
 		confirmed[i] = rc == 0 && (fl->answer[i] & (ACKED | RETURNED)) == ACKED;
 	if (fl->n_nacked)

@@ -54,10 +54,14 @@ class RabbitCluster:
         return '<RabbitCluster %s>' % ' '.join(n.node for n in self.nodes)
 
     def start(self, timeout=120):
-        """Start every node at once (a node boots in ~8 s on 2 cores, most
-        of it CPU); the others join the first as they boot."""
+        """Start the first node, then the others at once (a node boots in
+        ~8 s on 2 cores, most of it CPU); they join the first as they boot.
+        Not all three at once: a node that joined the first while that one
+        was still migrating its schema (feature flags) failed to boot with
+        schema_integrity_check_failed (once in about ten runs)."""
         t0 = time.monotonic()
-        start_all(*self.nodes)
+        self.nodes[0].start(timeout)
+        start_all(*self.nodes[1:])
         wait_until(lambda: len(self.running_nodes()) == len(self.nodes),
                    timeout, 0.5, 'all %d nodes in the cluster'
                    % len(self.nodes))
