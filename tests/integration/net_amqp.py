@@ -1,0 +1,173 @@
+"""Network faults between oncebridge and RabbitMQ, through
+tests/harness/faultproxy.py: an inbound worker (a stream with 10 %
+duplicates and poison messages) and an outbox relay (large rows), each
+behind a proxy of its own, with heartbeat 2 s. One fault at a time hits
+every connection open at that moment, while new connections pass:
+
+  blackhole  both directions stop, nothing closes (acks in flight are lost)
+  read-stop  the broker stops reading: client to broker stops, the
+             broker's frames (heartbeats) still come
+  latency    3 s each way on every connection for 5 s
+  reset      a TCP RST
+
+After each, the same worker and relay processes must be back at work by
+themselves; the ledger at the end is exact (every event once, poison
+dead-lettered, every outbox row published and received). Prints the time
+to detect (the faulted connection given up for a new one) and to recover
+(progress again) of each fault."""
+import json
+import time
+
+import faultproxy
+import obtest
+import oncetest as ot
+
+HEARTBEAT = 2
+WAVE = 1000
+POISON_EVERY = 250
+
+t = ot.TAP()
+b = obtest.Bridge("net-amqp")
+b.start_servers()
+obtest.applied_table(b.pg)
+b.rabbit.declare_queue("out-q", keys=["out.#"])
+inp = faultproxy.FaultProxy(("127.0.0.1", b.rabbit.port))
+outp = faultproxy.FaultProxy(("127.0.0.1", b.rabbit.port), rcvbuf=65536)
+
+
+def via(proxy):
+    return "amqp://%s@127.0.0.1:%d/" % (b.rabbit.user, proxy.port)
+
+
+inbound = b.amqp_broker(name="rin", url=via(inp), heartbeat=HEARTBEAT, batch_size=100, prefetch=300)
+relay = b.amqp_broker(name="rout", url=via(outp), heartbeat=HEARTBEAT)
+b.write_config([("10-in.conf", inbound, [obtest.slow_route("na", "na-q", ["na.#"], per_event_ms=0.5)]),
+                ("20-out.conf", relay, [])])
+with open(b.config.replace("oncebridge.conf", "conf.d/20-out.conf"), "w") as f:
+    f.write(obtest.lc_file({"broker": relay}))
+    f.write("outbox = { batch_size = 200; poll_interval_ms = 200; confirm_timeout_ms = 5000; };\n")
+b.rabbit.declare_queue("na-q", keys=["na.#"])
+
+all_ids, poison, emitted = [], [], []
+big = "x" * 65000          # 64 KB rows: the relay spends its time writing
+
+
+def applied():
+    return obtest.progress(b.pg)
+
+
+def published():
+    return b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE published_at IS NOT NULL")
+
+
+def wave(k):
+    """Publish a wave of the inbound stream (duplicates, a few poison
+    messages) and emit outbox rows; return when both are under way."""
+    ids, msgs = obtest.event_stream(WAVE, dup_ratio=0.1, routing_key="na.w%d" % k, seed=k)
+    for i in range(0, len(msgs), POISON_EVERY):
+        # a poison message with an event ID: dead-lettered once, even when
+        # its ack is lost and it comes back
+        poison.append("na.w%d-poison-%d" % (k, i))
+        msgs.insert(i, {"exchange": "amq.topic", "routing_key": "na.w%d" % k,
+                        "body": json.dumps({"id": poison[-1], "n": "not a number"})})
+    all_ids.extend(ids)
+    at = applied()
+    b.rabbit.publish_many(msgs)
+    ot.wait_until(lambda: applied() >= at + 200, 120, interval=0.02, desc="wave %d under way" % k)
+    # the relay is in the middle of writing a batch when the fault comes
+    sent = outp.bytes_up
+    emitted.extend(r[0] for r in b.pg.execute(
+        "SELECT oncebridge.emit('rout', 'out.w%d', jsonb_build_object('n', g, 'pad', %%s::text))"
+        " FROM generate_series(1, 300) AS g" % k, (big,)))
+    ot.wait_until(lambda: outp.bytes_up > sent + (1 << 20), 60, interval=0.005, desc="the relay publishing")
+
+
+def measure(name, inject, heal=None, heal_after=0):
+    """Inject a fault into every open connection of both proxies. Returns
+    {who: (seconds to detect, seconds to recover)}: detected when a new
+    connection replaced the faulted ones (None if none did), recovered when
+    the count (rows applied, rows published) moved on after the detection
+    (or after the heal)."""
+    procs = {"worker": (inp, applied), "relay": (outp, published)}
+    last = {who: max(c.num for c in p.current()) for who, (p, _) in procs.items()}
+    t0 = time.monotonic()
+    for p, _ in procs.values():
+        inject(p, p.current())
+    res, base, healed = {}, {}, heal is None
+    while len(res) < len(procs) and time.monotonic() - t0 < 40:
+        now = time.monotonic() - t0
+        if not healed and now >= heal_after:
+            for p, _ in procs.values():
+                heal(p)
+            healed = True
+        for who, (p, count) in procs.items():
+            if who in res:
+                continue
+            new = p.connections > last[who]
+            if who not in base and (new or (heal is not None and healed)):
+                base[who] = (now if new else None, count())
+            elif who in base and count() > base[who][1] + 10:
+                res[who] = (base[who][0], now)
+        time.sleep(0.05)
+    if not healed:
+        for p, _ in procs.values():
+            heal(p)
+    for who in procs:
+        det, rec = res.get(who, (None, None))
+        obtest.note("%-10s %-6s detected %s, recovered %s" % (
+            name, who, "-" if det is None else "%.1f s" % det, "-" if rec is None else "%.1f s" % rec))
+    return res
+
+
+def blackhole_conns(direction):
+    def inject(p, conns):
+        for c in conns:
+            p.blackhole(direction, conn=c)
+    return inject
+
+
+d = b.start()
+workers = None
+results = {}
+faults = [("blackhole", blackhole_conns("both"), None),       # acks and confirms in flight vanish
+          ("read-stop", blackhole_conns("up"), None),         # the broker stops reading
+          ("latency", lambda p, conns: p.latency(3000), lambda p: p.passthrough()),
+          ("reset", lambda p, conns: [p.reset(conn=c) for c in conns], None)]
+for k, (name, inject, heal) in enumerate(faults, 1):
+    wave(k)
+    if workers is None:
+        workers = sorted(b.worker_pids())
+    results[name] = measure(name, inject, heal, heal_after=5)
+
+for name, r in results.items():
+    for who in ("worker", "relay"):
+        t.ok(who in r, "%s: the %s is back at work by itself" % (name, who))
+
+ot.wait_until(lambda: obtest.applied_events(b.pg, "na") >= len(all_ids), 180, interval=0.5,
+              desc="every event applied")
+b.wait_drained("na-q", timeout=120)
+obtest.exactly_once(t, b.pg, "na", all_ids)
+dead = b.pg.execute("SELECT event_id FROM oncebridge.dead_letters ORDER BY event_id")
+t.is_([r[0] for r in dead], sorted(poison), "every poison message dead-lettered once (%d)" % len(poison))
+ot.wait_until(lambda: published() == len(emitted), 120, interval=0.5, desc="every outbox row published")
+seen = set()
+ch_conn = b.rabbit.connection()
+ch = ch_conn.channel()
+
+
+def take():
+    while True:
+        method, props, _body = ch.basic_get("out-q", auto_ack=True)
+        if method is None:
+            return set(emitted) <= seen
+        seen.add(props.message_id)
+
+
+ot.wait_until(take, 60, interval=0.2, desc="every outbox row received")
+ch_conn.close()
+t.ok(set(emitted) <= seen, "every outbox row arrived (%d)" % len(emitted))
+t.is_(sorted(b.worker_pids()), workers, "the same worker and relay processes all along")
+t.is_(d.terminate(timeout=20), 0, "clean stop")
+inp.close()
+outp.close()
+raise SystemExit(t.done())
