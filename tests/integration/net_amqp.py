@@ -19,11 +19,12 @@ import json
 import time
 
 import faultproxy
+import netfault
 import obtest
 import oncetest as ot
 
 HEARTBEAT = 2
-WAVE = 1000
+WAVE = 1500
 POISON_EVERY = 250
 
 t = ot.TAP()
@@ -41,7 +42,7 @@ def via(proxy):
 
 inbound = b.amqp_broker(name="rin", url=via(inp), heartbeat=HEARTBEAT, batch_size=100, prefetch=300)
 relay = b.amqp_broker(name="rout", url=via(outp), heartbeat=HEARTBEAT)
-b.write_config([("10-in.conf", inbound, [obtest.slow_route("na", "na-q", ["na.#"], per_event_ms=0.5)]),
+b.write_config([("10-in.conf", inbound, [obtest.slow_route("na", "na-q", ["na.#"], per_event_ms=1.0)]),
                 ("20-out.conf", relay, [])])
 with open(b.config.replace("oncebridge.conf", "conf.d/20-out.conf"), "w") as f:
     f.write(obtest.lc_file({"broker": relay}))
@@ -73,71 +74,28 @@ def wave(k):
     all_ids.extend(ids)
     at = applied()
     b.rabbit.publish_many(msgs)
-    ot.wait_until(lambda: applied() >= at + 200, 120, interval=0.02, desc="wave %d under way" % k)
     # the relay is in the middle of writing a batch when the fault comes
     sent = outp.bytes_up
     emitted.extend(r[0] for r in b.pg.execute(
         "SELECT oncebridge.emit('rout', 'out.w%d', jsonb_build_object('n', g, 'pad', %%s::text))"
         " FROM generate_series(1, 300) AS g" % k, (big,)))
-    ot.wait_until(lambda: outp.bytes_up > sent + (1 << 20), 60, interval=0.005, desc="the relay publishing")
-
-
-def measure(name, inject, heal=None, heal_after=0):
-    """Inject a fault into every open connection of both proxies. Returns
-    {who: (seconds to detect, seconds to recover)}: detected when a new
-    connection replaced the faulted ones (None if none did), recovered when
-    the count (rows applied, rows published) moved on after the detection
-    (or after the heal)."""
-    procs = {"worker": (inp, applied), "relay": (outp, published)}
-    last = {who: max(c.num for c in p.current()) for who, (p, _) in procs.items()}
-    t0 = time.monotonic()
-    for p, _ in procs.values():
-        inject(p, p.current())
-    res, base, healed = {}, {}, heal is None
-    while len(res) < len(procs) and time.monotonic() - t0 < 40:
-        now = time.monotonic() - t0
-        if not healed and now >= heal_after:
-            for p, _ in procs.values():
-                heal(p)
-            healed = True
-        for who, (p, count) in procs.items():
-            if who in res:
-                continue
-            new = p.connections > last[who]
-            if who not in base and (new or (heal is not None and healed)):
-                base[who] = (now if new else None, count())
-            elif who in base and count() > base[who][1] + 10:
-                res[who] = (base[who][0], now)
-        time.sleep(0.05)
-    if not healed:
-        for p, _ in procs.values():
-            heal(p)
-    for who in procs:
-        det, rec = res.get(who, (None, None))
-        obtest.note("%-10s %-6s detected %s, recovered %s" % (
-            name, who, "-" if det is None else "%.1f s" % det, "-" if rec is None else "%.1f s" % rec))
-    return res
-
-
-def blackhole_conns(direction):
-    def inject(p, conns):
-        for c in conns:
-            p.blackhole(direction, conn=c)
-    return inject
+    ot.wait_until(lambda: outp.bytes_up > sent + (1 << 20) and applied() >= at + 200, 120, interval=0.005,
+                  desc="wave %d applied and published" % k)
 
 
 d = b.start()
 workers = None
 results = {}
-faults = [("blackhole", blackhole_conns("both"), None),       # acks and confirms in flight vanish
-          ("read-stop", blackhole_conns("up"), None),         # the broker stops reading
+faults = [("blackhole", netfault.blackhole_conns("both"), None),  # acks and confirms in flight vanish
+          ("read-stop", netfault.blackhole_conns("up"), None),    # the broker stops reading
           ("latency", lambda p, conns: p.latency(3000), lambda p: p.passthrough()),
-          ("reset", lambda p, conns: [p.reset(conn=c) for c in conns], None)]
+          ("reset", netfault.reset_conns, None)]
+procs = {"worker": (inp, applied), "relay": (outp, published)}
 for k, (name, inject, heal) in enumerate(faults, 1):
     wave(k)
     if workers is None:
         workers = sorted(b.worker_pids())
-    results[name] = measure(name, inject, heal, heal_after=5)
+    results[name] = netfault.measure(name, procs, inject, heal, heal_after=5)
 
 for name, r in results.items():
     for who in ("worker", "relay"):

@@ -1,0 +1,68 @@
+"""netfault -- inject a network fault through faultproxy proxies and time
+how long oncebridge takes to notice it and to be back at work.
+
+    procs = {"worker": (proxy_a, rows_applied), "relay": (proxy_b, rows_published)}
+    res = measure("blackhole", procs, blackhole_conns("both"))
+    # res["worker"] == (seconds to detect or None, seconds to recover)
+
+The fault hits the connections open at that moment; new connections pass
+(a half-open connection on a healthy network), unless the fault changes the
+proxy's default (latency() without conn). Detected: a new connection
+replaced the faulted one. Recovered: the count (rows applied, rows
+published) moved on after the detection, or after heal() for a fault that
+needs none detected (latency)."""
+import time
+
+import obtest
+
+MOVED = 10     # rows that count as "back at work"
+
+
+def blackhole_conns(direction):
+    """A fault: blackhole direction ("up", "down", "both") of the
+    connections open now."""
+    def inject(p, conns):
+        for c in conns:
+            p.blackhole(direction, conn=c)
+    return inject
+
+
+def reset_conns(p, conns):
+    """A fault: RST the connections open now."""
+    for c in conns:
+        p.reset(conn=c)
+
+
+def measure(name, procs, inject, heal=None, heal_after=0, timeout=40):
+    """Inject a fault into every open connection of each proxy in procs
+    ({who: (proxy, count function)}), heal it after heal_after seconds when
+    heal is given; return {who: (detect s or None, recover s)} for those
+    that recovered within timeout, and print one line each."""
+    last = {who: max([c.num for c in p.current()] or [0]) for who, (p, _) in procs.items()}
+    t0 = time.monotonic()
+    for p, _ in procs.values():
+        inject(p, p.current())
+    res, base, healed = {}, {}, False
+    while len(res) < len(procs) and time.monotonic() - t0 < timeout:
+        now = time.monotonic() - t0
+        if heal and not healed and now >= heal_after:
+            for p, _ in procs.values():
+                heal(p)
+            healed = True
+        for who, (p, count) in procs.items():
+            if who in res:
+                continue
+            new = p.connections > last[who]
+            if who not in base and (new or healed):
+                base[who] = (now if new else None, count())
+            elif who in base and count() > base[who][1] + MOVED:
+                res[who] = (base[who][0], now)
+        time.sleep(0.05)
+    if heal and not healed:
+        for p, _ in procs.values():
+            heal(p)
+    for who in procs:
+        det, rec = res.get(who, (base.get(who, (None,))[0], None))
+        obtest.note("%-10s %-6s detected %s, recovered %s" % (
+            name, who, "-" if det is None else "%.1f s" % det, "-" if rec is None else "%.1f s" % rec))
+    return res
