@@ -1,22 +1,22 @@
 """netfault -- inject a network fault through faultproxy proxies and time
 how long oncebridge takes to notice it and to be back at work.
 
-    procs = {"worker": (proxy_a, rows_applied), "relay": (proxy_b, rows_published)}
+    procs = {"worker": (proxy_a, probe_events), "relay": (proxy_b, probe_rows)}
     res = measure("blackhole", procs, blackhole_conns("both"))
     # res["worker"] == (seconds to detect or None, seconds to recover)
 
 The fault hits the connections open at that moment; new connections pass
 (a half-open connection on a healthy network), unless the fault changes the
-proxy's default (latency() without conn). Detected: a new connection
-replaced the faulted one. Recovered: the count (rows applied, rows
-published) moved on after the detection, or after heal() for a fault that
-needs none detected (latency)."""
+proxy's default (latency() without conn). Right after the injection each
+probe function is called: it sends new work (events to apply, rows to
+publish) and returns a predicate that is true once that work is done.
+Detected: a new connection replaced the faulted one (None when none did,
+as under latency). Recovered: the probe's work is done, and for a fault
+without heal() on a new connection (work done on a half-dead connection,
+whose acks are lost, does not count)."""
 import time
 
 import obtest
-
-MOVED = 10     # rows that count as "back at work"
-
 
 def blackhole_conns(direction):
     """A fault: blackhole direction ("up", "down", "both") of the
@@ -35,34 +35,32 @@ def reset_conns(p, conns):
 
 def measure(name, procs, inject, heal=None, heal_after=0, timeout=40):
     """Inject a fault into every open connection of each proxy in procs
-    ({who: (proxy, count function)}), heal it after heal_after seconds when
-    heal is given; return {who: (detect s or None, recover s)} for those
-    that recovered within timeout, and print one line each."""
+    ({who: (proxy, probe)}), heal it after heal_after seconds when heal is
+    given; return {who: (detect s or None, recover s)} for those that
+    recovered within timeout, and print one line each."""
     last = {who: max([c.num for c in p.current()] or [0]) for who, (p, _) in procs.items()}
     t0 = time.monotonic()
     for p, _ in procs.values():
         inject(p, p.current())
-    res, base, healed = {}, {}, False
+    done = {who: probe() for who, (_, probe) in procs.items()}
+    res, detected, healed = {}, {}, False
     while len(res) < len(procs) and time.monotonic() - t0 < timeout:
         now = time.monotonic() - t0
         if heal and not healed and now >= heal_after:
             for p, _ in procs.values():
                 heal(p)
             healed = True
-        for who, (p, count) in procs.items():
-            if who in res:
-                continue
-            new = p.connections > last[who]
-            if who not in base and (new or healed):
-                base[who] = (now if new else None, count())
-            elif who in base and count() > base[who][1] + MOVED:
-                res[who] = (base[who][0], now)
+        for who, (p, _) in procs.items():
+            if who not in detected and p.connections > last[who]:
+                detected[who] = now
+            if who not in res and (heal or who in detected) and done[who]():
+                res[who] = (detected.get(who), now)
         time.sleep(0.05)
     if heal and not healed:
         for p, _ in procs.values():
             heal(p)
     for who in procs:
-        det, rec = res.get(who, (base.get(who, (None,))[0], None))
+        det, rec = res.get(who, (detected.get(who), None))
         obtest.note("%-10s %-6s detected %s, recovered %s" % (
             name, who, "-" if det is None else "%.1f s" % det, "-" if rec is None else "%.1f s" % rec))
     return res

@@ -83,6 +83,27 @@ def wave(k):
                   desc="wave %d applied and published" % k)
 
 
+probes = []
+
+
+def probe_events():
+    """New events right after a fault; true once all are applied."""
+    probes.append(1)
+    ids, msgs = obtest.event_stream(20, dup_ratio=0, routing_key="na.probe%d" % len(probes), seed=len(probes))
+    b.rabbit.publish_many(msgs)
+    all_ids.extend(ids)
+    return lambda: b.pg.scalar("SELECT count(DISTINCT event_id) FROM applied WHERE event_id = ANY(%s)", (ids,)) == 20
+
+
+def probe_rows():
+    """New outbox rows right after a fault; true once all are published."""
+    ids = [r[0] for r in b.pg.execute("SELECT oncebridge.emit('rout', 'out.probe', jsonb_build_object('n', g))"
+                                      " FROM generate_series(1, 5) AS g")]
+    emitted.extend(ids)
+    return lambda: b.pg.scalar("SELECT count(*) FROM oncebridge.outbox WHERE event_id = ANY(%s)"
+                               " AND published_at IS NOT NULL", ([str(i) for i in ids],)) == 5
+
+
 d = b.start()
 workers = None
 results = {}
@@ -90,7 +111,7 @@ faults = [("blackhole", netfault.blackhole_conns("both"), None),  # acks and con
           ("read-stop", netfault.blackhole_conns("up"), None),    # the broker stops reading
           ("latency", lambda p, conns: p.latency(3000), lambda p: p.passthrough()),
           ("reset", netfault.reset_conns, None)]
-procs = {"worker": (inp, applied), "relay": (outp, published)}
+procs = {"worker": (inp, probe_events), "relay": (outp, probe_rows)}
 for k, (name, inject, heal) in enumerate(faults, 1):
     wave(k)
     if workers is None:
