@@ -35,32 +35,41 @@ def reset_conns(p, conns):
 
 def measure(name, procs, inject, heal=None, heal_after=0, timeout=40):
     """Inject a fault into every open connection of each proxy in procs
-    ({who: (proxy, probe)}), heal it after heal_after seconds when heal is
-    given; return {who: (detect s or None, recover s)} for those that
-    recovered within timeout, and print one line each."""
-    last = {who: max([c.num for c in p.current()] or [0]) for who, (p, _) in procs.items()}
+    ({who: (proxy, probe[, count])}), heal it after heal_after seconds when
+    heal is given; return {who: (detect s or None, recover s)} for those
+    that recovered within timeout, and print one line each. With count (a
+    function: rows done so far), the line also says when the count first
+    moved after the detection (resumed: the first work on the new
+    connection, ahead of the backlog the probe waits behind)."""
+    last = {who: max([c.num for c in v[0].current()] or [0]) for who, v in procs.items()}
     t0 = time.monotonic()
-    for p, _ in procs.values():
-        inject(p, p.current())
-    done = {who: probe() for who, (_, probe) in procs.items()}
-    res, detected, healed = {}, {}, False
+    for v in procs.values():
+        inject(v[0], v[0].current())
+    done = {who: v[1]() for who, v in procs.items()}
+    res, detected, resumed, healed = {}, {}, {}, False
     while len(res) < len(procs) and time.monotonic() - t0 < timeout:
         now = time.monotonic() - t0
         if heal and not healed and now >= heal_after:
-            for p, _ in procs.values():
-                heal(p)
+            for v in procs.values():
+                heal(v[0])
             healed = True
-        for who, (p, _) in procs.items():
-            if who not in detected and p.connections > last[who]:
-                detected[who] = now
+        for who, v in procs.items():
+            count = v[2] if len(v) > 2 else None
+            if who not in detected and v[0].connections > last[who]:
+                detected[who] = (now, count() if count else 0)
+            elif count and who in detected and who not in resumed and count() > detected[who][1]:
+                resumed[who] = now
             if who not in res and (heal or who in detected) and done[who]():
-                res[who] = (detected.get(who), now)
+                res[who] = (detected[who][0] if who in detected else None, now)
         time.sleep(0.05)
     if heal and not healed:
-        for p, _ in procs.values():
-            heal(p)
+        for v in procs.values():
+            heal(v[0])
     for who in procs:
-        det, rec = res.get(who, (detected.get(who), None))
-        obtest.note("%-10s %-6s detected %s, recovered %s" % (
-            name, who, "-" if det is None else "%.1f s" % det, "-" if rec is None else "%.1f s" % rec))
+        det = detected[who][0] if who in detected else None
+        rec = res[who][1] if who in res else None
+        obtest.note("%-10s %-6s detected %s,%s recovered %s" % (
+            name, who, "-" if det is None else "%.1f s" % det,
+            " resumed %.1f s," % resumed[who] if who in resumed else "",
+            "-" if rec is None else "%.1f s" % rec))
     return res

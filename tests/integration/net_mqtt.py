@@ -102,7 +102,7 @@ faults = [("blackhole", netfault.blackhole_conns("both"), None),  # PUBACKs in f
           ("read-stop", netfault.blackhole_conns("up"), None),    # the broker stops reading
           ("latency", lambda p, conns: p.latency(3000), lambda p: p.passthrough()),
           ("reset", netfault.reset_conns, None)]
-procs = {"worker": (inp, probe_events), "relay": (outp, probe_rows)}
+procs = {"worker": (inp, probe_events, applied), "relay": (outp, probe_rows)}
 for k, (name, inject, heal) in enumerate(faults, 1):
     wave(k)
     if workers is None:

@@ -23,7 +23,7 @@ import netfault
 import obtest
 import oncetest as ot
 
-WAVE = 1500
+WAVE = 800
 POISON_EVERY = 250
 RESPONSE_TIMEOUT_MS = 3000
 
@@ -95,7 +95,7 @@ d = b.start()
 wave(0)
 ot.wait_until(lambda: obtest.applied_events(b.pg, "np") >= len(all_ids), 120, interval=0.2, desc="wave 0 applied")
 workers = sorted(b.worker_pids())
-procs = {"worker": (pgp, probe_events), "relay": (pgp, probe_rows)}
+procs = {"worker": (pgp, probe_events, applied), "relay": (pgp, probe_rows)}
 results = {}
 
 wave(1)
