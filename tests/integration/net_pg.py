@@ -7,7 +7,11 @@ middle of the stream usually meets a COMMIT in flight. One fault at a time
 hits every session open at that moment, while new sessions pass:
 
   commit     blackhole (both directions, nothing closes) mid-stream: the
-             COMMIT in flight has an unknown outcome for oncebridge
+             COMMIT in flight has an unknown outcome for oncebridge (it
+             never reached the server)
+  answer     blackhole of the server's direction only, mid-stream: the
+             COMMIT in flight commits, its answer is lost (the redelivered
+             batch must meet its claims)
   idle       blackhole between batches: the stream has drained; the next
              batch and the next outbox rows meet the dead sessions
   reset      a TCP RST mid-stream
@@ -101,10 +105,13 @@ results = {}
 wave(1)
 results["commit"] = netfault.measure("commit", procs, netfault.blackhole_conns("both"))
 ot.wait_until(lambda: obtest.applied_events(b.pg, "np") >= len(all_ids), 120, interval=0.2, desc="wave 1 applied")
+wave(2)
+results["answer"] = netfault.measure("answer", procs, netfault.blackhole_conns("down"))
+ot.wait_until(lambda: obtest.applied_events(b.pg, "np") >= len(all_ids), 120, interval=0.2, desc="wave 2 applied")
 netfault.blackhole_conns("both")(pgp, pgp.current())
-wave(2, wait=False)
+wave(3, wait=False)
 results["idle"] = netfault.measure("idle", procs, lambda p, conns: None)
-wave(3)
+wave(4)
 results["reset"] = netfault.measure("reset", procs, netfault.reset_conns)
 
 for name, r in results.items():
