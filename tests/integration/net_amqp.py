@@ -13,10 +13,8 @@ every connection open at that moment, while new connections pass:
 After each, the same worker and relay processes must be back at work by
 themselves; the ledger at the end is exact (every event once, poison
 dead-lettered, every outbox row published and received). Prints the time
-to detect (the faulted connection given up for a new one) and to recover
-(progress again) of each fault."""
+to detect and to recover of each fault (see netfault.py)."""
 import json
-import time
 
 import faultproxy
 import netfault
