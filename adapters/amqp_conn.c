@@ -1,11 +1,16 @@
 /* AMQP connection setup shared by the consumer and the outbox publisher:
  * the URL (never with a password in it), TLS for amqps:// (amqp_tls.c),
- * login with the password from its file, heartbeats, timeouts and one
- * channel; and the wording of the broker's errors in our logs. */
+ * login with the password from its file, heartbeats, timeouts (a write
+ * deadline of two heartbeats, too) and one channel; and the wording of the
+ * broker's errors in our logs. */
 #include "config.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "adapters/amqp_cfg.h"
@@ -148,6 +153,27 @@ amqpc_close(amqp_connection_state_t *conn, bool graceful)
 	*conn = NULL;
 }
 
+/* rabbitmq-c checks the heartbeat only while it reads; a write to a broker
+ * that stopped reading (or a path that went dark) waits in poll() with no
+ * deadline once the socket buffers are full. TCP_USER_TIMEOUT makes the
+ * kernel fail the connection when sent data stays unacknowledged, or the
+ * peer's window stays closed, for two heartbeat intervals: the same bound
+ * rabbitmq-c applies to reads. Without heartbeats the kernel's defaults
+ * stay. */
+static void
+bound_writes(amqp_connection_state_t conn, const struct amqpc_target *t)
+{
+	int heartbeat = amqp_get_heartbeat(conn);
+	unsigned int ms;
+
+	if (heartbeat <= 0)
+		return;
+	ms = (unsigned int)heartbeat * 2000u;
+	if (setsockopt(amqp_get_sockfd(conn), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)) < 0)
+		log_warn("could not set a write deadline on the connection to %s:%d: %s", t->host, t->port,
+		    strerror(errno));
+}
+
 amqp_connection_state_t
 amqpc_open(const struct amqpc_target *t)
 {
@@ -174,6 +200,7 @@ amqpc_open(const struct amqpc_target *t)
 	if (!amqpc_reply_ok(amqp_login(conn, t->vhost, 0, 131072, t->heartbeat, AMQP_SASL_METHOD_PLAIN, t->user,
 	    t->password), "log in"))
 		goto fail;
+	bound_writes(conn, t);
 	amqp_channel_open(conn, AMQPC_CHANNEL);
 	if (!amqpc_reply_ok(amqp_get_rpc_reply(conn), "open a channel"))
 		goto fail;

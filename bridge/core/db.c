@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bridge/core/db.h"
+#include "bridge/core/orphan.h"
 #include "bridge/core/failure.h"
 #include "bridge/core/peer_defaults.h"
 #include "bridge/core/roundtrip.h"
@@ -240,7 +241,9 @@ db_open(const struct settings *s, const char *appname)
 	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld", (long long)s->db_statement_timeout_ms);
 	res = rt_exec(conn, timeout);
 	PQclear(res);
-	if (PQstatus(conn) != CONNECTION_OK)
+	/* our transactions never wait between round trips: one idle in a
+	 * transaction past the deadline is a session we gave up on */
+	if (PQstatus(conn) != CONNECTION_OK || !orphan_limits(conn, rt_timeout_ms(s), 0))
 		goto fail;
 	return conn;
 fail:

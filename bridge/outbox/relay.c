@@ -38,6 +38,7 @@
 #include "adapters/adapter.h"
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/orphan.h"
 #include "bridge/core/roundtrip.h"
 #include "bridge/outbox/outbox_horizon.h"
 #include "bridge/common/log.h"
@@ -118,6 +119,19 @@ relay_disconnect_db(struct relay *r)
 	r->active = false;
 }
 
+/* The relay's session waits for the broker's confirms inside a
+ * transaction (unordered) and holds a session-level advisory lock between
+ * rounds (ordered): past these limits it is one we gave up on, and the
+ * server frees the lock for our next session (bridge/core/orphan.c). */
+static bool
+relay_orphan_limits(struct relay *r)
+{
+	int64_t deadline = rt_timeout_ms(r->w->settings);
+	int64_t confirm = r->b->outbox_confirm_timeout_ms;
+
+	return orphan_limits(r->conn, confirm + deadline, r->b->outbox_poll_interval_ms + confirm + deadline);
+}
+
 static bool
 relay_connect_db(struct relay *r)
 {
@@ -133,6 +147,7 @@ relay_connect_db(struct relay *r)
 	/* A lost mark only means the row is published again (consumers dedupe
 	 * by event ID), so the relay's marks need not wait for the WAL flush. */
 	if (!db_exec(r->conn, "SET synchronous_commit = off", "set synchronous_commit") ||
+	    !relay_orphan_limits(r) ||
 	    !db_exec(r->conn, "LISTEN oncebridge_outbox", "listen for outbox notifications")) {
 		relay_disconnect_db(r);
 		return false;
