@@ -16,7 +16,9 @@
 #include "bridge/core/message.h"
 
 struct broker;
+struct report;
 struct route;
+struct settings;
 struct worker;
 struct publisher;
 
@@ -63,6 +65,12 @@ struct adapter {
 	 * dedupe window (retention.dedupe_window_s, > 0) of main_file: what
 	 * the broker may redeliver after the window. */
 	void (*check_window)(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+	/* Optional: the live checks of "oncebridge check" (bridge/daemon/check.c):
+	 * connect to the broker of b and add to r one line per precondition
+	 * of the guarantee it can see there (queues, sessions, horizons),
+	 * naming the file and key or the server object. Consumes, publishes,
+	 * acks and creates nothing. s: every broker, for checks across them. */
+	void (*check_live)(const struct settings *s, const struct broker *b, struct report *r);
 
 	/* What the core asks of a broker with routes (all required). */
 	char topic_separator;              /* between the levels of a topic, as in struct message */

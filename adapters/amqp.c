@@ -549,6 +549,7 @@ const struct adapter amqpc_adapter = {
 	.route_size = sizeof(struct amqpc_route_cfg),
 	.check = amqpc_check,
 	.check_window = amqpc_check_window,
+	.check_live = amqpc_check_live,
 	.topic_separator = '.',
 	.route_matches = amqpc_route_matches,
 	.workers = amqpc_workers,

@@ -676,6 +676,7 @@ const struct adapter mqtt_adapter = {
 	.route_size = sizeof(struct mqtt_route_cfg),
 	.check = mqtt_check,
 	.check_window = mqtt_check_window,
+	.check_live = mqtt_check_live,
 	.topic_separator = '/',
 	.route_matches = mqtt_route_matches,
 	.workers = mqtt_workers,

@@ -13,6 +13,7 @@
 #include "bridge/config/diag.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
+#include "bridge/daemon/check.h"
 #include "bridge/daemon/supervisor.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/oncebridge/oncebridge.conf"
@@ -22,6 +23,8 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: oncebridge [-t] [-c FILE] [--allow-root]\n"
+	    "       oncebridge [-c FILE] check [--json] [--strict]\n"
+	    "       oncebridge [-c FILE] try ROUTE [--topic T] [--property K=V] [--header K=V] [--db] [FILE|-]\n"
 	    "       oncebridge [-c FILE] dead-letters list|show|replay|purge ... (see dead-letters help)\n"
 	    "\n"
 	    "Bridges message brokers to PostgreSQL with exactly-once effects.\n"
@@ -32,10 +35,22 @@ usage(FILE *out)
 	    "\n\n"
 	    "  -c, --config FILE  main configuration file (default %s)\n"
 	    "  -t, --test         check the configuration, without network I/O, and exit\n"
+	    "\n"
+	    "  check              check on the configured servers that the guarantee holds (read-only);\n"
+	    "                     exit 0 all ok, 1 warnings with --strict, 2 errors; --json for automation\n"
+	    "  try ROUTE          show what ROUTE does with a payload (FILE, or standard input);\n"
+	    "                     --db also runs its SQL in a transaction that is rolled back\n"
+	    "\n"
 	    "      --allow-root   run the daemon as root (refused otherwise)\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         print this help and exit\n",
 	    DEFAULT_CONFIG);
+}
+
+static bool
+is_command(const char *arg)
+{
+	return strcmp(arg, "dead-letters") == 0 || strcmp(arg, "check") == 0 || strcmp(arg, "try") == 0;
 }
 
 int
@@ -82,7 +97,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc && strcmp(argv[optind], "dead-letters") != 0) {
+	if (optind < argc && !is_command(argv[optind])) {
 		usage(stderr);
 		return 2;
 	}
@@ -95,17 +110,27 @@ main(int argc, char **argv)
 	}
 	log_init("oncebridge");
 	s = settings_load(path, &d);
-	diag_print(&d, stderr);
+	if (s == NULL || optind == argc || strcmp(argv[optind], "check") != 0)
+		diag_print(&d, stderr); /* check reports them */
 	if (s == NULL) {
 		fprintf(stderr, "oncebridge: configuration \"%s\" has %d error%s\n", path, d.errors,
 		    d.errors == 1 ? "" : "s");
 		diag_free(&d);
-		return 1;
+		return optind < argc && strcmp(argv[optind], "check") == 0 ? 2 : 1;
+	}
+	if (optind < argc && strcmp(argv[optind], "check") == 0) {
+		status = check_cli(s, &d, argc - optind, argv + optind);
+		diag_free(&d);
+		settings_free(s);
+		return status;
 	}
 	diag_free(&d);
 	if (optind < argc) {
 		log_set_level(log_level_from_name(s->log_level));
-		status = deadletter_cli(s, argc - optind, argv + optind);
+		if (strcmp(argv[optind], "try") == 0)
+			status = try_cli(s, argc - optind, argv + optind);
+		else
+			status = deadletter_cli(s, argc - optind, argv + optind);
 		settings_free(s);
 		return status;
 	}
