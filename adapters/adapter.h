@@ -76,6 +76,10 @@ struct adapter {
 	char topic_separator;              /* between the levels of a topic, as in struct message */
 	/* Whether route r of this broker takes message m. */
 	bool (*route_matches)(const struct route *r, const struct message *m);
+	/* Optional: where a worker consumes route r's messages (its queue,
+	 * its subscription filter), as struct message's source; for the
+	 * messages "oncebridge try" builds. */
+	const char *(*route_source)(const struct route *r);
 	/* Consumer worker processes the broker needs, at least 1. */
 	int (*workers)(const struct broker *b);
 	/* Most (message, route) pairs one worker may hold unsettled at once,

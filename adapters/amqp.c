@@ -552,6 +552,7 @@ const struct adapter amqpc_adapter = {
 	.check_live = amqpc_check_live,
 	.topic_separator = '.',
 	.route_matches = amqpc_route_matches,
+	.route_source = amqpc_route_source,
 	.workers = amqpc_workers,
 	.in_flight = amqpc_in_flight,
 	.redelivery = amqpc_redelivery,

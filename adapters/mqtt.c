@@ -679,6 +679,7 @@ const struct adapter mqtt_adapter = {
 	.check_live = mqtt_check_live,
 	.topic_separator = '/',
 	.route_matches = mqtt_route_matches,
+	.route_source = mqtt_route_source,
 	.workers = mqtt_workers,
 	.in_flight = mqtt_in_flight,
 	.redelivery = mqtt_redelivery,

@@ -314,6 +314,7 @@ try_cli(const struct settings *s, int argc, char **argv)
 		goto out;
 	o.m.payload = payload;
 	o.m.topic_separator = b->adapter->topic_separator;
+	o.m.source = b->adapter->route_source ? b->adapter->route_source(r) : NULL;
 	o.m.headers = o.headers;
 	o.m.n_headers = o.n_headers;
 	printf("%-10s  \"%s\" of broker \"%s\" (%s:%d)\n", "route", r->name, b->name, b->file, r->line);
