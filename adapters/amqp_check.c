@@ -328,21 +328,41 @@ report_queue_facts(const struct settings *s, const struct queue_facts *f, const 
 	report_losses(s, f, subj, r);
 }
 
-static void
-check_route_queue(struct probe *p, const struct settings *s, const struct broker *b, const struct route *rt,
-    struct report *r)
+/* Whether a route of b before index i consumes queue, or one declares it. */
+static bool
+queue_seen(const struct broker *b, size_t i, const char *queue, bool *declared)
 {
+	bool seen = false;
+
+	*declared = false;
+	for (size_t k = 0; k < b->n_routes; k++) {
+		const struct amqpc_route_cfg *rc = amqpc_route_cfg(&b->routes[k]);
+
+		if (rc->queue == NULL || strcmp(rc->queue, queue) != 0)
+			continue;
+		seen |= k < i;
+		*declared |= rc->declare_queue;
+	}
+	return seen;
+}
+
+/* Each queue once, under the first route that names it. */
+static void
+check_route_queue(struct probe *p, const struct settings *s, const struct broker *b, size_t i, struct report *r)
+{
+	const struct route *rt = &b->routes[i];
 	const struct amqpc_route_cfg *rc = amqpc_route_cfg(rt);
 	char *subj = report_subject("queue \"%s\" (%s:%d route \"%s\" key \"queue\")", rc->queue, b->file, rt->line,
 	    rt->name);
 	amqp_queue_declare_ok_t *ok;
 	struct queue_facts f = { 0 };
+	bool declared;
 
-	if (!probe_channel(p))
+	if (queue_seen(b, i, rc->queue, &declared) || !probe_channel(p))
 		goto out;
 	ok = amqp_queue_declare(p->conn, p->channel, amqp_cstring_bytes(rc->queue), 1, 0, 0, 0, amqp_empty_table);
 	if (!probe_reply(p)) {
-		if (p->code == AMQP_NOT_FOUND && rc->declare_queue)
+		if (p->code == AMQP_NOT_FOUND && declared)
 			report_add(r, CHECK_OK, subj, NULL, "does not exist yet: oncebridge declares it, durable, at start");
 		else if (p->code == AMQP_NOT_FOUND)
 			report_add(r, CHECK_ERROR, subj, "declare the queue durable on the broker, or set "
@@ -417,7 +437,7 @@ amqpc_check_live(const struct settings *s, const struct broker *b, struct report
 	p.channel = AMQPC_CHANNEL;
 	p.next = AMQPC_CHANNEL + 1;
 	for (size_t i = 0; i < b->n_routes && !p.lost; i++) {
-		check_route_queue(&p, s, b, &b->routes[i], r);
+		check_route_queue(&p, s, b, i, r);
 		if (amqpc_route_cfg(&b->routes[i])->bind_exchange && !p.lost)
 			check_route_binding(&p, b, &b->routes[i], r);
 	}

@@ -343,9 +343,15 @@ plan_writes(struct json_object *plan, struct writes *w)
 		char *table = xasprintf("%s.%s", json_object_get_string(schema), json_object_get_string(rel));
 		char *priv = xstrdup(json_object_get_string(op));
 
+		struct json_object *conflict;
+
 		for (char *p = priv; *p; p++)
 			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
 		writes_add(w, table, priv);
+		/* INSERT ... ON CONFLICT DO UPDATE updates too */
+		if (json_object_object_get_ex(plan, "Conflict Resolution", &conflict) &&
+		    strcmp(json_object_get_string(conflict), "UPDATE") == 0)
+			writes_add(w, table, "UPDATE");
 		free(table);
 		free(priv);
 	}
@@ -404,7 +410,8 @@ param_types(PGconn *conn, const char *name, struct buf *out)
 	PQclear(res);
 }
 
-static void
+/* Returns false when the SQL of rt did not prepare or may not run. */
+static bool
 check_route(PGconn *conn, const struct broker *b, const struct route *rt, size_t index, struct writes *w,
     struct report *r)
 {
@@ -412,6 +419,7 @@ check_route(PGconn *conn, const struct broker *b, const struct route *rt, size_t
 	char name[48], *err = NULL;
 	PGresult *res;
 	struct buf types = { 0 };
+	bool ok = false;
 
 	snprintf(name, sizeof(name), "ob_check_%zu_%s", index, "route");
 	res = check_prepare_route(conn, rt, name);
@@ -434,10 +442,12 @@ check_route(PGconn *conn, const struct broker *b, const struct route *rt, size_t
 	}
 	report_add(r, CHECK_OK, subj, NULL, "prepares against the real tables with %zu parameter%s%s%.*s", rt->n_params,
 	    rt->n_params == 1 ? "" : "s", types.len ? ": " : "", (int)types.len, types.data ? types.data : "");
+	ok = true;
 out:
 	free(err);
 	buf_free(&types);
 	free(subj);
+	return ok;
 }
 
 void
@@ -447,6 +457,7 @@ check_db(const struct settings *s, struct report *r)
 	PGconn *conn = check_db_connect(s, "oncebridge/check", &why);
 	struct writes w = { 0 };
 	size_t index = 0;
+	bool routes_ok = true;
 
 	if (conn == NULL) {
 		report_add(r, CHECK_ERROR, subj, "check database.conninfo, the password and the server's pg_hba.conf",
@@ -460,8 +471,10 @@ check_db(const struct settings *s, struct report *r)
 	check_grants(conn, r);
 	for (size_t i = 0; i < s->n_brokers; i++)
 		for (size_t k = 0; k < s->brokers[i].n_routes; k++)
-			check_route(conn, &s->brokers[i], &s->brokers[i].routes[k], index++, &w, r);
-	check_extra_writes(conn, &w, r);
+			routes_ok &= check_route(conn, &s->brokers[i], &s->brokers[i].routes[k], index++, &w, r);
+	/* what a route that failed writes is unknown: no guesses */
+	if (routes_ok)
+		check_extra_writes(conn, &w, r);
 out:
 	writes_free(&w);
 	PQfinish(conn);
