@@ -35,15 +35,14 @@ usage(FILE *out)
 	    "\n\n"
 	    "  -c, --config FILE  main configuration file (default %s)\n"
 	    "  -t, --test         check the configuration, without network I/O, and exit\n"
+	    "      --allow-root   run the daemon as root (refused otherwise)\n"
+	    "  -V, --version      print the version and exit\n"
+	    "  -h, --help         print this help and exit\n"
 	    "\n"
 	    "  check              check on the configured servers that the guarantee holds (read-only);\n"
 	    "                     exit 0 all ok, 1 warnings with --strict, 2 errors; --json for automation\n"
 	    "  try ROUTE          show what ROUTE does with a payload (FILE, or standard input);\n"
-	    "                     --db also runs its SQL in a transaction that is rolled back\n"
-	    "\n"
-	    "      --allow-root   run the daemon as root (refused otherwise)\n"
-	    "  -V, --version      print the version and exit\n"
-	    "  -h, --help         print this help and exit\n",
+	    "                     --db also runs its SQL in a transaction that is rolled back\n",
 	    DEFAULT_CONFIG);
 }
 
@@ -51,6 +50,18 @@ static bool
 is_command(const char *arg)
 {
 	return strcmp(arg, "dead-letters") == 0 || strcmp(arg, "check") == 0 || strcmp(arg, "try") == 0;
+}
+
+/* A command after the options, argv[0] one of is_command's. */
+static int
+run_command(const struct settings *s, const struct diag *d, int argc, char **argv)
+{
+	if (strcmp(argv[0], "check") == 0)
+		return check_cli(s, d, argc, argv);
+	log_set_level(log_level_from_name(s->log_level));
+	if (strcmp(argv[0], "try") == 0)
+		return try_cli(s, argc, argv);
+	return deadletter_cli(s, argc, argv);
 }
 
 int
@@ -118,22 +129,13 @@ main(int argc, char **argv)
 		diag_free(&d);
 		return optind < argc && strcmp(argv[optind], "check") == 0 ? 2 : 1;
 	}
-	if (optind < argc && strcmp(argv[optind], "check") == 0) {
-		status = check_cli(s, &d, argc - optind, argv + optind);
+	if (optind < argc) {
+		status = run_command(s, &d, argc - optind, argv + optind);
 		diag_free(&d);
 		settings_free(s);
 		return status;
 	}
 	diag_free(&d);
-	if (optind < argc) {
-		log_set_level(log_level_from_name(s->log_level));
-		if (strcmp(argv[optind], "try") == 0)
-			status = try_cli(s, argc - optind, argv + optind);
-		else
-			status = deadletter_cli(s, argc - optind, argv + optind);
-		settings_free(s);
-		return status;
-	}
 	if (test_only) {
 		size_t routes = 0;
 
