@@ -36,6 +36,10 @@ static const struct cfg_key database_keys[] = {
 	    "environment variable holding the database password (containers), instead of password_file" },
 	{ "statement_timeout_ms", CFG_INT, S(db_statement_timeout_ms), false, NULL, 10000, 0, 3600000, 0, NULL,
 	    "statement_timeout of oncebridge's sessions; 0 disables it" },
+	{ "response_timeout_ms", CFG_INT, S(db_response_timeout_ms), false, NULL, 0, 0, 86400000, 0, NULL,
+	    "deadline of each database round trip (connect, transaction, COMMIT, relay and retention "
+	    "queries): past it the session is closed and the next connect tries the next host; "
+	    "0 means statement_timeout_ms plus 5 s (65 s when statement_timeout_ms is 0)" },
 	CFG_END
 };
 
@@ -571,6 +575,10 @@ settings_load(const char *path, struct diag *d)
 	}
 	if (s->db_conninfo)
 		db_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
+	if (s->db_response_timeout_ms > 0 && s->db_response_timeout_ms <= s->db_statement_timeout_ms)
+		diag_warn(d, path, cfg_line(config_lookup(&cfg, "database.response_timeout_ms")),
+		    "key \"response_timeout_ms\" in group \"database\" is not above \"statement_timeout_ms\": "
+		    "a slow statement is cut as a dead database before the server cancels it");
 	if (s->retry_initial_ms > s->retry_max_ms)
 		diag_error(d, path, cfg_line(config_lookup(&cfg, "retry")),
 		    "key \"initial_ms\" of group \"retry\" is larger than \"max_ms\"");

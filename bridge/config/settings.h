@@ -65,6 +65,7 @@ struct settings {
 	char *db_password_env;
 	char *db_password;
 	int64_t db_statement_timeout_ms;
+	int64_t db_response_timeout_ms;    /* 0: statement_timeout_ms + 5 s */
 	char *log_level;
 	char *include_dir;          /* resolved to an absolute or cwd-relative path */
 	int64_t max_payload;

@@ -27,6 +27,7 @@
 #include "bridge/core/attempts.h"
 #include "bridge/core/db.h"
 #include "bridge/core/extract.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/core/failure.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
@@ -292,6 +293,11 @@ core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outc
 		status = APPLY_TRANSIENT;
 		goto out;
 	}
+	/* every round trip of the transaction, COMMIT included, runs under
+	 * the deadline: past it the session is shut down, and a COMMIT whose
+	 * outcome is unknown is a transient failure (no ack; the redelivery
+	 * is deduplicated) */
+	rt_begin(c->conn);
 	/* the plain path writes dead letters and runs the transaction hook */
 	if (has_poison(items, n_items) || c->tx_hook)
 		fc = tx_plain(c, msgs, items, n_items, false, &sr);
@@ -301,6 +307,7 @@ core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outc
 		fc = tx_pipelined(c, items, n_items, &sr);
 	if (fc == FAILURE_RETRY)
 		fc = tx_plain(c, msgs, items, n_items, true, &sr);
+	rt_end(c->conn);
 	if (fc != FAILURE_NONE) {
 		log_warn("could not apply a batch of %zu messages, will retry: %s%s%s%s", n,
 		    sr.message ? sr.message : "unknown error", sr.sqlstate[0] ? " (SQLSTATE " : "",

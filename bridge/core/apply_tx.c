@@ -17,6 +17,7 @@
 #include "bridge/core/apply_int.h"
 #include "bridge/core/db.h"
 #include "bridge/core/deadletter_row.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/text.h"
@@ -60,7 +61,7 @@ check_result(struct core *c, PGresult *res, struct stmt_result *sr)
 static bool
 command(struct core *c, const char *sql, struct stmt_result *sr)
 {
-	PGresult *res = check_result(c, PQexec(c->conn, sql), sr);
+	PGresult *res = check_result(c, rt_exec(c->conn, sql), sr);
 
 	PQclear(res);
 	return res != NULL;
@@ -71,7 +72,7 @@ exec_prepared(struct core *c, const char *name, int n, const char *const *values
     const int *formats, struct stmt_result *sr, PGresult **out)
 {
 	PGresult *res = check_result(c,
-	    PQexecPrepared(c->conn, name, n, values, lengths, formats, 0), sr);
+	    rt_exec_prepared(c->conn, name, n, values, lengths, formats, 0), sr);
 
 	if (out)
 		*out = res;
@@ -382,11 +383,16 @@ failed:
 
 /* The result of the next query of a pipeline, with the NULL that ends it
  * consumed (a PGRES_PIPELINE_SYNC has none). NULL when the connection is
- * gone. */
+ * gone. Each result moves the round trip's deadline (apply.c starts it
+ * before the pipeline is sent): a long batch of live statements is not
+ * cut, a server that stops answering is. */
 static PGresult *
 pipe_next(PGconn *conn)
 {
-	PGresult *res = PQgetResult(conn), *extra;
+	PGresult *res, *extra;
+
+	rt_begin(conn);
+	res = PQgetResult(conn);
 
 	if (res == NULL || PQresultStatus(res) == PGRES_PIPELINE_SYNC)
 		return res;

@@ -11,6 +11,9 @@
 
 #include "bridge/core/db.h"
 #include "bridge/core/failure.h"
+#include "bridge/core/peer_defaults.h"
+#include "bridge/core/roundtrip.h"
+#include "bridge/core/standby_check.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
@@ -111,7 +114,7 @@ db_ok_or_warn(PGconn *conn, const PGresult *res, const char *what)
 bool
 db_exec(PGconn *conn, const char *sql, const char *what)
 {
-	PGresult *res = PQexec(conn, sql);
+	PGresult *res = rt_exec(conn, sql);
 	bool ok = db_ok_or_warn(conn, res, what);
 
 	PQclear(res);
@@ -121,7 +124,7 @@ db_exec(PGconn *conn, const char *sql, const char *what)
 static bool
 prepare(PGconn *conn, const char *name, const char *sql, int nparams, const Oid *types, const char *what)
 {
-	PGresult *res = PQprepare(conn, name, sql, nparams, types);
+	PGresult *res = rt_prepare(conn, name, sql, nparams, types);
 	bool ok = db_ok(conn, res, NULL, NULL);
 
 	if (!ok)
@@ -133,11 +136,13 @@ prepare(PGconn *conn, const char *name, const char *sql, int nparams, const Oid 
 static bool
 check_schema(PGconn *conn)
 {
-	PGresult *res = PQexec(conn,
+	PGresult *res = rt_exec(conn,
 	    "SELECT coalesce(max(version), 0) FROM oncebridge.schema_migrations");
 	bool ok = false;
 
-	if (!db_ok(conn, res, NULL, NULL)) {
+	if (!db_ok(conn, res, NULL, NULL) && PQstatus(conn) != CONNECTION_OK) {
+		log_warn("could not read the oncebridge schema version: %s", PQerrorMessage(conn));
+	} else if (!db_ok(conn, res, NULL, NULL)) {
 		log_error("could not read the oncebridge schema version: %s"
 		    "hint: apply the migrations in /usr/share/oncebridge/sql with oncebridge-migrate",
 		    PQresultErrorMessage(res));
@@ -160,7 +165,7 @@ static void
 ensure_synchronous_commit(PGconn *conn)
 {
 	static const char *const weak[] = { "off", "local", "remote_write" };
-	PGresult *res = PQexec(conn, "SHOW synchronous_commit");
+	PGresult *res = rt_exec(conn, "SHOW synchronous_commit");
 
 	if (db_ok(conn, res, NULL, NULL)) {
 		const char *v = PQgetvalue(res, 0, 0);
@@ -171,7 +176,7 @@ ensure_synchronous_commit(PGconn *conn)
 			log_warn("synchronous_commit is \"%s\" for this role or database; oncebridge sets it to \"on\" "
 			    "for its own sessions, since it acks messages after COMMIT", v);
 			PQclear(res);
-			res = PQexec(conn, "SET synchronous_commit = on");
+			res = rt_exec(conn, "SET synchronous_commit = on");
 			break;
 		}
 	}
@@ -193,12 +198,14 @@ notice_to_log(void *arg, const char *message)
 PGconn *
 db_open(const struct settings *s, const char *appname)
 {
-	const char *keys[4], *values[4];
+	const char *keys[4 + PEER_DEFAULTS_MAX], *values[4 + PEER_DEFAULTS_MAX];
 	char timeout[64];
 	PGconn *conn;
 	PGresult *res;
 	int k = 0;
 
+	/* before dbname: what the conninfo sets overrides them */
+	peer_defaults(s->db_conninfo, keys, values, &k);
 	keys[k] = "dbname";
 	values[k++] = s->db_conninfo;
 	keys[k] = "application_name";
@@ -210,6 +217,7 @@ db_open(const struct settings *s, const char *appname)
 	keys[k] = NULL;
 	values[k] = NULL;
 
+	rt_configure(s);
 	conn = PQconnectdbParams(keys, values, 1);
 	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	if (PQstatus(conn) != CONNECTION_OK) {
@@ -225,9 +233,12 @@ db_open(const struct settings *s, const char *appname)
 	if (!check_schema(conn))
 		goto fail;
 	ensure_synchronous_commit(conn);
+	standby_check(conn);
 	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld", (long long)s->db_statement_timeout_ms);
-	res = PQexec(conn, timeout);
+	res = rt_exec(conn, timeout);
 	PQclear(res);
+	if (PQstatus(conn) != CONNECTION_OK)
+		goto fail;
 	return conn;
 fail:
 	PQfinish(conn);

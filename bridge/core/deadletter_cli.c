@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/core/deadletter.h"
 #include "bridge/core/deadletter_row.h"
 #include "bridge/config/settings.h"
@@ -142,7 +143,7 @@ run_selected(PGconn *conn, const char *sql, const struct selection *sel, int npa
 	const char *values[6] = { sel->ids.len ? sel->ids.data : NULL, sel->route, sel->reason, sel->broker,
 		sel->state, sel->limit ? sel->limit : "100" };
 
-	return PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+	return rt_exec_params(conn, sql, nparams, NULL, values, NULL, NULL, 0);
 }
 
 static int
@@ -197,7 +198,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 			fprintf(stderr, "oncebridge: \"%s\" is not a dead-letter ID\n", argv[a]);
 			return 2;
 		}
-		res = PQexecParams(conn, SQL_SHOW, 1, NULL, values, NULL, NULL, 0);
+		res = rt_exec_params(conn, SQL_SHOW, 1, NULL, values, NULL, NULL, 0);
 		if (!db_ok(conn, res, NULL, NULL)) {
 			fprintf(stderr, "oncebridge: could not read dead letter %s: %s", argv[a], PQresultErrorMessage(res));
 			rc = 1;

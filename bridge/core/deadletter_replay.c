@@ -24,6 +24,7 @@
 #include "adapters/adapter.h"
 #include "bridge/core/apply.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/core/deadletter.h"
 #include "bridge/core/deadletter_row.h"
 #include "bridge/config/settings.h"
@@ -70,7 +71,7 @@ replay_hook(PGconn *conn, void *arg)
 	PGresult *res;
 	bool ok;
 
-	res = PQexecParams(conn, SQL_LOCK, 1, NULL, lock, NULL, NULL, 0);
+	res = rt_exec_params(conn, SQL_LOCK, 1, NULL, lock, NULL, NULL, 0);
 	ok = ok_result(conn, res, "lock the row", r);
 	if (ok && PQntuples(res) == 0) {
 		r->already = true; /* another replay got there first */
@@ -80,12 +81,12 @@ replay_hook(PGconn *conn, void *arg)
 	if (ok && r->consumer && r->event_id) {
 		const char *rel[3] = { r->consumer, r->event_id, r->created_at };
 
-		res = PQexecParams(conn, SQL_RELEASE, 3, NULL, rel, NULL, NULL, 0);
+		res = rt_exec_params(conn, SQL_RELEASE, 3, NULL, rel, NULL, NULL, 0);
 		ok = ok_result(conn, res, "release the claim", r);
 		PQclear(res);
 	}
 	if (ok) {
-		res = PQexecParams(conn, SQL_MARK, 1, NULL, lock, NULL, NULL, 0);
+		res = rt_exec_params(conn, SQL_MARK, 1, NULL, lock, NULL, NULL, 0);
 		ok = ok_result(conn, res, "mark the row replayed", r);
 		PQclear(res);
 	}
@@ -155,7 +156,7 @@ int
 deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 {
 	const char *params[1] = { id };
-	PGresult *res = PQexecParams(conn, SQL_ROW, 1, NULL, params, NULL, NULL, 0);
+	PGresult *res = rt_exec_params(conn, SQL_ROW, 1, NULL, params, NULL, NULL, 0);
 	struct replay r = { .id = id };
 	struct dl_row row;
 	struct dl_message dm;
@@ -210,7 +211,7 @@ deadletter_replay_one(const struct settings *s, PGconn *conn, const char *id)
 	if (st == APPLY_OK && outcome == OUTCOME_DEFERRED) {
 		/* an unclassified error, left for a retry: the core committed our
 		 * mark but not the event, so the row is not replayed yet */
-		PGresult *un = PQexecParams(conn, "UPDATE oncebridge.dead_letters SET replayed_at = NULL WHERE id = $1",
+		PGresult *un = rt_exec_params(conn, "UPDATE oncebridge.dead_letters SET replayed_at = NULL WHERE id = $1",
 		    1, NULL, params, NULL, NULL, 0);
 
 		if (!db_ok(conn, un, NULL, NULL))

@@ -18,6 +18,7 @@
 #include "bridge/common/util.h"
 #include "bridge/config/settings.h"
 #include "bridge/core/db.h"
+#include "bridge/core/peer_defaults.h"
 #include "bridge/daemon/check.h"
 
 #define BYTEA_OID 17
@@ -108,14 +109,22 @@ out:
 PGconn *
 check_db_connect(const struct settings *s, const char *appname, char **why)
 {
-	const char *keys[4] = { "dbname", "application_name", NULL, NULL };
-	const char *values[4] = { s->db_conninfo, appname, NULL, NULL };
+	const char *keys[4 + PEER_DEFAULTS_MAX], *values[4 + PEER_DEFAULTS_MAX];
 	PGconn *conn;
+	int k = 0;
 
+	/* as the daemon's sessions (bridge/core/db.c): its dead-peer defaults too */
+	peer_defaults(s->db_conninfo, keys, values, &k);
+	keys[k] = "dbname";
+	values[k++] = s->db_conninfo;
+	keys[k] = "application_name";
+	values[k++] = appname;
 	if (s->db_password) {
-		keys[2] = "password";
-		values[2] = s->db_password;
+		keys[k] = "password";
+		values[k++] = s->db_password;
 	}
+	keys[k] = NULL;
+	values[k] = NULL;
 	conn = PQconnectdbParams(keys, values, 1);
 	if (PQstatus(conn) == CONNECTION_OK)
 		return conn;
@@ -206,7 +215,7 @@ check_durability(PGconn *conn, struct report *r)
 	"SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')," \
 	" count(*), count(*) FILTER (WHERE sync_state IN ('sync', 'quorum'))," \
 	" count(*) FILTER (WHERE sync_state IS NULL)," \
-	" coalesce(string_agg(application_name || ' (' || coalesce(sync_state, 'hidden') || ')', ', '), '')" \
+	" coalesce(string_agg(coalesce(application_name, '?') || ' (' || coalesce(sync_state, 'hidden') || ')', ', '), '')" \
 	" FROM pg_stat_replication"
 
 static void
@@ -226,10 +235,10 @@ check_standbys(PGconn *conn, struct report *r)
 	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0)
 		report_add(r, CHECK_ERROR, "database", "point conninfo at the primary (target_session_attrs=read-write)",
 		    "is a standby in recovery: it cannot take oncebridge's writes");
-	else if (hidden > 0)
+	else if (n > 0 && hidden > 0 && PQgetvalue(res, 0, 1)[0])
 		report_add(r, CHECK_WARNING, subj, "GRANT pg_monitor to oncebridge's role, or run check as a role that has it",
 		    "%ld standby connections, but this role may not see whether they are synchronous", n);
-	else if (n > 0 && sync == 0)
+	else if (n > 0 && (sync == 0 || !PQgetvalue(res, 0, 1)[0]))
 		report_add(r, CHECK_WARNING, subj, "name a standby in synchronous_standby_names",
 		    "no standby is synchronous (%s): a failover to an asynchronous standby may lose effects whose "
 		    "messages were already acked", PQgetvalue(res, 0, 5));

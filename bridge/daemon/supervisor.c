@@ -23,6 +23,7 @@
 
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/standby_check.h"
 #include "bridge/daemon/fleet.h"
 #include "bridge/common/log.h"
 #include "bridge/daemon/metrics.h"
@@ -300,6 +301,7 @@ supervisor_run(struct settings **sp)
 	memset(&f, 0, sizeof(f));
 	f.settings = *sp;
 	board_create(&f.board, BOARD_SLOTS);
+	standby_check_init();
 	backoff_init(&db_backoff, f.settings->retry_initial_ms, f.settings->retry_max_ms);
 	if (f.settings->metrics_listen)
 		metrics = metrics_start(f.settings->metrics_listen, &f);

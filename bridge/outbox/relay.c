@@ -38,6 +38,7 @@
 #include "adapters/adapter.h"
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/outbox/outbox_horizon.h"
 #include "bridge/common/log.h"
 #include "bridge/outbox/relay.h"
@@ -147,7 +148,7 @@ static bool
 relay_take_lock(struct relay *r)
 {
 	const char *values[1] = { r->b->name };
-	PGresult *res = PQexecParams(r->conn, SQL_LOCK, 1, NULL, values, NULL, NULL, 0);
+	PGresult *res = rt_exec_params(r->conn, SQL_LOCK, 1, NULL, values, NULL, NULL, 0);
 	bool got = false;
 
 	if (db_ok_or_warn(r->conn, res, "try the relay lock"))
@@ -229,7 +230,7 @@ static bool
 mark(struct relay *r, const char *sql, const struct buf *ids, const char *what)
 {
 	const char *values[1] = { ids->data };
-	PGresult *res = PQexecParams(r->conn, sql, 1, NULL, values, NULL, NULL, 0);
+	PGresult *res = rt_exec_params(r->conn, sql, 1, NULL, values, NULL, NULL, 0);
 	bool ok = db_ok_or_warn(r->conn, res, what);
 
 	PQclear(res);
@@ -310,7 +311,7 @@ relay_warn_held(struct relay *r, int64_t now)
 static bool
 relay_probe(struct relay *r)
 {
-	PGresult *res = PQexec(r->conn, SQL_PROBE);
+	PGresult *res = rt_exec(r->conn, SQL_PROBE);
 	int64_t now = now_ms();
 	bool ok = db_ok_or_warn(r->conn, res, "read the outbox horizon") && PQntuples(res) > 0;
 
@@ -352,7 +353,7 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	snprintf(after, sizeof(after), "%lld", (long long)(after_id ? after_id : INT64_MIN));
 	snprintf(upto, sizeof(upto), "%lld", (long long)(b->outbox_ordered ? r->hz.safe : INT64_MAX));
 	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
-	bt->res = PQexecParams(r->conn, sql, 4, NULL, values, NULL, formats, 1 /* binary results */);
+	bt->res = rt_exec_params(r->conn, sql, 4, NULL, values, NULL, formats, 1 /* binary results */);
 	free(sql);
 	if (!db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
 		batch_free(bt);
@@ -514,7 +515,7 @@ relay_round(struct relay *r)
 	return fetched + settled;
 fail:
 	window_drop(r);
-	if (r->conn && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
+	if (r->conn && PQstatus(r->conn) == CONNECTION_OK && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
 		db_exec(r->conn, "ROLLBACK", "roll back the relay transaction");
 	return -1;
 }
@@ -528,7 +529,7 @@ relay_prune(struct relay *r)
 
 	snprintf(secs, sizeof(secs), "%lld", (long long)r->b->outbox_retention_s);
 	for (int i = 0; i < PRUNE_ROUNDS && !*r->w->stop; i++) {
-		PGresult *res = PQexecParams(r->conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
+		PGresult *res = rt_exec_params(r->conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
 		long long n = 0;
 
 		if (db_ok_or_warn(r->conn, res, "prune published outbox rows"))
@@ -562,7 +563,7 @@ static void
 relay_stats(struct relay *r, bool log)
 {
 	const char *values[1] = { r->b->name };
-	PGresult *res = PQexecParams(r->conn, SQL_PENDING, 1, NULL, values, NULL, NULL, 0);
+	PGresult *res = rt_exec_params(r->conn, SQL_PENDING, 1, NULL, values, NULL, NULL, 0);
 
 	if (db_ok_or_warn(r->conn, res, "count pending outbox rows") && r->w->relay_shared) {
 		r->w->relay_shared->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);

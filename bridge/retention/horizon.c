@@ -34,6 +34,7 @@
 
 #include "adapters/adapter.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/retention/horizon.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
@@ -248,7 +249,7 @@ write_horizon(struct horizon *h, double age_s, bool up)
 		if (h->conn == NULL)
 			return;
 	}
-	res = PQexecParams(h->conn, SQL_HORIZON, 7, NULL, values, NULL, NULL, 0);
+	res = rt_exec_params(h->conn, SQL_HORIZON, 7, NULL, values, NULL, NULL, 0);
 	if (!db_ok(h->conn, res, sqlstate, &msg)) {
 		log_warn("could not record the redelivery horizon of worker \"%s\": %s", h->worker, msg ? msg : "");
 		free(msg);

@@ -23,6 +23,7 @@
 
 #include "bridge/common/backoff.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/common/log.h"
 #include "bridge/retention/retention.h"
 #include "bridge/config/settings.h"
@@ -74,7 +75,7 @@ retention_prune(PGconn *conn, int64_t window_s, int64_t batch, volatile int *sto
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
 	snprintf(limit, sizeof(limit), "%lld", (long long)batch);
 	while (!(stop && *stop)) {
-		PGresult *res = PQexecParams(conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
+		PGresult *res = rt_exec_params(conn, SQL_PRUNE, 2, NULL, values, NULL, NULL, 0);
 		char sqlstate[6], *msg = NULL;
 		int64_t n;
 
@@ -108,7 +109,7 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	int rows;
 
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
-	res = PQexecParams(conn, SQL_HELD, 1, NULL, values, NULL, NULL, 0);
+	res = rt_exec_params(conn, SQL_HELD, 1, NULL, values, NULL, NULL, 0);
 	if (!db_ok(conn, res, sqlstate, &msg)) {
 		log_warn("could not read the redelivery horizons: %s", msg ? msg : "");
 		free(msg);

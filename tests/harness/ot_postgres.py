@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import time
 
 from ot_procs import (
@@ -11,6 +12,7 @@ from ot_procs import (
     _read_text,
     _register,
     _run,
+    _signal_procs,
     _tree,
     _wait_gone,
     free_port)
@@ -171,8 +173,29 @@ class Postgres(_Proc):
         self._gen += 1
         self._kill_all(_tree((self.pid,)) if self.running() else None)
 
+    def freeze(self):
+        """SIGSTOP the postmaster and every backend (a storage freeze, a
+        paused VM): the kernel keeps accepting connections and ACKing, the
+        server answers nothing. thaw() resumes it; teardown always does."""
+        self._close()
+        self._frozen = {}
+        for _ in range(5):            # again, in case one was forking
+            new = {p: s for p, s in _tree((self.pid,)).items() if p not in self._frozen}
+            if not new:
+                break
+            _signal_procs(new, signal.SIGSTOP)
+            self._frozen.update(new)
+        return sorted(self._frozen)
+
+    def thaw(self):
+        """SIGCONT what freeze() stopped."""
+        frozen, self._frozen = getattr(self, '_frozen', None), None
+        if frozen:
+            _signal_procs(frozen, signal.SIGCONT)
+
     def _teardown(self):
         self._close()
+        self.thaw()
         if self.running():
             snapshot = _tree((self.pid,))
             try:   # immediate stop also removes the shared memory segment

@@ -191,6 +191,11 @@ t.ok(out.returncode == 0 and '%s:8: warning: TLS peer verification is off for br
 d, out = run_case("sslmode-require", main=MAIN_OK.replace('dbname=x"', 'dbname=x sslmode=require"'))
 t.ok(out.returncode == 0 and ':1: warning: sslmode "require" in key "conninfo" does not check' in out.stderr,
      "sslmode=require in the conninfo warns", diag=out.stderr)
+d, out = run_case("response-timeout", main=MAIN_OK.replace('dbname=x";', 'dbname=x";\n  statement_timeout_ms = 8000;'
+                                                             '\n  response_timeout_ms = 5000;'))
+t.ok(out.returncode == 0 and ':3: warning: key "response_timeout_ms" in group "database" is not above '
+     '"statement_timeout_ms"' in out.stderr, "a response_timeout_ms not above statement_timeout_ms warns",
+     diag=out.stderr)
 
 # several mistakes at once are all reported
 d, out = run_case("many", main=MAIN_OK + 'bogus = 1;\n',
