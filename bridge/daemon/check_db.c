@@ -267,11 +267,17 @@ check_grants(PGconn *conn, struct report *r)
 	if (v == NULL || strcmp(v, "t") != 0)
 		buf_appendf(&missing, "USAGE on schema oncebridge");
 	free(v);
-	for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]) && missing.len == 0; i++) {
+	for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++) {
 		const char *p[3] = { needs[i].table, needs[i].column ? needs[i].column : needs[i].priv, needs[i].priv };
+		char *err = NULL;
 
-		v = needs[i].column ? query_value(conn, "SELECT has_column_privilege($1, $2, $3)", 3, p, NULL)
-		    : query_value(conn, "SELECT has_table_privilege($1, $2)", 2, p, NULL);
+		v = needs[i].column ? query_value(conn, "SELECT has_column_privilege($1, $2, $3)", 3, p, &err)
+		    : query_value(conn, "SELECT has_table_privilege($1, $2)", 2, p, &err);
+		if (v == NULL && err) { /* no such table: the schema check says why */
+			buf_appendf(&missing, "%s%s", missing.len ? ", " : "", err);
+			free(err);
+			break;
+		}
 		if (v == NULL || strcmp(v, "t") != 0) {
 			buf_appendf(&missing, "%s%s%s%s on %s", missing.len ? ", " : "", needs[i].priv,
 			    needs[i].column ? " of column " : "", needs[i].column ? needs[i].column : "", needs[i].table);

@@ -204,7 +204,8 @@ show_extraction(const struct route *r, const struct extraction *ex)
 	}
 }
 
-/* What a worker would do with a failed statement of class fc. */
+/* What a worker would do after the failed result res of what: its
+ * failure class (bridge/core/failure.h) decides. Returns try's status. */
 static int
 show_failure(const struct settings *s, PGconn *conn, const PGresult *res, const char *what)
 {
