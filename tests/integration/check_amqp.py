@@ -3,11 +3,15 @@ good setup -- a least-privilege role, durable classic and quorum queues,
 a binding, an outbox exchange -- is all ok and exits 0, in text and in
 --json. Then one precondition at a time is broken for real and check
 names it, with the file and key or the server object: a missing table, a
-wrong column, a non-durable queue, a missing binding exchange, a quorum
-queue whose delivery limit is below retry.max_attempts, fsync = off, a
-role without INSERT on the business table, a role that may write more
-than it needs. check changes nothing: queue depths and database rows are
-the same before and after. Real servers, one start of each."""
+wrong column, a missing queue, a non-durable queue, a missing binding
+exchange, a quorum queue whose delivery limit is below
+retry.max_attempts, fsync = off, a role without INSERT on the business
+table, a role without the grants of sql/oncebridge-grants.sql, a role
+that may write more than it needs. check changes nothing: queue depths
+and database rows are the same before and after. Then try runs good,
+duplicate, poison and transient payloads through the sample
+configuration's route and leaves the database as it was. Real servers,
+one start of each."""
 import json
 import os
 import re
@@ -158,6 +162,13 @@ expect("a role without INSERT on the business table", "error",
        r'10-rabbit\.conf:\d+ route "classic" key "sql" +prepares, but role "ob_app" may not run it: permission denied '
        r'for table applied')
 b.pg.execute("GRANT INSERT ON applied TO %s" % ROLE)
+b.pg.execute("REVOKE SELECT ON oncebridge.outbox FROM %s" % ROLE)
+b.pg.execute("REVOKE INSERT ON oncebridge.dead_letters FROM %s" % ROLE)
+expect("a role without the grants of sql/oncebridge-grants.sql", "error",
+       r'role "ob_app" +lacks privileges the daemon needs: INSERT on oncebridge\.dead_letters, SELECT on oncebridge\.outbox; '
+       r'fix: as the schema\'s owner: psql -v role=ob_app -f \S+oncebridge-grants\.sql')
+b.pg.execute("GRANT SELECT ON oncebridge.outbox TO %s" % ROLE)
+b.pg.execute("GRANT INSERT ON oncebridge.dead_letters TO %s" % ROLE)
 b.pg.execute("GRANT UPDATE, DELETE ON applied, other TO %s" % ROLE)
 expect("a role that may write more than it needs", "warning",
        r'role "ob_app" +may write more than the daemon and the routes\' SQL need: DELETE on public\.applied, '
