@@ -71,6 +71,9 @@ struct adapter {
 	 * naming the file and key or the server object. Consumes, publishes,
 	 * acks and creates nothing. s: every broker, for checks across them. */
 	void (*check_live)(const struct settings *s, const struct broker *b, struct report *r);
+	/* Optional: warnings of -t for a broker that weigh its keys against
+	 * the main file's settings s (the retry budget, ...). */
+	void (*check_main)(const struct broker *b, const struct settings *s, struct diag *d);
 
 	/* What the core asks of a broker with routes (all required). */
 	char topic_separator;              /* between the levels of a topic, as in struct message */

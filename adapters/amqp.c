@@ -21,6 +21,7 @@
 #include "adapters/adapter.h"
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
+#include "adapters/amqp_endpoints.h"
 #include "adapters/amqp_pattern.h"
 #include "bridge/core/apply.h"
 #include "bridge/common/backoff.h"
@@ -49,7 +50,7 @@ struct amqpc_session {
 	struct worker *w;
 	const struct broker *b;
 	amqp_connection_state_t conn;
-	struct amqpc_target target;
+	struct amqpc_endpoints ends; /* the cluster's nodes: url, then hosts */
 	char **queues; /* distinct queues of the routes, in route order */
 	size_t n_queues;
 	struct delivery *batch;
@@ -63,39 +64,63 @@ struct amqpc_session {
 
 /* --- connection */
 
+/* Not graceful: the connection failed, so the next connect starts with
+ * the next node of the cluster. */
 static void
 broker_disconnect(struct amqpc_session *s, bool graceful)
 {
 	worker_broker_connected(s->w, false);
+	if (s->conn && !graceful)
+		amqpc_endpoints_next(&s->ends);
 	amqpc_close(&s->conn, graceful);
+}
+
+/* Declare (durable) and bind the queue of route r; a quorum queue with its
+ * arguments, a classic one without any, as before there were types. */
+static int
+declare_queue(struct amqpc_session *s, const struct amqpc_route_cfg *r)
+{
+	amqp_table_entry_t args[2];
+	amqp_table_t table = amqp_empty_table;
+
+	if (r->queue_type && strcmp(r->queue_type, "quorum") == 0) {
+		args[0].key = amqp_cstring_bytes("x-queue-type");
+		args[0].value.kind = AMQP_FIELD_KIND_UTF8;
+		args[0].value.value.bytes = amqp_cstring_bytes("quorum");
+		args[1].key = amqp_cstring_bytes("x-delivery-limit");
+		args[1].value.kind = AMQP_FIELD_KIND_I64;
+		args[1].value.value.i64 = r->delivery_limit;
+		table.entries = args;
+		table.num_entries = r->delivery_limit > 0 ? 2 : 1;
+	}
+	amqp_queue_declare(s->conn, CHANNEL, amqp_cstring_bytes(r->queue), 0, 1, 0, 0, table);
+	if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "declare the queue"))
+		return -1;
+	for (size_t k = 0; k < r->n_bind_keys; k++) {
+		amqp_queue_bind(s->conn, CHANNEL, amqp_cstring_bytes(r->queue), amqp_cstring_bytes(r->bind_exchange),
+		    amqp_cstring_bytes(r->bind_keys[k]), amqp_empty_table);
+		if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "bind the queue"))
+			return -1;
+	}
+	return 0;
 }
 
 static int
 broker_connect(struct amqpc_session *s)
 {
 	const struct broker *b = s->b;
+	const struct amqpc_target *t;
 
-	s->conn = amqpc_open(&s->target);
+	s->conn = amqpc_endpoints_open(&s->ends);
 	if (s->conn == NULL)
 		return -1;
+	t = amqpc_endpoints_current(&s->ends);
 	amqp_basic_qos(s->conn, CHANNEL, 0, (uint16_t)amqpc_broker_cfg(b)->prefetch, 0);
 	if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "set the prefetch count"))
 		goto fail;
-	for (size_t i = 0; i < b->n_routes; i++) {
-		const struct amqpc_route_cfg *r = amqpc_route_cfg(&b->routes[i]);
-
-		if (!r->declare_queue)
-			continue;
-		amqp_queue_declare(s->conn, CHANNEL, amqp_cstring_bytes(r->queue), 0, 1, 0, 0, amqp_empty_table);
-		if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "declare the queue"))
+	for (size_t i = 0; i < b->n_routes; i++)
+		if (amqpc_route_cfg(&b->routes[i])->declare_queue && declare_queue(s, amqpc_route_cfg(&b->routes[i])) < 0)
 			goto fail;
-		for (size_t k = 0; k < r->n_bind_keys; k++) {
-			amqp_queue_bind(s->conn, CHANNEL, amqp_cstring_bytes(r->queue),
-			    amqp_cstring_bytes(r->bind_exchange), amqp_cstring_bytes(r->bind_keys[k]), amqp_empty_table);
-			if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "bind the queue"))
-				goto fail;
-		}
-	}
 	for (size_t q = 0; q < s->n_queues; q++) {
 		char tag[32];
 
@@ -105,8 +130,8 @@ broker_connect(struct amqpc_session *s)
 		if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "start consuming"))
 			goto fail;
 	}
-	log_info("connected to %s:%d%s, consuming %zu queue%s", s->target.host, s->target.port,
-	    s->target.tls ? " (TLS)" : "", s->n_queues, s->n_queues == 1 ? "" : "s");
+	log_info("connected to %s:%d%s%s, consuming %zu queue%s", t->host, t->port, t->tls ? " (TLS)" : "",
+	    amqpc_endpoints_node(&s->ends), s->n_queues, s->n_queues == 1 ? "" : "s");
 	worker_broker_connected(s->w, true);
 	return 0;
 fail:
@@ -477,7 +502,7 @@ session_free(struct amqpc_session *s)
 	for (size_t i = 0; i < s->n_queues; i++)
 		free(s->queues[i]);
 	free(s->queues);
-	amqpc_target_free(&s->target);
+	amqpc_endpoints_free(&s->ends);
 }
 
 static int
@@ -490,7 +515,7 @@ amqpc_run(struct worker *w)
 	memset(&s, 0, sizeof(s));
 	s.w = w;
 	s.b = b;
-	err = amqpc_target_init(&s.target, b);
+	err = amqpc_endpoints_init(&s.ends, b);
 	if (err) {
 		log_error("invalid url: %s", err);
 		return 1;
@@ -550,6 +575,7 @@ const struct adapter amqpc_adapter = {
 	.check = amqpc_check,
 	.check_window = amqpc_check_window,
 	.check_live = amqpc_check_live,
+	.check_main = amqpc_check_main,
 	.topic_separator = '.',
 	.route_matches = amqpc_route_matches,
 	.route_source = amqpc_route_source,

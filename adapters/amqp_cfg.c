@@ -4,14 +4,19 @@
  * connection ahead of anything else, so a new connection is ready once
  * more than prefetch deliveries were applied after the grace (twice the
  * heartbeat, plus a second), or it was idle after the grace; a queue keeps
- * a message until it is consumed, however long that takes. */
+ * a message until it is consumed, however long that takes. Also the -t
+ * checks of the keys: every cluster node in "hosts", the queue type of a
+ * declared queue, and a quorum queue's delivery limit against the retry
+ * budget of the main file. */
 #include "config.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
+#include "adapters/amqp_endpoints.h"
 #include "adapters/amqp_pattern.h"
 #include "bridge/config/tls.h"
 #include "bridge/common/util.h"
@@ -22,6 +27,9 @@
 #define R(f) offsetof(struct amqpc_route_cfg, f)
 
 const struct cfg_key amqpc_broker_keys[] = {
+	{ "hosts", CFG_STRINGS, B(hosts), false, NULL, 0, 0, 0, B(n_hosts), NULL,
+	    "further nodes of a RabbitMQ cluster (host or host:port), tried in turn after the url's node; "
+	    "scheme, vhost, user, password and TLS are the url's" },
 	{ "heartbeat", CFG_INT, B(heartbeat), false, NULL, 30, 0, 3600, 0, NULL,
 	    "AMQP heartbeat in seconds; 0 disables it" },
 	{ "prefetch", CFG_INT, B(prefetch), false, NULL, 1000, 1, 65535, 0, NULL,
@@ -50,8 +58,45 @@ const struct cfg_key amqpc_route_keys[] = {
 	    "AMQP: exchange to bind the declared queue to" },
 	{ "bind_keys", CFG_STRINGS, R(bind_keys), false, NULL, 0, 0, 0, R(n_bind_keys), NULL,
 	    "AMQP: routing keys of those bindings" },
+	{ "queue_type", CFG_STRING, R(queue_type), false, NULL, 0, 0, 0, 0, NULL,
+	    "AMQP: type of the declared queue: \"classic\" (the default) or \"quorum\" (replicated; recommended)" },
+	{ "delivery_limit", CFG_INT, R(delivery_limit), false, NULL, 0, 0, 1000000, 0, NULL,
+	    "AMQP: x-delivery-limit of a declared quorum queue; 0: none" },
 	CFG_END
 };
+
+static void
+check_hosts(const struct broker *b, const config_setting_t *group, const char *file, struct diag *d)
+{
+	const struct amqpc_broker_cfg *c = amqpc_broker_cfg(b);
+
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		const char *err = amqpc_host_error(c->hosts[i]);
+
+		if (err)
+			diag_error(d, file, cfg_key_line(group, "hosts"),
+			    "invalid value \"%s\" in key \"hosts\" in group \"broker\": %s", c->hosts[i], err);
+	}
+}
+
+/* queue_type and delivery_limit of route r (libconfig group g). */
+static void
+check_queue_type(const struct route *r, const config_setting_t *g, const char *file, struct diag *d)
+{
+	const struct amqpc_route_cfg *rc = amqpc_route_cfg(r);
+	bool quorum = rc->queue_type && strcmp(rc->queue_type, "quorum") == 0;
+
+	if (rc->queue_type && !quorum && strcmp(rc->queue_type, "classic") != 0)
+		diag_error(d, file, cfg_key_line(g, "queue_type"),
+		    "invalid value of key \"queue_type\" in route \"%s\": \"%s\" (expected \"classic\" or \"quorum\")",
+		    r->name, rc->queue_type);
+	if (rc->queue_type && !rc->declare_queue)
+		diag_error(d, file, cfg_key_line(g, "queue_type"),
+		    "route \"%s\": \"queue_type\" needs \"declare_queue = true\"", r->name);
+	if (rc->delivery_limit > 0 && !quorum)
+		diag_error(d, file, cfg_key_line(g, "delivery_limit"),
+		    "route \"%s\": \"delivery_limit\" needs \"queue_type = \"quorum\"\"", r->name);
+}
 
 void
 amqpc_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
@@ -66,6 +111,7 @@ amqpc_check(const struct broker *b, const config_setting_t *group, const config_
 		    "invalid value of key \"url\" in group \"broker\": %s", err);
 	else
 		tls_check(b, tls, group, file, d);
+	check_hosts(b, group, file, d);
 	if (c->prefetch < c->batch_size)
 		diag_warn(d, file, cfg_key_line(group, "prefetch"),
 		    "prefetch (%lld) is smaller than batch_size (%lld): batches will never fill up",
@@ -86,6 +132,30 @@ amqpc_check(const struct broker *b, const config_setting_t *group, const config_
 		if (rc->bind_exchange && !rc->declare_queue)
 			diag_error(d, file, cfg_key_line(g, "bind_exchange"),
 			    "route \"%s\": \"bind_exchange\" needs \"declare_queue = true\"", r->name);
+		check_queue_type(r, g, file, d);
+	}
+}
+
+/* A quorum queue drops a message (or dead-letters it through its own
+ * x-dead-letter-exchange) once it was returned more than delivery_limit
+ * times; every
+ * failed attempt of an event oncebridge counts is one return, and so is
+ * every delivery unacked when a connection or node is lost. A limit at or
+ * below retry.max_attempts lets the broker discard a poison message before
+ * oncebridge dead-letters it. */
+void
+amqpc_check_main(const struct broker *b, const struct settings *s, struct diag *d)
+{
+	for (size_t i = 0; i < b->n_routes; i++) {
+		const struct route *r = &b->routes[i];
+		const struct amqpc_route_cfg *rc = amqpc_route_cfg(r);
+
+		if (rc->delivery_limit > 0 && rc->delivery_limit <= s->max_attempts)
+			diag_warn(d, b->file, r->line,
+			    "route \"%s\": delivery_limit (%lld) is at or below retry.max_attempts (%lld) of \"%s\": "
+			    "the broker may drop a failing message before oncebridge dead-letters it, and every "
+			    "connection or node loss uses up one delivery of each unacked message",
+			    r->name, (long long)rc->delivery_limit, (long long)s->max_attempts, s->path);
 	}
 }
 

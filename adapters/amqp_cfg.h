@@ -3,8 +3,8 @@
  * amqpc_route_cfg), the checks of -t, and what the core learns from it
  * through the adapter hooks (adapters/adapter.h): workers, in-flight
  * window and redelivery profile. May call bridge/config/settings.h,
- * bridge/config/cfgtable.h, bridge/config/tls.h, bridge/common/util.h, adapters/amqp_conn.h
- * and adapters/amqp_pattern.h. */
+ * bridge/config/cfgtable.h, bridge/config/tls.h, bridge/common/util.h, adapters/amqp_conn.h,
+ * adapters/amqp_endpoints.h and adapters/amqp_pattern.h. */
 #ifndef ONCEBRIDGE_AMQP_CFG_H
 #define ONCEBRIDGE_AMQP_CFG_H
 
@@ -24,6 +24,8 @@ struct amqpc_broker_cfg {
 	int64_t batch_size;
 	int64_t batch_linger_ms;
 	char *outbox_exchange;   /* group "outbox": exchange of rows that name none */
+	char **hosts;            /* further nodes of a cluster (adapters/amqp_endpoints.h) */
+	size_t n_hosts;
 };
 
 /* The AMQP part of a route (struct route's proto). */
@@ -34,6 +36,8 @@ struct amqpc_route_cfg {
 	char *bind_exchange;
 	char **bind_keys;
 	size_t n_bind_keys;
+	char *queue_type;        /* declared type: NULL or "classic" (no arguments), or "quorum" */
+	int64_t delivery_limit;  /* quorum: x-delivery-limit; 0: none */
 };
 
 static inline const struct amqpc_broker_cfg *
@@ -54,6 +58,7 @@ extern const struct cfg_key amqpc_route_keys[];
 
 void amqpc_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d);
+void amqpc_check_main(const struct broker *b, const struct settings *s, struct diag *d);
 void amqpc_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
 /* oncebridge check: the live checks (adapters/amqp_check.c) */
 void amqpc_check_live(const struct settings *s, const struct broker *b, struct report *r);

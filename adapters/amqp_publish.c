@@ -8,7 +8,12 @@
  *
  * Up to two batches may be in flight (send, then settle the older one):
  * the relay sends the next batch while the broker still confirms the
- * previous one, so the confirm window spans rounds. */
+ * previous one, so the confirm window spans rounds.
+ *
+ * The relay opens a new publisher after every connection loss; the node of
+ * the cluster it connects to next is kept here, per process (a relay is a
+ * process of its own), so that a lost node is skipped: relay N starts
+ * with node N of the broker's list, and moves on when its node is lost. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 #include "adapters/adapter.h"
 #include "adapters/amqp_cfg.h"
 #include "adapters/amqp_conn.h"
+#include "adapters/amqp_endpoints.h"
 #include "bridge/common/log.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
@@ -42,37 +48,50 @@ struct flight {
 
 struct publisher {
 	const struct broker *b;
-	struct amqpc_target target;
+	struct amqpc_endpoints ends;
+	bool lost;                          /* the connection failed: the next open tries the next node */
 	amqp_connection_state_t conn;
 	uint64_t next_seq;
 	struct flight flights[MAX_FLIGHTS]; /* oldest first */
 	int n_flights;
 };
 
+/* The node this process's publisher tries first; -1: not chosen yet. */
+static long next_node = -1;
+
 struct publisher *
 amqpub_open(const struct broker *b, int index)
 {
 	struct publisher *p = xcalloc(1, sizeof(*p));
-	const char *err = amqpc_target_init(&p->target, b);
+	const char *err = amqpc_endpoints_init(&p->ends, b);
+	const struct amqpc_target *t;
 
-	(void)index;
 	p->b = b;
 	if (err) {
 		log_error("invalid url: %s", err);
 		goto fail;
 	}
-	p->conn = amqpc_open(&p->target);
+	if (next_node < 0)
+		next_node = index > 0 ? index : 0;
+	p->ends.cur = (size_t)next_node % p->ends.n;
+	p->conn = amqpc_endpoints_open(&p->ends);
+	next_node = (long)p->ends.cur;
 	if (p->conn == NULL)
 		goto fail;
 	amqp_confirm_select(p->conn, AMQPC_CHANNEL);
-	if (!amqpc_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms"))
+	if (!amqpc_reply_ok(amqp_get_rpc_reply(p->conn), "enable publisher confirms")) {
+		amqpc_endpoints_next(&p->ends);
+		next_node = (long)p->ends.cur;
 		goto fail;
+	}
 	p->next_seq = 1;
-	log_info("connected to %s:%d%s for publishing", p->target.host, p->target.port, p->target.tls ? " (TLS)" : "");
+	t = amqpc_endpoints_current(&p->ends);
+	log_info("connected to %s:%d%s%s for publishing", t->host, t->port, t->tls ? " (TLS)" : "",
+	    amqpc_endpoints_node(&p->ends));
 	return p;
 fail:
 	amqpc_close(&p->conn, false);
-	amqpc_target_free(&p->target);
+	amqpc_endpoints_free(&p->ends);
 	free(p);
 	return NULL;
 }
@@ -93,8 +112,12 @@ amqpub_close(struct publisher *p)
 		return;
 	while (p->n_flights > 0)
 		flight_drop(p);
+	if (p->lost) {
+		amqpc_endpoints_next(&p->ends);
+		next_node = (long)p->ends.cur;
+	}
 	amqpc_close(&p->conn, true);
-	amqpc_target_free(&p->target);
+	amqpc_endpoints_free(&p->ends);
 	free(p);
 }
 
@@ -204,8 +227,10 @@ amqpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
 	fl->answer = xcalloc(n + 1, 1);
 	fl->n_returned = fl->n_nacked = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (send_one(p, &msgs[i]) < 0)
+		if (send_one(p, &msgs[i]) < 0) {
+			p->lost = true;
 			return -1;
+		}
 		p->next_seq++;
 	}
 	return 0;
@@ -269,6 +294,7 @@ amqpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 	if (fl->n_returned > 1)
 		log_warn("%zu of %zu messages were returned as unroutable", fl->n_returned, fl->n);
 	flight_drop(p);
+	p->lost |= rc < 0;
 	return rc;
 }
 
@@ -281,10 +307,13 @@ amqpub_idle(struct publisher *p)
 
 	/* a zero wait still sends a due heartbeat and reads what arrived */
 	while ((st = amqp_simple_wait_frame_noblock(p->conn, &frame, &tv)) == AMQP_STATUS_OK)
-		if (amqpc_close_frame(&frame))
+		if (amqpc_close_frame(&frame)) {
+			p->lost = true;
 			return -1;
+		}
 	if (st != AMQP_STATUS_TIMEOUT) {
 		log_warn("lost the broker connection: %s", amqp_error_string2(st));
+		p->lost = true;
 		return -1;
 	}
 	return 0;

@@ -31,7 +31,13 @@
  *
  * After a connection loss the paho client is destroyed and a fresh one made
  * before reconnecting (client_renew): paho keeps PUBACKs it queued on the
- * lost connection and would write them on the next one. */
+ * lost connection and would write them on the next one.
+ *
+ * A broker with several servers ("failover_urls": the nodes of a cluster)
+ * is one paho connect over a list (serverURIs), tried in order from the
+ * server that answered last. A server that has no session for the client
+ * ID starts a new one: messages another node's session held are not
+ * delivered here unless the cluster shares sessions, and that is logged. */
 #include "config.h"
 
 #include <pthread.h>
@@ -70,7 +76,10 @@ struct mqtt_session {
 	struct worker *w;
 	const struct broker *b;
 	MQTTAsync client;
-	char *uri;             /* tcp://host:port or ssl://host:port, as paho wants it */
+	char **uris;           /* the servers, as paho wants them (tcp://host:port, ssl://, ws://, wss://) */
+	size_t n_uris;
+	char **order;          /* uris from the one that answered last: each connect's list */
+	char *uri;             /* the servers, for messages */
 	bool tls;
 	bool tls_reported;     /* OpenSSL explained the last failure (paho's threads) */
 	MQTTAsync_SSLOptions ssl;
@@ -89,6 +98,8 @@ struct mqtt_session {
 	int parked;            /* callbacks that will never return (unacked) */
 	bool disconnected;     /* our DISCONNECT completed */
 	bool client_used;      /* the client had a connection: renew it before the next */
+	size_t last;           /* index in uris of the server that answered last */
+	bool had_session;      /* a connection had a (new or resumed) session before */
 };
 
 /* --- paho callbacks (on paho's threads) */
@@ -199,19 +210,47 @@ on_subscribe_failure5(void *ctx, MQTTAsync_failureData5 *r)
 	set_state(s, ST_LOST);
 }
 
+/* Which server answered, and whether it had the session: a new session
+ * after an earlier one (on another node that does not share sessions, or
+ * on a broker that lost its state) does not have what the old one held. */
+static void
+connected(struct mqtt_session *s, const char *server, int session_present)
+{
+	size_t i = mqtt_uri_index(s->order, s->n_uris, server);
+	const char *now = s->order[i];
+	size_t before;
+	bool had;
+
+	log_info("connected to %s as \"%s\" (MQTT %s, %s)", now, s->client_id,
+	    mqtt_broker_cfg(s->b)->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
+	pthread_mutex_lock(&s->mu);
+	s->client_used = true;
+	before = s->last;
+	had = s->had_session;
+	s->had_session = true;
+	for (size_t k = 0; k < s->n_uris; k++)
+		if (s->uris[k] == now)
+			s->last = k;
+	pthread_mutex_unlock(&s->mu);
+	if (had && !session_present && !mqtt_broker_cfg(s->b)->clean_session) {
+		if (s->uris[before] != now)
+			log_warn("%s has no session for \"%s\": messages that the session on %s held unacked are not "
+			    "delivered here unless the servers share sessions", now, s->client_id, s->uris[before]);
+		else
+			log_warn("%s kept no session for \"%s\": messages it held unacked for it are lost", now,
+			    s->client_id);
+	}
+}
+
 /* CONNACK: subscribe (again) from here, on paho's thread, so that the main
  * thread never calls into paho while a message callback may hold its lock. */
 static void
-subscribe_all(struct mqtt_session *s, int session_present)
+subscribe_all(struct mqtt_session *s, const char *server, int session_present)
 {
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
 	int rc;
 
-	log_info("connected to %s as \"%s\" (MQTT %s, %s)", s->uri, s->client_id,
-	    mqtt_broker_cfg(s->b)->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
-	pthread_mutex_lock(&s->mu);
-	s->client_used = true;
-	pthread_mutex_unlock(&s->mu);
+	connected(s, server, session_present);
 	set_state(s, ST_SUBSCRIBING);
 	opts.context = s;
 	if (mqtt_broker_cfg(s->b)->mqtt_version == 5) {
@@ -231,13 +270,13 @@ subscribe_all(struct mqtt_session *s, int session_present)
 static void
 on_connect(void *ctx, MQTTAsync_successData *r)
 {
-	subscribe_all(ctx, r->alt.connect.sessionPresent);
+	subscribe_all(ctx, r->alt.connect.serverURI, r->alt.connect.sessionPresent);
 }
 
 static void
 on_connect5(void *ctx, MQTTAsync_successData5 *r)
 {
-	subscribe_all(ctx, r->alt.connect.sessionPresent);
+	subscribe_all(ctx, r->alt.connect.serverURI, r->alt.connect.sessionPresent);
 }
 
 static void
@@ -416,6 +455,10 @@ start_connect(struct mqtt_session *s)
 	o->username = b->user;
 	o->password = b->password;
 	o->ssl = s->tls ? &s->ssl : NULL;
+	if (s->n_uris > 1) {
+		o->serverURIs = s->order;
+		o->serverURIcount = (int)s->n_uris;
+	}
 	if (mqtt_broker_cfg(b)->mqtt_version == 5) {
 		o->MQTTVersion = MQTTVERSION_5;
 		o->cleanstart = mqtt_broker_cfg(b)->clean_session;
@@ -438,6 +481,20 @@ start_connect(struct mqtt_session *s)
 	return 0;
 }
 
+/* The list of servers for the next connect: the one that answered last
+ * first, then those after it in configuration order, round to it. */
+static void
+servers_order(struct mqtt_session *s)
+{
+	size_t last;
+
+	pthread_mutex_lock(&s->mu);
+	last = s->last;
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < s->n_uris; i++)
+		s->order[i] = s->uris[(last + i) % s->n_uris];
+}
+
 /* A paho client for the session, with our callbacks. */
 static int
 client_new(struct mqtt_session *s, MQTTAsync *client)
@@ -447,7 +504,7 @@ client_new(struct mqtt_session *s, MQTTAsync *client)
 	int rc;
 
 	copts.MQTTVersion = mqtt_broker_cfg(b)->mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-	rc = MQTTAsync_createWithOptions(client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
+	rc = MQTTAsync_createWithOptions(client, s->order[0], s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not create the MQTT client: %s", MQTTAsync_strerror(rc));
 		*client = NULL;
@@ -490,6 +547,7 @@ client_renew(struct mqtt_session *s)
 		return 0; /* never connected: nothing to discard */
 	if (busy)
 		return 1;
+	servers_order(s);
 	if (client_new(s, &fresh) < 0)
 		return -1;
 	log_info("discarding the MQTT client state of the lost connection");
@@ -507,12 +565,13 @@ session_init(struct mqtt_session *s)
 	const struct broker *b = s->b;
 	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-	const char *err = mqtt_url_parse(b->url, &s->uri, &s->tls);
 
-	if (err) {
-		log_error("invalid url: %s", err);
+	s->n_uris = mqtt_servers(b, &s->uris, &s->tls);
+	if (s->n_uris == 0)
 		return -1;
-	}
+	s->order = xcalloc(s->n_uris, sizeof(char *));
+	servers_order(s);
+	s->uri = mqtt_servers_text(s->uris, s->n_uris);
 	s->ssl = ssl;
 	mqtt_tls_options(b, &s->ssl, &s->tls_reported);
 	s->client_id = c->workers > 1 ? xasprintf("%s-%d", c->client_id, s->w->index) : xstrdup(c->client_id);
@@ -606,6 +665,8 @@ session_free(struct mqtt_session *s)
 	free(s->filters);
 	free(s->qos);
 	free(s->uri);
+	free(s->order);
+	mqtt_servers_free(s->uris);
 	free(s->client_id);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
@@ -684,7 +745,7 @@ const struct adapter mqtt_adapter = {
 	.in_flight = mqtt_in_flight,
 	.redelivery = mqtt_redelivery,
 	.run = mqtt_run,
-	.tls_scheme = "mqtts://",
+	.tls_scheme = "mqtts:// or wss://",
 	.publisher_open = mqttpub_open,
 	.publish_send = mqttpub_send,
 	.publish_settle = mqttpub_settle,

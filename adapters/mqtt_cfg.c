@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/mqtt_cfg.h"
@@ -23,6 +24,9 @@
 const struct cfg_key mqtt_broker_keys[] = {
 	{ "client_id", CFG_STRING, B(client_id), true, NULL, 0, 0, 0, 0, NULL,
 	    "MQTT: fixed client ID of the persistent session; worker N of several adds \"-N\"" },
+	{ "failover_urls", CFG_STRINGS, B(failover_urls), false, NULL, 0, 0, 0, B(n_failover_urls), NULL,
+	    "MQTT: more servers of the same broker cluster, tried in order after url (all with url's scheme); "
+	    "only for brokers that share sessions between nodes" },
 	{ "keepalive", CFG_INT, B(keepalive), false, NULL, 30, 1, 65535, 0, NULL,
 	    "MQTT: keepalive in seconds; a transaction should take well under it" },
 	{ "mqtt_version", CFG_INT, B(mqtt_version), false, NULL, 5, 4, 5, 0, NULL,
@@ -72,18 +76,59 @@ looks_random(const char *id)
 	return best >= 12 && best_mixed;
 }
 
+/* One server's URL (key "url", or element i of "failover_urls" when uri0
+ * is not NULL): valid, with the scheme of the first (paho form uri0), and
+ * with a certificate paho can check. Returns paho's form of it (malloc'd)
+ * or NULL. Never prints the URL: a mistaken one may hold a password. */
+static char *
+check_url(const struct broker *b, const char *url, const char *uri0, size_t i, const config_setting_t *group,
+    const char *file, struct diag *d)
+{
+	char *uri = NULL, *where = uri0 ? xasprintf("\"failover_urls\" (element %zu)", i + 1) : xstrdup("\"url\"");
+	bool tls = false;
+	const char *err = mqtt_url_parse(url, &uri, &tls);
+	int line = cfg_key_line(group, uri0 ? "failover_urls" : "url");
+
+	if (err)
+		diag_error(d, file, line, "invalid value of key %s in group \"broker\": %s", where, err);
+	else if (uri0 && !mqtt_uri_same_scheme(uri0, uri))
+		diag_error(d, file, line,
+		    "invalid value of key %s in group \"broker\": every server of a broker takes the scheme of key "
+		    "\"url\" (paho-mqtt-c 1.3 keeps TLS and WebSockets on from one server to the next)", where);
+	else if (tls && b->tls_verify_peer && b->tls_verify_hostname && mqtt_uri_ipv6(uri))
+		diag_error(d, file, line,
+		    "invalid value of key %s in group \"broker\": paho-mqtt-c 1.3 cannot check a certificate against "
+		    "an IPv6 address; use a host name the certificate names", where);
+	free(where);
+	return uri;
+}
+
+/* "url" and "failover_urls"; *tls tells whether they speak TLS. Returns
+ * false when one is invalid. */
+static bool
+check_urls(const struct broker *b, const config_setting_t *group, const char *file, struct diag *d, bool *tls)
+{
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
+	int errors = d->errors;
+	char *uri0 = check_url(b, b->url, NULL, 0, group, file, d);
+
+	if (uri0 == NULL)
+		return false;
+	for (size_t i = 0; i < c->n_failover_urls; i++)
+		free(check_url(b, c->failover_urls[i], uri0, i, group, file, d));
+	mqtt_url_parse(b->url, NULL, tls);
+	free(uri0);
+	return d->errors == errors;
+}
+
 void
 mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d)
 {
 	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
 	bool tls = false, all_shared = true;
-	const char *err = mqtt_url_parse(b->url, NULL, &tls);
 
-	if (err)
-		diag_error(d, file, cfg_key_line(group, "url"),
-		    "invalid value of key \"url\" in group \"broker\": %s", err);
-	else
+	if (check_urls(b, group, file, d, &tls))
 		tls_check(b, tls, group, file, d);
 	if (c->client_id && c->client_id[0] == '\0')
 		diag_error(d, file, cfg_key_line(group, "client_id"),

@@ -19,6 +19,8 @@
 /* The MQTT part of a broker (struct broker's proto). */
 struct mqtt_broker_cfg {
 	char *client_id;
+	char **failover_urls;    /* more servers of the same broker, after url */
+	size_t n_failover_urls;
 	int64_t keepalive;
 	int64_t mqtt_version;    /* 4 = 3.1.1, 5 */
 	bool clean_session;

@@ -12,7 +12,9 @@
  * its own, so a late answer never touches the relay's arrays. paho's
  * buffer and in-flight limits are sized to the window. After a lost
  * connection the publisher is closed and a new paho client made: a handle
- * is never reused across a connection loss (see LIBRARY-FACTS).
+ * is never reused across a connection loss (see LIBRARY-FACTS). A broker
+ * with several servers (failover_urls) is one connect over the list, in
+ * configuration order.
  *
  * The event ID travels as the MQTT 5 user property "event_id" (with the
  * content type and the row's headers as properties too). MQTT 3.1.1 has no
@@ -79,6 +81,7 @@ struct publisher {
 	pthread_cond_t cv;
 	/* guarded by mu */
 	int connect_result;      /* 0 pending, 1 connected, -1 failed */
+	char *server;            /* the server that answered, as paho reports it */
 	bool lost;
 };
 
@@ -106,10 +109,12 @@ on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 }
 
 static void
-connect_done(struct publisher *p, int result, const char *why, int code)
+connect_done(struct publisher *p, int result, const char *why, int code, const char *server)
 {
 	pthread_mutex_lock(&p->mu);
 	p->connect_result = result;
+	if (server && p->server == NULL)
+		p->server = xstrdup(server);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (result < 0)
@@ -120,29 +125,27 @@ connect_done(struct publisher *p, int result, const char *why, int code)
 static void
 on_connect(void *ctx, MQTTAsync_successData *r)
 {
-	(void)r;
-	connect_done(ctx, 1, NULL, 0);
+	connect_done(ctx, 1, NULL, 0, r ? r->alt.connect.serverURI : NULL);
 }
 
 static void
 on_connect5(void *ctx, MQTTAsync_successData5 *r)
 {
-	(void)r;
-	connect_done(ctx, 1, NULL, 0);
+	connect_done(ctx, 1, NULL, 0, r ? r->alt.connect.serverURI : NULL);
 }
 
 static void
 on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	connect_done(ctx, -1, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
-	    r ? r->code : -1);
+	    r ? r->code : -1, NULL);
 }
 
 static void
 on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	connect_done(ctx, -1, r && r->message ? r->message : MQTTReasonCode_toString(r ? r->reasonCode : 0),
-	    r && !r->reasonCode ? r->code : 0);
+	    r && !r->reasonCode ? r->code : 0, NULL);
 }
 
 static void
@@ -249,6 +252,7 @@ mqttpub_close(struct publisher *p)
 		flight_free(p->flights[i]);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
+	free(p->server);
 	free(p);
 }
 
@@ -261,7 +265,8 @@ mqttpub_open(const struct broker *b, int index)
 	MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_connectOptions *opts;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-	char *uri = NULL;
+	char **uris = NULL, *uri = NULL;
+	size_t n_uris;
 	char *client_id = b->outbox_relays > 1 ? xasprintf("%s-relay-%d", mqtt_broker_cfg(b)->client_id, index)
 					       : xasprintf("%s-relay", mqtt_broker_cfg(b)->client_id);
 	struct timespec until;
@@ -271,16 +276,16 @@ mqttpub_open(const struct broker *b, int index)
 	p->v5 = mqtt_broker_cfg(b)->mqtt_version == 5;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	if (mqtt_url_parse(b->url, &uri, &p->tls) != NULL) {
-		log_error("invalid url \"%s\"", b->url);
+	n_uris = mqtt_servers(b, &uris, &p->tls);
+	if (n_uris == 0)
 		goto fail;
-	}
+	uri = mqtt_servers_text(uris, n_uris);
 	mqtt_tls_options(b, &ssl, &p->tls_reported);
 	co.MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	/* paho refuses sends once this many wait for its send thread (100 by
 	 * default): the whole window must fit */
 	co.maxBufferedMessages = MAX_FLIGHTS * (int)b->outbox_batch_size + 16;
-	rc = MQTTAsync_createWithOptions(&p->client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+	rc = MQTTAsync_createWithOptions(&p->client, uris[0], client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not create an MQTT client for \"%s\": %s", uri, MQTTAsync_strerror(rc));
 		p->client = NULL;
@@ -305,12 +310,17 @@ mqttpub_open(const struct broker *b, int index)
 	opts->username = b->user;
 	opts->password = b->password;
 	opts->ssl = p->tls ? &ssl : NULL;
+	if (n_uris > 1) {
+		opts->serverURIs = uris;
+		opts->serverURIcount = (int)n_uris;
+	}
 	rc = MQTTAsync_connect(p->client, opts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
 		goto fail;
 	}
-	deadline_in(&until, b->connect_timeout_ms + 1000);
+	/* paho tries each server in turn, each for up to the connect timeout */
+	deadline_in(&until, (int64_t)n_uris * b->connect_timeout_ms + 1000);
 	pthread_mutex_lock(&p->mu);
 	while (p->connect_result == 0 && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
 		;
@@ -321,12 +331,17 @@ mqttpub_open(const struct broker *b, int index)
 			log_warn("could not connect to \"%s\": timeout", uri);
 		goto fail;
 	}
-	log_info("connected to %s for publishing as \"%s\" (MQTT %s)", uri, client_id, p->v5 ? "5" : "3.1.1");
+	pthread_mutex_lock(&p->mu);
+	log_info("connected to %s for publishing as \"%s\" (MQTT %s)", uris[mqtt_uri_index(uris, n_uris, p->server)],
+	    client_id, p->v5 ? "5" : "3.1.1");
+	pthread_mutex_unlock(&p->mu);
 	free(uri);
+	mqtt_servers_free(uris);
 	free(client_id);
 	return p;
 fail:
 	free(uri);
+	mqtt_servers_free(uris);
 	free(client_id);
 	mqttpub_close(p);
 	return NULL;

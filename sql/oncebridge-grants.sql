@@ -23,8 +23,10 @@ GRANT SELECT ON oncebridge.schema_migrations TO :"role";
 GRANT SELECT, INSERT, DELETE ON oncebridge.processed_events TO :"role";
 GRANT UPDATE (processed_at) ON oncebridge.processed_events TO :"role";
 
--- poison messages
-GRANT INSERT ON oncebridge.dead_letters TO :"role";
+-- poison messages, and their retention (retention.dead_letter_window_s:
+-- DELETE of the oldest rows, chosen by created_at)
+GRANT INSERT, DELETE ON oncebridge.dead_letters TO :"role";
+GRANT SELECT (id, created_at) ON oncebridge.dead_letters TO :"role";
 
 -- the outbox relay: read pending rows (FOR UPDATE SKIP LOCKED in parallel
 -- mode), mark them published, prune old ones

@@ -4,9 +4,10 @@
 set -eu
 packages="build-essential autoconf automake pkg-config
 libpaho-mqtt-dev librabbitmq-dev libpq-dev libconfig-dev libjson-c-dev libssl-dev openssl
-libsystemd-dev libmicrohttpd-dev
+libsystemd-dev libmicrohttpd-dev libcbor-dev libmsgpack-dev
+libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 postgresql postgresql-client rabbitmq-server mosquitto
-python3 python3-pika python3-paho-mqtt python3-psycopg2 procps iproute2"
+python3 python3-pika python3-paho-mqtt python3-psycopg2 python3-cbor2 python3-msgpack python3-protobuf procps iproute2"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

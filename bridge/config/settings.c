@@ -54,6 +54,9 @@ static const struct cfg_key limits_keys[] = {
 	    "longest topic or routing key in bytes" },
 	{ "max_headers", CFG_INT, S(max_headers), false, NULL, 128, 0, 65535, 0, NULL,
 	    "most headers (or user properties) on one message" },
+	{ "dead_letter_payload", CFG_INT, S(dead_letter_payload), false, NULL, 65536, 0, 268435456, 0, NULL,
+	    "payload bytes kept per dead letter; a longer payload keeps this prefix with its full size and "
+	    "SHA-256, and cannot be replayed" },
 	CFG_END
 };
 
@@ -90,6 +93,9 @@ static const struct cfg_key retention_keys[] = {
 	    "rows deleted per statement (one short transaction each)" },
 	{ "interval_s", CFG_INT, S(retention_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
 	    "how often pruning looks for expired rows" },
+	{ "dead_letter_window_s", CFG_INT, S(dead_letter_window_s), false, NULL, 0, 0, 3153600000LL, 0, NULL,
+	    "dead letters older than this many seconds are deleted, replayed or not; 0 keeps them until "
+	    "purged" },
 	CFG_END
 };
 
@@ -168,6 +174,9 @@ static const struct cfg_key route_common_keys[] = {
 	    "business SQL run once per event, with parameters $1..$n" },
 	{ "params", CFG_STRINGS, R(params), false, NULL, 0, 0, 0, R(n_params), NULL,
 	    "source of each parameter $1..$n, e.g. [\"event_id\", \"json:meter\", \"topic_level:2\"]" },
+	{ "format", CFG_STRING, R(format_name), false, "json", 0, 0, 0, 0, NULL,
+	    "how payloads are decoded for json:/field: paths, payload and the event ID: \"json\", \"cbor\", "
+	    "\"msgpack\" or \"sparkplug_b\"" },
 	CFG_END
 };
 
@@ -189,6 +198,7 @@ settings_limits(const struct settings *s)
 		.max_json_depth = (int)s->max_json_depth,
 		.max_topic_length = (size_t)s->max_topic_length,
 		.max_headers = (size_t)s->max_headers,
+		.dead_letter_payload = (size_t)s->dead_letter_payload,
 	};
 	return l;
 }
@@ -331,6 +341,9 @@ check_route(struct broker *b, struct route *r, const config_setting_t *g, const 
 	char *err = NULL;
 	int max;
 
+	if (payload_format_parse(r->format_name, &r->format) < 0)
+		diag_error(d, file, cfg_key_line(g, "format"), "invalid value \"%s\" of key \"format\" in route \"%s\": "
+		    "expected %s", r->format_name, r->name, payload_format_list());
 	if (source_parse(r->event_id, true, &r->id_source, &err) < 0) {
 		diag_error(d, file, cfg_key_line(g, "event_id"), "invalid value of key \"event_id\" in route \"%s\": %s",
 		    r->name, err);
@@ -517,6 +530,18 @@ check_dedupe_window(struct settings *s, struct diag *d)
 	}
 }
 
+/* What an adapter checks of a broker against the main file's settings. */
+static void
+check_against_main(struct settings *s, struct diag *d)
+{
+	for (size_t i = 0; i < s->n_brokers; i++) {
+		const struct broker *b = &s->brokers[i];
+
+		if (b->adapter && b->proto && b->adapter->check_main)
+			b->adapter->check_main(b, s, d);
+	}
+}
+
 static void
 read_include_dir(struct settings *s, struct diag *d)
 {
@@ -601,6 +626,7 @@ settings_load(const char *path, struct diag *d)
 	read_include_dir(s, d);
 	check_route_names_unique(s, d);
 	check_dedupe_window(s, d);
+	check_against_main(s, d);
 out:
 	if (d->errors > errors_before) {
 		settings_free(s);

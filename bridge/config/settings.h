@@ -19,8 +19,10 @@ struct route {
 	char *sql;           /* business SQL with $1..$n */
 	char **params;       /* source spec of each $n */
 	size_t n_params;
+	char *format_name;   /* "json", "cbor", "msgpack", ... */
 	void *proto;         /* the adapter's own part (its route_keys), opaque here */
 	/* derived */
+	enum payload_format format;
 	struct source id_source;
 	struct source *param_sources;
 	int line;
@@ -73,6 +75,7 @@ struct settings {
 	int64_t max_json_depth;
 	int64_t max_topic_length;
 	int64_t max_headers;
+	int64_t dead_letter_payload; /* payload bytes kept per dead letter */
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
 	int64_t max_attempts;
@@ -82,6 +85,7 @@ struct settings {
 	int64_t dedupe_window_s;    /* prune processed_events older than this; 0: never */
 	int64_t retention_batch;    /* rows per DELETE */
 	int64_t retention_interval_s;
+	int64_t dead_letter_window_s; /* prune dead_letters older than this; 0: never */
 	struct broker *brokers;
 	size_t n_brokers;
 };

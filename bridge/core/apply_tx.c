@@ -200,9 +200,10 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 	char *exchange = text_sanitize(m->exchange, m->exchange ? strlen(m->exchange) : 0);
 	char *props = deadletter_properties_json(m);
 	char size[24], attempts[16];
-	size_t stored = m->payload_len > c->limits.max_payload ? c->limits.max_payload : m->payload_len;
-	const char *values[13];
-	int lengths[13] = { 0 }, formats[13] = { 0 };
+	unsigned char digest[32];
+	size_t stored = deadletter_kept_bytes(&c->limits, m->payload_len);
+	const char *values[14];
+	int lengths[14] = { 0 }, formats[14] = { 0 };
 	bool ok = true;
 
 	if (claim && route && it->event_id) {
@@ -239,7 +240,11 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 	values[10] = it->sqlstate[0] ? it->sqlstate : NULL;
 	values[11] = it->detail;
 	values[12] = attempts;
-	ok = exec_prepared(c, "ob_dead", 13, values, lengths, formats, sr, NULL);
+	deadletter_sha256(m->payload, m->payload_len, digest);
+	values[13] = (const char *)digest;
+	lengths[13] = (int)sizeof(digest);
+	formats[13] = 1;
+	ok = exec_prepared(c, "ob_dead", 14, values, lengths, formats, sr, NULL);
 	if (ok) {
 		it->state = IT_DEAD;
 		log_warn("dead-lettered a message on \"%s\" for route \"%s\"%s%s: %s",

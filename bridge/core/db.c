@@ -47,8 +47,9 @@
 
 #define SQL_DEAD_LETTER \
 	"INSERT INTO oncebridge.dead_letters (broker, consumer, event_id, source, exchange, topic," \
-	" properties, payload, payload_size, reason, sqlstate, error_detail, attempts)" \
-	" VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::bytea, $9::integer, $10, $11, $12, $13::integer)"
+	" properties, payload, payload_size, reason, sqlstate, error_detail, attempts, payload_sha256)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::bytea, $9::integer, $10, $11, $12, $13::integer," \
+	" $14::bytea)"
 
 void
 db_route_stmt(char *buf, size_t size, size_t route_index)
@@ -250,7 +251,7 @@ db_connect(const struct settings *s, const struct broker *b)
 {
 	char appname[96];
 	PGconn *conn;
-	const Oid dead_types[13] = { 0 };
+	const Oid dead_types[14] = { 0 };
 
 	snprintf(appname, sizeof(appname), "oncebridge/%s", b->name);
 	conn = db_open(s, appname);
@@ -260,7 +261,7 @@ db_connect(const struct settings *s, const struct broker *b)
 	    !prepare(conn, "ob_claim", SQL_CLAIM, 2, NULL, "the claim statement") ||
 	    !prepare(conn, "ob_claim_strict", SQL_CLAIM_STRICT, 2, NULL, "the strict claim statement") ||
 	    !prepare(conn, "ob_unclaim", SQL_UNCLAIM, 2, NULL, "the unclaim statement") ||
-	    !prepare(conn, "ob_dead", SQL_DEAD_LETTER, 13, dead_types, "the dead-letter statement"))
+	    !prepare(conn, "ob_dead", SQL_DEAD_LETTER, 14, dead_types, "the dead-letter statement"))
 		goto fail;
 	for (size_t i = 0; i < b->n_routes; i++) {
 		const struct route *r = &b->routes[i];

@@ -15,7 +15,7 @@
 struct settings;
 struct broker;
 
-#define ONCEBRIDGE_SCHEMA_VERSION 4
+#define ONCEBRIDGE_SCHEMA_VERSION 5
 
 /* Connect as application_name appname and check the schema version.
  * Returns a ready connection, or NULL after logging why (the caller backs

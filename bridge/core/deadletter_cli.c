@@ -38,7 +38,8 @@
 #define SQL_SHOW \
 	"SELECT id, broker, consumer, event_id, source, exchange, topic, properties::text, payload_size," \
 	" reason, sqlstate, error_detail, attempts, first_failed_at, created_at, replayed_at," \
-	" encode(payload, 'hex') FROM oncebridge.dead_letters WHERE id = $1"
+	" octet_length(payload), encode(payload_sha256, 'hex'), encode(payload, 'hex')" \
+	" FROM oncebridge.dead_letters WHERE id = $1"
 
 struct selection {
 	struct buf ids;     /* PostgreSQL array literal, empty: any */
@@ -183,7 +184,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 {
 	static const char *const names[] = { "id", "broker", "route", "event_id", "source", "exchange", "topic",
 		"properties", "payload_size", "reason", "sqlstate", "error_detail", "attempts", "first_failed_at",
-		"created_at", "replayed_at" };
+		"created_at", "replayed_at", "payload_kept", "payload_sha256" };
 	int rc = 0;
 
 	if (argc < 2) {
@@ -208,7 +209,7 @@ cmd_show(PGconn *conn, int argc, char **argv)
 		} else {
 			for (size_t c = 0; c < sizeof(names) / sizeof(names[0]); c++)
 				printf("%s: %s\n", names[c], PQgetisnull(res, 0, (int)c) ? "-" : PQgetvalue(res, 0, (int)c));
-			print_payload(PQgetvalue(res, 0, 16));
+			print_payload(PQgetvalue(res, 0, 18));
 			if (a + 1 < argc)
 				printf("\n");
 		}

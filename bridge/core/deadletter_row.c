@@ -4,14 +4,38 @@
  * edited by hand, so rebuilding trusts nothing in it. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "bridge/core/deadletter_row.h"
+#include "bridge/core/source.h"
 #include "bridge/common/text.h"
 #include "bridge/common/util.h"
+
+size_t
+deadletter_kept_bytes(const struct limits *lim, size_t len)
+{
+	if (len > lim->max_payload)
+		len = lim->max_payload;
+	if (len > lim->dead_letter_payload)
+		len = lim->dead_letter_payload;
+	return len;
+}
+
+void
+deadletter_sha256(const char *payload, size_t len, unsigned char digest[32])
+{
+	unsigned int n = 32;
+
+	if (EVP_Digest(payload ? payload : "", payload ? len : 0, digest, &n, EVP_sha256(), NULL) != 1) {
+		fputs("oncebridge: could not compute a SHA-256 digest\n", stderr);
+		abort(); /* nothing acked: the message comes back */
+	}
+}
 
 char *
 deadletter_properties_json(const struct message *m)

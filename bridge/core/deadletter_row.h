@@ -9,6 +9,14 @@
 #include "bridge/core/message.h"
 
 struct json_object;
+struct limits;
+
+/* How many of a poison payload's len bytes its dead letter keeps: no more
+ * than limits.max_payload nor limits.dead_letter_payload. */
+size_t deadletter_kept_bytes(const struct limits *lim, size_t len);
+
+/* SHA-256 of the full payload, stored beside a possibly truncated one. */
+void deadletter_sha256(const char *payload, size_t len, unsigned char digest[32]);
 
 /* The properties column of m's dead letter (message_id, content_type,
  * redelivered, headers) as JSON text, every string made safe for jsonb

@@ -45,6 +45,7 @@ extract_route(const struct route *r, struct msg_view *v, const struct limits *li
 	memset(ex, 0, sizeof(*ex));
 	if (why)
 		return poison(r, ex, why);
+	msg_view_format(v, r->format); /* the payload in the route's format (json, cbor, ...) */
 	if (source_event_id(&r->id_source, v, lim, idbuf, sizeof(idbuf), &reason) < 0)
 		return poison(r, ex, xstrdup(reason));
 	ex->event_id = xstrdup(idbuf);

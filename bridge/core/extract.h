@@ -16,8 +16,9 @@ struct extraction {
 	char *reason;          /* poison: why (allocated) */
 };
 
-/* Extract from the message of v for route r. Returns 0, or -1 with
- * ex->reason set (the message is poison for this route). */
+/* Extract from the message of v for route r, reading the payload in the
+ * route's format. Returns 0, or -1 with ex->reason set (the message is
+ * poison for this route). */
 int extract_route(const struct route *r, struct msg_view *v, const struct limits *lim, struct extraction *ex);
 /* Free what ex still owns. */
 void extraction_clear(const struct route *r, struct extraction *ex);

@@ -25,6 +25,7 @@ static const struct {
 	{ "payload", SRC_PAYLOAD, false, false, true },
 	{ "payload_bytes", SRC_PAYLOAD_BYTES, false, false, true },
 	{ "json", SRC_JSON, true, true, true },
+	{ "field", SRC_JSON, true, true, true }, /* the same, for payloads that are not JSON */
 	{ "topic", SRC_TOPIC, false, false, true },
 	{ "topic_level", SRC_TOPIC_LEVEL, true, false, true },
 	{ "header", SRC_HEADER, true, true, true },
@@ -35,12 +36,64 @@ static const struct {
 	{ "exchange", SRC_EXCHANGE, false, false, true },
 	{ "redelivered", SRC_REDELIVERED, false, false, true },
 	{ "payload_hash", SRC_PAYLOAD_HASH, false, true, false },
+	{ "sparkplug", SRC_SPARKPLUG, true, false, true },
 };
 
-static const char *const property_names[] = { "message_id", "content_type", NULL };
+/* the parts of a Sparkplug B topic spBv1.0/GROUP/TYPE/EDGE[/DEVICE], by level */
+static const char *const sparkplug_parts[] = { "group", "message_type", "edge_node", "device", NULL };
+
+/* "A + B + C": an event ID made of the values of several sources */
+#define COMPOSITE_SEP " + "
+
+static int source_parse_one(const char *spec, bool for_event_id, struct source *out, char **err);
+
+static int
+source_parse_composite(const char *spec, struct source *out, char **err)
+{
+	const char *p = spec;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = SRC_COMPOSITE;
+	out->spec = xstrdup(spec);
+	for (;;) {
+		const char *end = strstr(p, COMPOSITE_SEP);
+		char *part = end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
+		struct source *src;
+
+		out->parts = xrealloc(out->parts, (out->n_parts + 1) * sizeof(struct source));
+		src = &out->parts[out->n_parts];
+		/* any parameter source but the whole payload or the ID itself */
+		if (source_parse_one(part, false, src, err) < 0 || src->kind == SRC_EVENT_ID ||
+		    src->kind == SRC_PAYLOAD || src->kind == SRC_PAYLOAD_BYTES) {
+			if (*err == NULL) {
+				*err = xasprintf("\"%s\" cannot be part of an event ID", part);
+				source_free(src);
+			}
+			free(part);
+			source_free(out);
+			return -1;
+		}
+		out->n_parts++;
+		free(part);
+		if (end == NULL)
+			return 0;
+		p = end + strlen(COMPOSITE_SEP);
+	}
+}
 
 int
 source_parse(const char *spec, bool for_event_id, struct source *out, char **err)
+{
+	*err = NULL;
+	if (for_event_id && strstr(spec, COMPOSITE_SEP))
+		return source_parse_composite(spec, out, err);
+	return source_parse_one(spec, for_event_id, out, err);
+}
+
+static const char *const property_names[] = { "message_id", "content_type", NULL };
+
+static int
+source_parse_one(const char *spec, bool for_event_id, struct source *out, char **err)
 {
 	const char *colon = strchr(spec, ':');
 	size_t namelen = colon ? (size_t)(colon - spec) : strlen(spec);
@@ -80,6 +133,16 @@ source_parse(const char *spec, bool for_event_id, struct source *out, char **err
 				return -1;
 			}
 			out->level = (int)lvl;
+		} else if (out->kind == SRC_SPARKPLUG) {
+			for (int p = 0; sparkplug_parts[p]; p++)
+				if (strcmp(sparkplug_parts[p], arg) == 0)
+					out->level = p + 2;
+			if (out->level == 0) {
+				*err = xasprintf("unknown Sparkplug B topic part \"%s\" (known: group, message_type, "
+				    "edge_node, device)", arg);
+				source_free(out);
+				return -1;
+			}
 		} else if (out->kind == SRC_PROPERTY) {
 			bool known = false;
 
@@ -100,7 +163,8 @@ source_parse(const char *spec, bool for_event_id, struct source *out, char **err
 			free(copy);
 			if (out->path_len == 0 || arg[0] == '.' || arg[strlen(arg) - 1] == '.' ||
 			    strstr(arg, "..")) {
-				*err = xasprintf("invalid JSON path \"%s\"", arg);
+				*err = xasprintf("invalid %s path \"%s\"",
+				    strncmp(spec, "json:", 5) == 0 ? "JSON" : "field", arg);
 				source_free(out);
 				return -1;
 			}
@@ -114,6 +178,9 @@ source_parse(const char *spec, bool for_event_id, struct source *out, char **err
 void
 source_free(struct source *src)
 {
+	for (size_t i = 0; i < src->n_parts; i++)
+		source_free(&src->parts[i]);
+	free(src->parts);
 	for (size_t i = 0; i < src->path_len; i++)
 		free(src->path[i]);
 	free(src->path);
@@ -158,44 +225,27 @@ msg_view_clear(struct msg_view *v)
 	v->json_state = 0;
 }
 
+void
+msg_view_format(struct msg_view *v, enum payload_format f)
+{
+	if (v->json_state && v->decoded_as != f)
+		msg_view_clear(v);
+	v->format = f;
+}
+
 int
 msg_view_json(struct msg_view *v, const struct limits *lim)
 {
-	struct json_tokener *tok;
-	enum json_tokener_error jerr;
-
 	if (v->json_state)
 		return v->json_state > 0 ? 0 : -1;
-	tok = json_tokener_new_ex(lim->max_json_depth > 0 ? lim->max_json_depth : 64);
-	if (tok == NULL) {
-		snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: out of memory");
+	v->decoded_as = v->format;
+	if (payload_decode(v->format, v->msg->payload ? v->msg->payload : "", v->msg->payload_len, lim, &v->json,
+	    v->json_error, sizeof(v->json_error)) < 0) {
 		v->json_state = -1;
 		return -1;
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	v->json = json_tokener_parse_ex(tok, v->msg->payload, (int)v->msg->payload_len);
-	jerr = json_tokener_get_error(tok);
-	if (v->json != NULL && jerr == json_tokener_success &&
-	    json_tokener_get_parse_end(tok) != v->msg->payload_len) {
-		json_object_put(v->json);
-		v->json = NULL;
-		snprintf(v->json_error, sizeof(v->json_error),
-		    "invalid JSON: trailing data at offset %zu", json_tokener_get_parse_end(tok));
-	} else if (v->json == NULL || jerr != json_tokener_success) {
-		if (jerr == json_tokener_continue)
-			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: unexpected end of input");
-		else if (jerr == json_tokener_success)
-			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: empty payload");
-		else
-			snprintf(v->json_error, sizeof(v->json_error), "invalid JSON: %s at offset %zu",
-			    json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
-		if (v->json)
-			json_object_put(v->json);
-		v->json = NULL;
-	}
-	json_tokener_free(tok);
-	v->json_state = v->json ? 1 : -1;
-	return v->json ? 0 : -1;
+	v->json_state = 1;
+	return 0;
 }
 
 void
@@ -276,6 +326,28 @@ topic_level(const char *topic, char sep, int n, const char **start, size_t *len)
 	return true;
 }
 
+/* Level (2..5) of a Sparkplug B topic spBv1.0/GROUP/TYPE/EDGE[/DEVICE];
+ * NULL when the topic is not one, or has no device. */
+static void
+sparkplug_part(const struct message *m, int level, struct value *out)
+{
+	static const char ns[] = "spBv1.0/";
+	const char *p = m->topic;
+	int levels = 1;
+
+	out->data = NULL;
+	if (p == NULL || strncmp(p, ns, sizeof(ns) - 1) != 0)
+		return;
+	for (const char *q = p; *q; q++)
+		levels += *q == '/';
+	if (levels < 4 || levels > 5 || level > levels || !topic_level(p, '/', level, &out->data, &out->len)) {
+		out->data = NULL;
+		return;
+	}
+	out->owned = xstrndup(out->data, out->len);
+	out->data = out->owned;
+}
+
 int
 source_value(const struct source *src, struct msg_view *v, const struct limits *lim,
     const char *route, const char *event_id, struct value *out, const char **reason)
@@ -289,6 +361,20 @@ source_value(const struct source *src, struct msg_view *v, const struct limits *
 		out->len = event_id ? strlen(event_id) : 0;
 		break;
 	case SRC_PAYLOAD:
+		if (v->format != FORMAT_JSON) { /* the decoded tree as JSON text, for json and jsonb */
+			size_t len = 0;
+			const char *text;
+
+			if (msg_view_json(v, lim) < 0) {
+				*reason = v->json_error;
+				return -1;
+			}
+			text = json_object_to_json_string_length(v->json, JSON_C_TO_STRING_PLAIN, &len);
+			out->owned = xstrndup(text, len);
+			out->data = out->owned;
+			out->len = len;
+			break;
+		}
 		/* text parameters must be NUL-terminated; the payload is not */
 		out->owned = xstrndup(m->payload ? m->payload : "", m->payload_len);
 		out->data = out->owned;
@@ -361,8 +447,12 @@ source_value(const struct source *src, struct msg_view *v, const struct limits *
 		out->data = m->redelivered ? "true" : "false";
 		out->len = strlen(out->data);
 		break;
+	case SRC_SPARKPLUG:
+		sparkplug_part(m, src->level, out);
+		break;
 	case SRC_PAYLOAD_HASH:
-		*reason = "payload_hash is not a parameter source";
+	case SRC_COMPOSITE:
+		*reason = "this source is not a parameter source";
 		return -1;
 	}
 	return 0;
@@ -388,6 +478,64 @@ payload_hash(const struct message *m, char *buf, size_t bufsize)
 		snprintf(buf + strlen(buf), bufsize - strlen(buf), "%02x", md[i]);
 }
 
+/* A JSON value that may be (part of) an event ID: a string or an integer. */
+static bool
+id_json_ok(const struct source *src, struct msg_view *v)
+{
+	struct json_object *obj;
+
+	if (src->kind != SRC_JSON)
+		return true;
+	obj = json_walk(v->json, src->path, src->path_len);
+	return json_object_is_type(obj, json_type_string) || json_object_is_type(obj, json_type_int);
+}
+
+/* The parts of a composite event ID joined with '/'. A missing part
+ * (device of a node message, seq of a death certificate) joins as empty;
+ * all parts missing, or a JSON part that is neither a string nor an
+ * integer, fail (the reason lives in v). */
+static int
+composite_value(const struct source *src, struct msg_view *v, const struct limits *lim, struct value *out,
+    const char **reason)
+{
+	struct buf joined = { 0 };
+	size_t present = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < src->n_parts; i++) {
+		struct value part;
+
+		if (source_value(&src->parts[i], v, lim, NULL, NULL, &part, reason) < 0) {
+			buf_free(&joined);
+			return -1;
+		}
+		if (part.data && !id_json_ok(&src->parts[i], v)) {
+			snprintf(v->json_error, sizeof(v->json_error), "event ID part \"%s\" is neither a string nor an "
+			    "integer", src->parts[i].spec);
+			*reason = v->json_error;
+			value_clear(&part);
+			buf_free(&joined);
+			return -1;
+		}
+		if (i > 0)
+			buf_append(&joined, "/", 1);
+		if (part.data) {
+			buf_append(&joined, part.data, part.len);
+			present++;
+		}
+		value_clear(&part);
+	}
+	buf_append(&joined, "", 1);
+	if (present == 0) {
+		buf_free(&joined);
+		return 0; /* out->data NULL: missing */
+	}
+	out->owned = joined.data;
+	out->data = joined.data;
+	out->len = joined.len - 1;
+	return 0;
+}
+
 int
 source_event_id(const struct source *src, struct msg_view *v, const struct limits *lim,
     char *buf, size_t bufsize, const char **reason)
@@ -399,19 +547,19 @@ source_event_id(const struct source *src, struct msg_view *v, const struct limit
 		payload_hash(v->msg, buf, bufsize);
 		return 0;
 	}
-	if (source_value(src, v, lim, NULL, NULL, &val, reason) < 0)
+	if (src->kind == SRC_COMPOSITE) {
+		if (composite_value(src, v, lim, &val, reason) < 0)
+			return -1;
+	} else if (source_value(src, v, lim, NULL, NULL, &val, reason) < 0) {
 		return -1;
+	}
 	if (val.data == NULL) {
 		*reason = "missing event ID";
 		goto fail;
 	}
-	if (src->kind == SRC_JSON) {
-		struct json_object *obj = json_walk(v->json, src->path, src->path_len);
-
-		if (!json_object_is_type(obj, json_type_string) && !json_object_is_type(obj, json_type_int)) {
-			*reason = "event ID is neither a string nor an integer";
-			goto fail;
-		}
+	if (!id_json_ok(src, v)) {
+		*reason = "event ID is neither a string nor an integer";
+		goto fail;
 	}
 	if (val.len == 0) {
 		*reason = "event ID is empty";

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bridge/core/decode.h"
 #include "bridge/core/message.h"
 
 struct json_object;
@@ -15,7 +16,7 @@ enum source_kind {
 	SRC_EVENT_ID,      /* the route's event ID */
 	SRC_PAYLOAD,       /* whole payload as text (json, jsonb, text columns) */
 	SRC_PAYLOAD_BYTES, /* whole payload as bytea */
-	SRC_JSON,          /* a field of the JSON payload, by dotted path */
+	SRC_JSON,          /* a field of the decoded payload, by dotted path (json: or field:) */
 	SRC_TOPIC,         /* the message's topic (or routing key) */
 	SRC_TOPIC_LEVEL,   /* one level of it, 1-based */
 	SRC_HEADER,        /* a header (or user property) of the message */
@@ -26,6 +27,8 @@ enum source_kind {
 	SRC_EXCHANGE,      /* the exchange it was published to, if the protocol has one */
 	SRC_REDELIVERED,   /* broker's redelivered / dup flag, "true"/"false" */
 	SRC_PAYLOAD_HASH,  /* event ID only: sha256 of topic and payload */
+	SRC_SPARKPLUG,     /* a part of a Sparkplug B topic: group, message_type, edge_node, device */
+	SRC_COMPOSITE,     /* event ID only: "A + B + C", the parts' values joined with '/' */
 };
 
 struct source {
@@ -34,7 +37,9 @@ struct source {
 	char *arg;    /* header/property name, JSON path text */
 	char **path;  /* JSON path split at '.' */
 	size_t path_len;
-	int level;    /* SRC_TOPIC_LEVEL */
+	int level;    /* SRC_TOPIC_LEVEL; SRC_SPARKPLUG: topic level of the part (2..5) */
+	struct source *parts; /* SRC_COMPOSITE */
+	size_t n_parts;
 };
 
 /* Parse spec into *out. for_event_id restricts the kinds to those that can
@@ -42,12 +47,15 @@ struct source {
 int source_parse(const char *spec, bool for_event_id, struct source *out, char **err);
 void source_free(struct source *src);
 
-/* A message while the core looks at it: JSON parsed at most once. */
+/* A message while the core looks at it: its payload decoded at most once
+ * (again only if a route of another format looks at it too). */
 struct msg_view {
 	const struct message *msg;
 	const char *broker;
-	int json_state;             /* 0 not parsed, 1 parsed, -1 invalid */
-	struct json_object *json;
+	enum payload_format format; /* of the route looking at it: msg_view_format() */
+	enum payload_format decoded_as;
+	int json_state;             /* 0 not decoded, 1 decoded, -1 invalid */
+	struct json_object *json;   /* the value tree; NULL is also JSON null */
 	char json_error[160];
 };
 
@@ -57,6 +65,7 @@ struct limits {
 	int max_json_depth;
 	size_t max_topic_length;
 	size_t max_headers;
+	size_t dead_letter_payload; /* bytes of a poison payload kept */
 };
 
 /* Which limit on untrusted input m breaks (payload size, topic length, a
@@ -66,8 +75,10 @@ char *limits_check(const struct limits *lim, const struct message *m);
 
 void msg_view_init(struct msg_view *v, const struct message *m, const char *broker);
 void msg_view_clear(struct msg_view *v);
-/* Parses the payload as JSON if not done yet; 0 on success, -1 with
- * v->json_error set. */
+/* The format the next sources read the payload in (json by default). */
+void msg_view_format(struct msg_view *v, enum payload_format f);
+/* Decodes the payload in v's format if not done yet; 0 on success, -1
+ * with v->json_error set. */
 int msg_view_json(struct msg_view *v, const struct limits *lim);
 
 /* A value extracted for a parameter. data is NULL for SQL NULL. */

@@ -23,8 +23,10 @@
 
 #define BYTEA_OID 17
 
-/* What the daemon's role needs in oncebridge's schema
- * (sql/oncebridge-grants.sql); write marks those it writes with. */
+/* What the daemon's role needs in oncebridge's schema: the grants of
+ * sql/oncebridge-grants.sql, row by row (tests/integration/check_amqp.py
+ * applies that file and expects every check ok, so the two cannot drift
+ * apart unnoticed); write marks those it writes with. */
 static const struct need {
 	const char *table;
 	const char *column; /* NULL: the whole table */
@@ -37,6 +39,9 @@ static const struct need {
 	{ "oncebridge.processed_events", NULL, "DELETE", true },
 	{ "oncebridge.processed_events", "processed_at", "UPDATE", false },
 	{ "oncebridge.dead_letters", NULL, "INSERT", true },
+	{ "oncebridge.dead_letters", NULL, "DELETE", true },
+	{ "oncebridge.dead_letters", "id", "SELECT", false },
+	{ "oncebridge.dead_letters", "created_at", "SELECT", false },
 	{ "oncebridge.outbox", NULL, "SELECT", false },
 	{ "oncebridge.outbox", NULL, "DELETE", true },
 	{ "oncebridge.outbox", "published_at", "UPDATE", false },

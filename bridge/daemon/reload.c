@@ -116,12 +116,13 @@ add_missing(struct fleet *f)
 	return added;
 }
 
-/* The retention process, when retention.dedupe_window_s is set. It is
- * not counted among the processes a reload reports. */
+/* The retention process, when retention.dedupe_window_s or
+ * retention.dead_letter_window_s is set. It is not counted among the
+ * processes a reload reports. */
 static void
 add_retention(struct fleet *f)
 {
-	if (f->settings->dedupe_window_s != 0)
+	if (f->settings->dedupe_window_s != 0 || f->settings->dead_letter_window_s != 0)
 		fleet_add(f, ROLE_RETENTION, NULL, 0, NULL);
 }
 

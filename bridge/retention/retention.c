@@ -11,10 +11,12 @@
  * 3) in its own short transaction, skipping rows another session holds, so
  * the stream's claims never wait behind a long lock. One maintenance
  * process of the supervisor does it, so instances of one worker never race
- * on it; it logs which worker holds pruning back, and for how long. */
+ * on it; it logs which worker holds pruning back, and for how long. The
+ * same process prunes old dead letters (deadletter_prune.c). */
 #include "config.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +147,33 @@ report_held(PGconn *conn, int64_t window_s, struct buf *last, int64_t *last_ms)
 	PQclear(res);
 }
 
+/* One round of each enabled pruning; false when a statement failed. */
+static bool
+prune_round(const struct settings *s, PGconn *conn, struct buf *held, int64_t *held_ms)
+{
+	int64_t t0 = now_ms(), n;
+
+	if (s->dedupe_window_s) {
+		n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
+		if (n < 0)
+			return false;
+		if (n > 0)
+			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dedupe_window_s, (long long)(now_ms() - t0));
+		report_held(conn, s->dedupe_window_s, held, held_ms);
+	}
+	if (s->dead_letter_window_s) {
+		t0 = now_ms();
+		n = retention_prune_dead_letters(conn, s->dead_letter_window_s, s->retention_batch, &retention_stop);
+		if (n < 0)
+			return false;
+		if (n > 0)
+			log_info("pruned %lld dead letters older than %lld s in %lld ms", (long long)n,
+			    (long long)s->dead_letter_window_s, (long long)(now_ms() - t0));
+	}
+	return true;
+}
+
 int
 retention_main(const struct settings *s)
 {
@@ -156,12 +185,14 @@ retention_main(const struct settings *s)
 	child_signals(on_stop);
 	log_set_context("retention");
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
-	log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
-	    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
+	if (s->dedupe_window_s)
+		log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",
+		    (long long)s->dedupe_window_s, (long long)s->retention_interval_s);
+	if (s->dead_letter_window_s)
+		log_info("pruning dead letters older than %lld s every %lld s", (long long)s->dead_letter_window_s,
+		    (long long)s->retention_interval_s);
 
 	while (!retention_stop) {
-		int64_t t0, n;
-
 		if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 			if (conn)
 				PQfinish(conn);
@@ -172,16 +203,10 @@ retention_main(const struct settings *s)
 			}
 			backoff_reset(&backoff);
 		}
-		t0 = now_ms();
-		n = retention_prune(conn, s->dedupe_window_s, s->retention_batch, &retention_stop);
-		if (n > 0)
-			log_info("pruned %lld processed_events rows older than %lld s in %lld ms", (long long)n,
-			    (long long)s->dedupe_window_s, (long long)(now_ms() - t0));
-		if (n < 0) {
+		if (!prune_round(s, conn, &held, &held_ms)) {
 			sleep_ms_unless(backoff_next(&backoff), &retention_stop);
 			continue;
 		}
-		report_held(conn, s->dedupe_window_s, &held, &held_ms);
 		sleep_ms_unless(s->retention_interval_s * 1000, &retention_stop);
 	}
 	if (conn)

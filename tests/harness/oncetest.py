@@ -20,7 +20,7 @@ Environment:
                      must be traversable by the postgres user
 
 The harness lives in one module per job (ot_tap, ot_procs, ot_certs,
-ot_postgres, ot_standby, ot_rabbitmq, ot_mosquitto, ot_daemon); this module gathers
+ot_postgres, ot_standby, ot_rabbitmq, ot_rabbitcluster, ot_mosquitto, ot_daemon); this module gathers
 what tests use, so that they import oncetest alone.
 """
 
@@ -31,11 +31,13 @@ from ot_certs import make_certs  # noqa: F401
 from ot_postgres import Postgres  # noqa: F401
 from ot_standby import Standby, failover_conninfo  # noqa: F401
 from ot_rabbitmq import RabbitMQ  # noqa: F401
+from ot_rabbitcluster import RabbitCluster  # noqa: F401
 from ot_mosquitto import Mosquitto  # noqa: F401
 from ot_daemon import Daemon  # noqa: F401
 
 __all__ = [
     'TAP', 'at_done', 'make_tmpdir', 'free_port', 'wait_until', 'start_all',
-    'Postgres', 'Standby', 'failover_conninfo', 'RabbitMQ', 'Mosquitto', 'Daemon', 'MQTTv311', 'MQTTv5',
+    'Postgres', 'Standby', 'failover_conninfo', 'RabbitMQ', 'RabbitCluster', 'Mosquitto', 'Daemon',
+    'MQTTv311', 'MQTTv5',
     'make_certs', 'teardown',
 ]

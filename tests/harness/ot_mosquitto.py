@@ -60,6 +60,7 @@ class Mosquitto(_Proc):
 
     def __init__(self, basedir, port=None, max_inflight=0, extra_conf=''):
         self._tls_listeners = []
+        self._listeners = []
         self.basedir = basedir
         self.dir = os.path.join(basedir, 'mosquitto')
         self.datadir = os.path.join(self.dir, 'data')
@@ -81,6 +82,27 @@ class Mosquitto(_Proc):
         certificate from ca. Returns its port."""
         port = free_port()
         self._tls_listeners.append((port, cert, key, ca, require_certificate))
+        return port
+
+    def add_ipv6_listener(self):
+        """Before start(): one more plain MQTT listener, on [::1]. Returns
+        its port."""
+        port = free_port()
+        self._listeners.append(('listener %d ::1' % port,))
+        return port
+
+    def add_websockets_listener(self, cert=None, key=None):
+        """Before start(): one more listener speaking MQTT over WebSockets
+        (any path), with TLS when cert and key are given (wss://). Debian
+        12's Mosquitto 2.0.11 (libwebsockets) takes only an IPv4 address
+        for it -- "localhost", "::1" or an interface name end in "Unable
+        to start any listening sockets" -- and then listens on every
+        address, IPv6 too. Returns its port."""
+        port = free_port()
+        lines = ('listener %d 127.0.0.1' % port, 'protocol websockets')
+        if cert:
+            lines += ('certfile %s' % cert, 'keyfile %s' % key, 'tls_version tlsv1.2')
+        self._listeners.append(lines)
         return port
 
     def _write_conf(self):
@@ -110,6 +132,8 @@ class Mosquitto(_Proc):
             # else mosquitto switches to user "mosquitto", which cannot
             # write to our directories
             lines.append('user root')
+        for extra in self._listeners:
+            lines += list(extra)
         for port, cert, key, ca, require in self._tls_listeners:
             lines += ['listener %d 127.0.0.1' % port,
                       'certfile %s' % cert, 'keyfile %s' % key,

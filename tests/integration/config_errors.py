@@ -148,10 +148,10 @@ def with_tls(broker, *lines):
 
 
 expect_error("tls-without-tls-url", ("conf.d/10-r1.conf", 4,
-             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts://) in key "url"'),
+             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts:// or wss://) in key "url"'),
              brokers={"10-r1.conf": with_tls(BROKER_OK, 'ca_file = "%s";' % pki.ca)})
 expect_error("tls-mqtt-without-tls-url", ("conf.d/10-m1.conf", 5,
-             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts://) in key "url"'),
+             'group "tls" in group "broker" needs a TLS URL (amqps:// or mqtts:// or wss://) in key "url"'),
              brokers={"10-m1.conf": with_tls(BROKER_OK.replace('"amqp"', '"mqtt"').replace(
                  '"amqp://127.0.0.1:5672/"', '"mqtt://127.0.0.1"').replace('    queue = "q";', '    topic = "a/#";').replace(
                  '  url =', '  client_id = "ob-1";\n  url ='), 'verify_peer = true;')})
@@ -216,6 +216,45 @@ t.ok("guest" not in out.stdout + out.stderr, "the secret does not appear in the 
 d, out = run_case("warn-prefetch", brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  prefetch = 10;\n  batch_size = 100;\n  url =')})
 t.ok(out.returncode == 0 and ": warning: prefetch (10) is smaller than batch_size (100)" in out.stderr,
      "prefetch below batch_size warns", diag=out.stderr)
+
+# a RabbitMQ cluster: further nodes in "hosts", quorum queues
+def with_hosts(*hosts):
+    return BROKER_OK.replace('  url =', '  hosts = [ %s ];\n  url =' % ", ".join('"%s"' % h for h in hosts))
+
+
+def with_queue(*lines):
+    """route keys after queue = "q" (line 9): on lines 10, 11, ..."""
+    return BROKER_OK.replace('    queue = "q";\n', '    queue = "q";\n' + "".join("    %s\n" % x for x in lines))
+
+
+d, out = run_case("hosts-ok", brokers={"10-r1.conf": with_hosts("rabbit2", "rabbit3:5673", "[::1]:5674")})
+t.ok(out.returncode == 0 and "warning" not in out.stderr, "a cluster's nodes in hosts pass -t", diag=out.stderr)
+expect_error("hosts-url", ("conf.d/10-r1.conf", 4, 'invalid value "amqp://rabbit2/" in key "hosts" in group "broker": '
+             'give host or host:port; the scheme, user and vhost come from key "url"'),
+             brokers={"10-r1.conf": with_hosts("rabbit2", "amqp://rabbit2/")})
+expect_error("hosts-port", ("conf.d/10-r1.conf", 4, 'invalid value "rabbit2:70000" in key "hosts" in group "broker": '
+             'the port must be a number from 1 to 65535'), brokers={"10-r1.conf": with_hosts("rabbit2:70000")})
+expect_error("hosts-ipv6", ("conf.d/10-r1.conf", 4, 'invalid value "::1" in key "hosts" in group "broker": '
+             'put an IPv6 address in brackets: [address]:port'), brokers={"10-r1.conf": with_hosts("::1")})
+d, out = run_case("quorum-ok", brokers={"10-r1.conf": with_queue(
+    'declare_queue = true;', 'queue_type = "quorum";', 'delivery_limit = 50;')})
+t.ok(out.returncode == 0 and "warning" not in out.stderr, "a quorum queue with a delivery limit passes -t",
+     diag=out.stderr)
+expect_error("queue-type-unknown", ("conf.d/10-r1.conf", 11, 'invalid value of key "queue_type" in route "route-a": '
+             '"stream" (expected "classic" or "quorum")'),
+             brokers={"10-r1.conf": with_queue('declare_queue = true;', 'queue_type = "stream";')})
+expect_error("queue-type-undeclared", ("conf.d/10-r1.conf", 10,
+             'route "route-a": "queue_type" needs "declare_queue = true"'),
+             brokers={"10-r1.conf": with_queue('queue_type = "quorum";')})
+expect_error("delivery-limit-classic", ("conf.d/10-r1.conf", 11,
+             'route "route-a": "delivery_limit" needs "queue_type = "quorum""'),
+             brokers={"10-r1.conf": with_queue('declare_queue = true;', 'delivery_limit = 50;')})
+d, out = run_case("delivery-limit-low", main=MAIN_OK + 'retry = { max_attempts = 5; };\n',
+                  brokers={"10-r1.conf": with_queue('declare_queue = true;', 'queue_type = "quorum";',
+                                                    'delivery_limit = 5;')})
+t.ok(out.returncode == 0 and '%s:7: warning: route "route-a": delivery_limit (5) is at or below retry.max_attempts (5) of'
+     % os.path.join(d, "conf.d", "10-r1.conf") in out.stderr,
+     "a delivery limit within retry.max_attempts warns, naming the route", diag=out.stderr)
 
 # nonexistent main file
 out = subprocess.run([obtest.BIN, "-t", "-c", os.path.join(base, "nope.conf")], capture_output=True, text=True)
