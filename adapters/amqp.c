@@ -26,6 +26,7 @@
 #include "bridge/core/apply.h"
 #include "bridge/common/backoff.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/config/tls.h"
 #include "bridge/common/util.h"
@@ -130,6 +131,7 @@ broker_connect(struct amqpc_session *s)
 		if (!amqpc_reply_ok(amqp_get_rpc_reply(s->conn), "start consuming"))
 			goto fail;
 	}
+	repeat_clear("broker", "connected to %s:%d again", t->host, t->port);
 	log_info("connected to %s:%d%s%s, consuming %zu queue%s", t->host, t->port, t->tls ? " (TLS)" : "",
 	    amqpc_endpoints_node(&s->ends), s->n_queues, s->n_queues == 1 ? "" : "s");
 	worker_broker_connected(s->w, true);

@@ -12,6 +12,7 @@
 #include "adapters/amqp_conn.h"
 #include "adapters/amqp_tls.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 
@@ -166,7 +167,7 @@ amqpc_open(const struct amqpc_target *t)
 	if (rc != AMQP_STATUS_OK) {
 		const char *why = t->tls ? amqpc_tls_failure() : NULL;
 
-		log_warn("could not connect to %s:%d%s: %s%s%s", t->host, t->port, t->tls ? " (TLS)" : "",
+		repeat_fail("broker", NULL, "could not connect to %s:%d%s: %s%s%s", t->host, t->port, t->tls ? " (TLS)" : "",
 		    amqp_error_string2(rc), why ? ": " : "", why ? why : "");
 		goto fail;
 	}

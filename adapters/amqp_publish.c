@@ -25,6 +25,7 @@
 #include "adapters/amqp_conn.h"
 #include "adapters/amqp_endpoints.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 
@@ -86,6 +87,7 @@ amqpub_open(const struct broker *b, int index)
 	}
 	p->next_seq = 1;
 	t = amqpc_endpoints_current(&p->ends);
+	repeat_clear("broker", "connected to %s:%d again", t->host, t->port);
 	log_info("connected to %s:%d%s%s for publishing", t->host, t->port, t->tls ? " (TLS)" : "",
 	    amqpc_endpoints_node(&p->ends));
 	return p;

@@ -56,6 +56,7 @@
 #include "bridge/core/apply.h"
 #include "bridge/common/backoff.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/config/tls.h"
 #include "bridge/common/util.h"
@@ -221,6 +222,7 @@ connected(struct mqtt_session *s, const char *server, int session_present)
 	size_t before;
 	bool had;
 
+	repeat_clear("broker", "connected to %s again", now);
 	log_info("connected to %s as \"%s\" (MQTT %s, %s)", now, s->client_id,
 	    mqtt_broker_cfg(s->b)->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
 	pthread_mutex_lock(&s->mu);
@@ -284,7 +286,7 @@ on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s%s", s->uri,
+	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
 	    mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
 	set_state(s, ST_LOST);
@@ -295,7 +297,7 @@ on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
-	log_warn("could not connect to %s: %s%s", s->uri,
+	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message
 	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1),
 	    mqtt_tls_hint(s->tls, r && !r->reasonCode ? r->code : 0, &s->tls_reported));
@@ -414,7 +416,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 			park(s, true); /* never returns: not acked */
 		}
 		delay = backoff_next(&s->retry_backoff);
-		log_info("retrying the message on \"%s\" in %lld ms (attempt %d)", topic, (long long)delay, tries + 1);
+		log_debug("retrying the message on \"%s\" in %lld ms (attempt %d)", topic, (long long)delay, tries + 1);
 		sleep_ms_unless(delay, s->w->stop);
 	}
 	if (tries > 1)
@@ -474,7 +476,7 @@ start_connect(struct mqtt_session *s)
 	set_state(s, ST_CONNECTING);
 	rc = MQTTAsync_connect(s->client, o);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_warn("could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
+		repeat_fail("broker", NULL, "could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
 		set_state(s, ST_LOST);
 		return -1;
 	}

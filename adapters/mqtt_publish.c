@@ -39,6 +39,7 @@
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/text.h"
 #include "bridge/common/util.h"
@@ -118,7 +119,7 @@ connect_done(struct publisher *p, int result, const char *why, int code, const c
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	if (result < 0)
-		log_warn("could not connect for publishing: %s%s", why ? why : "unknown error",
+		repeat_fail("broker", NULL, "could not connect for publishing: %s%s", why ? why : "unknown error",
 		    mqtt_tls_hint(p->tls, code, &p->tls_reported));
 }
 
@@ -316,7 +317,7 @@ mqttpub_open(const struct broker *b, int index)
 	}
 	rc = MQTTAsync_connect(p->client, opts);
 	if (rc != MQTTASYNC_SUCCESS) {
-		log_warn("could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
+		repeat_fail("broker", NULL, "could not connect to \"%s\": %s", uri, MQTTAsync_strerror(rc));
 		goto fail;
 	}
 	/* paho tries each server in turn, each for up to the connect timeout */
@@ -328,10 +329,11 @@ mqttpub_open(const struct broker *b, int index)
 	pthread_mutex_unlock(&p->mu);
 	if (rc <= 0) {
 		if (rc == 0)
-			log_warn("could not connect to \"%s\": timeout", uri);
+			repeat_fail("broker", NULL, "could not connect to \"%s\": timeout", uri);
 		goto fail;
 	}
 	pthread_mutex_lock(&p->mu);
+	repeat_clear("broker", "connected to %s again", uris[mqtt_uri_index(uris, n_uris, p->server)]);
 	log_info("connected to %s for publishing as \"%s\" (MQTT %s)", uris[mqtt_uri_index(uris, n_uris, p->server)],
 	    client_id, p->v5 ? "5" : "3.1.1");
 	pthread_mutex_unlock(&p->mu);

@@ -58,8 +58,8 @@ def main():
         mqtt_conf = f.read().replace(":1883", ":%d" % mqtt.port)
     with open(os.path.join(etc, "conf.d", "mosquitto.conf"), "w") as f:
         f.write(mqtt_conf)
-    # the sample config names the password file relative to the main file
-    obtest.write_secret(os.path.join(b.dir, "rabbitmq.password"), "demo-secret")
+    # the sample broker file names its password file relative to itself
+    obtest.write_secret(os.path.join(etc, "conf.d", "rabbitmq.password"), "demo-secret")
     b.config = os.path.join(etc, "oncebridge.conf")
 
     check = subprocess.run([obtest.BIN, "-t", "-c", b.config], capture_output=True, text=True)

@@ -39,6 +39,6 @@ backoff_wait(struct backoff *b, const char *what, volatile int *stop)
 {
 	int64_t delay = backoff_next(b);
 
-	log_info("reconnecting to %s in %lld ms", what, (long long)delay);
+	log_debug("reconnecting to %s in %lld ms", what, (long long)delay);
 	sleep_ms_unless(delay, stop);
 }

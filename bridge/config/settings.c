@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -17,6 +18,7 @@
 #include "bridge/config/cfgtable.h"
 #include "bridge/core/db.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/daemon/metrics.h"
 #include "bridge/config/secret.h"
 #include "bridge/config/settings.h"
@@ -103,6 +105,11 @@ static const struct cfg_key main_keys[] = {
 	{ "database", CFG_GROUP, 0, true, NULL, 0, 0, 0, 0, database_keys, "the PostgreSQL connection" },
 	{ "log_level", CFG_STRING, S(log_level), false, "info", 0, 0, 0, 0, NULL,
 	    "error, warning, notice, info or debug" },
+	{ "log_format", CFG_STRING, S(log_format), false, "text", 0, 0, 0, 0, NULL,
+	    "text or json (one object per line); under systemd the journal gets structured fields either way" },
+	{ "log_repeat_interval_s", CFG_INT, S(log_repeat_interval_s), false, NULL, 60, 1, 86400, 0, NULL,
+	    "while a condition repeats (database down, broker unreachable), each process logs a summary "
+	    "this often, instead of a line per retry" },
 	{ "include_dir", CFG_STRING, S(include_dir), false, "conf.d", 0, 0, 0, 0, NULL,
 	    "directory of broker files (*.conf), relative to the main file's directory" },
 	{ "limits", CFG_GROUP, 0, false, NULL, 0, 0, 0, 0, limits_keys, "limits on untrusted input" },
@@ -203,15 +210,16 @@ settings_limits(const struct settings *s)
 	return l;
 }
 
-/* path resolved against the directory of the main file, unless absolute */
+/* path resolved against the directory of the file that names it
+ * (the main file, or a broker file in conf.d), unless absolute */
 static char *
-resolve_path(const char *mainpath, const char *p)
+resolve_path(const char *namedin, const char *p)
 {
 	char *copy, *dir, *res;
 
 	if (p[0] == '/')
 		return xstrdup(p);
-	copy = xstrdup(mainpath);
+	copy = xstrdup(namedin);
 	dir = dirname(copy);
 	res = xasprintf("%s/%s", dir, p);
 	free(copy);
@@ -254,10 +262,30 @@ sql_max_placeholder(const char *sql)
 	return max;
 }
 
-/* The password of group (e.g. "database"), from its password_file or
- * its password_env, never both. */
+/* A relative path of a broker file that names no file, but one exists
+ * where earlier builds looked (relative to the main file's directory):
+ * say so, before the error it leads to. */
 static void
-load_secret(const char *mainpath, char **file, const char *env, char **secret, const config_t *cfg,
+warn_moved_path(const struct settings *s, const char *file, int line, const char *key, const char *rel,
+    const char *path, struct diag *d)
+{
+	char *old;
+
+	if (rel[0] == '/' || strcmp(file, s->path) == 0 || access(path, F_OK) == 0)
+		return;
+	old = resolve_path(s->path, rel);
+	if (access(old, F_OK) == 0)
+		diag_warn(d, file, line,
+		    "key \"%s\": \"%s\" does not exist; a relative path in a broker file is relative to "
+		    "that file's directory, and \"%s\" (relative to the main file) is not read", key, path, old);
+	free(old);
+}
+
+/* The password of group (e.g. "database"), from its password_file or
+ * its password_env, never both; a relative password_file is relative to
+ * the directory of cfgfile. */
+static void
+load_secret(const struct settings *s, char **file, const char *env, char **secret, const config_t *cfg,
     const char *cfgfile, const char *group, struct diag *d)
 {
 	char key[64], *err = NULL, *path;
@@ -280,7 +308,8 @@ load_secret(const char *mainpath, char **file, const char *env, char **secret, c
 	}
 	if (*file == NULL)
 		return;
-	path = resolve_path(mainpath, *file);
+	path = resolve_path(cfgfile, *file);
+	warn_moved_path(s, cfgfile, cfg_line(config_lookup(cfg, key)), "password_file", *file, path, d);
 	free(*file);
 	*file = path;
 	*secret = secret_read(path, &err);
@@ -290,15 +319,20 @@ load_secret(const char *mainpath, char **file, const char *env, char **secret, c
 	}
 }
 
+/* the TLS files of a broker, relative to the directory of its file */
 static void
-resolve_tls_paths(const char *mainpath, struct broker *b)
+resolve_tls_paths(const struct settings *s, struct broker *b, const config_t *cfg, struct diag *d)
 {
 	char **files[] = { &b->tls_ca_file, &b->tls_cert_file, &b->tls_key_file };
+	const char *keys[] = { "ca_file", "cert_file", "key_file" };
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (*files[i]) {
-			char *path = resolve_path(mainpath, *files[i]);
+			char *path = resolve_path(b->file, *files[i]);
+			char key[32];
 
+			snprintf(key, sizeof(key), "broker.tls.%s", keys[i]);
+			warn_moved_path(s, b->file, cfg_line(config_lookup(cfg, key)), keys[i], *files[i], path, d);
 			free(*files[i]);
 			*files[i] = path;
 		}
@@ -469,8 +503,8 @@ read_broker_file(struct settings *s, const char *file, struct diag *d)
 		if (s->brokers[i].name && strcmp(s->brokers[i].name, b->name) == 0)
 			diag_error(d, file, b->line, "broker name \"%s\" is already used in \"%s\"", b->name,
 			    s->brokers[i].file);
-	load_secret(s->path, &b->password_file, b->password_env, &b->password, &cfg, file, "broker", d);
-	resolve_tls_paths(s->path, b);
+	load_secret(s, &b->password_file, b->password_env, &b->password, &cfg, file, "broker", d);
+	resolve_tls_paths(s, b, &cfg, d);
 	{
 		struct cfg_part oparts[2];
 		const config_setting_t *outbox = config_lookup(&cfg, "outbox");
@@ -598,6 +632,9 @@ settings_load(const char *path, struct diag *d)
 		diag_error(d, path, cfg_line(ll),
 		    "invalid value \"%s\" of key \"log_level\" (error, warning, notice, info or debug)", s->log_level);
 	}
+	if (s->log_format && strcmp(s->log_format, "text") != 0 && strcmp(s->log_format, "json") != 0)
+		diag_error(d, path, cfg_line(config_lookup(&cfg, "log_format")),
+		    "invalid value \"%s\" of key \"log_format\" (text or json)", s->log_format);
 	if (s->db_conninfo)
 		db_check_conninfo(s->db_conninfo, path, cfg_line(config_lookup(&cfg, "database.conninfo")), d);
 	if (s->db_response_timeout_ms > 0 && s->db_response_timeout_ms <= s->db_statement_timeout_ms)
@@ -616,7 +653,7 @@ settings_load(const char *path, struct diag *d)
 			free(err);
 		}
 	}
-	load_secret(path, &s->db_password_file, s->db_password_env, &s->db_password, &cfg, path, "database", d);
+	load_secret(s, &s->db_password_file, s->db_password_env, &s->db_password, &cfg, path, "database", d);
 	config_destroy(&cfg);
 	if (d->errors > errors_before)
 		goto out;
@@ -685,6 +722,14 @@ settings_free(struct settings *s)
 	cfg_free(tables, s);
 	free(s->path);
 	free(s);
+}
+
+void
+settings_apply_logging(const struct settings *s)
+{
+	log_set_level(log_level_from_name(s->log_level));
+	log_set_format(s->log_format);
+	repeat_set_interval(s->log_repeat_interval_s * 1000);
 }
 
 static void

@@ -38,7 +38,7 @@ struct broker {
 	char *password;        /* read from password_file or password_env */
 	int64_t connect_timeout_ms;
 	/* TLS, with a TLS URL of the adapter's (bridge/config/tls.h) */
-	char *tls_ca_file;     /* paths resolved against the main file's directory */
+	char *tls_ca_file;     /* paths resolved against the broker file's directory */
 	char *tls_cert_file;
 	char *tls_key_file;
 	bool tls_verify_peer;
@@ -69,6 +69,8 @@ struct settings {
 	int64_t db_statement_timeout_ms;
 	int64_t db_response_timeout_ms;    /* 0: statement_timeout_ms + 5 s */
 	char *log_level;
+	char *log_format;             /* "text" or "json" */
+	int64_t log_repeat_interval_s; /* summary of a repeated condition */
 	char *include_dir;          /* resolved to an absolute or cwd-relative path */
 	int64_t max_payload;
 	int64_t max_event_id_length;
@@ -95,6 +97,9 @@ struct settings {
  * when there were errors. */
 struct settings *settings_load(const char *path, struct diag *d);
 void settings_free(struct settings *s);
+/* Set the log level, format and repeat interval of s for this process
+ * and the ones it forks from now on. */
+void settings_apply_logging(const struct settings *s);
 
 /* The broker named name, or NULL. */
 const struct broker *settings_find_broker(const struct settings *s, const char *name);

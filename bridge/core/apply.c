@@ -309,7 +309,11 @@ core_apply(struct core *c, const struct message *msgs, size_t n, enum apply_outc
 		fc = tx_plain(c, msgs, items, n_items, true, &sr);
 	rt_end(c->conn);
 	if (fc != FAILURE_NONE) {
-		log_warn("could not apply a batch of %zu messages, will retry: %s%s%s%s", n,
+		bool one = n_items == 1 && items[0].route != NO_ROUTE;
+		struct log_ctx lc = { one ? c->broker->routes[items[0].route].name : NULL,
+			one ? items[0].event_id : NULL, sr.sqlstate, NULL, NULL, -1, -1 };
+
+		log_warn_ctx(&lc, "could not apply a batch of %zu messages, will retry: %s%s%s%s", n,
 		    sr.message ? sr.message : "unknown error", sr.sqlstate[0] ? " (SQLSTATE " : "",
 		    sr.sqlstate, sr.sqlstate[0] ? ")" : "");
 		c->stats->transient_failures++;

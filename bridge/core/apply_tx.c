@@ -246,8 +246,10 @@ write_dead_letter(struct core *c, const struct message *m, struct item *it, bool
 	formats[13] = 1;
 	ok = exec_prepared(c, "ob_dead", 14, values, lengths, formats, sr, NULL);
 	if (ok) {
+		struct log_ctx lc = { route, it->event_id, it->sqlstate, NULL, NULL, -1, -1 };
+
 		it->state = IT_DEAD;
-		log_warn("dead-lettered a message on \"%s\" for route \"%s\"%s%s: %s",
+		log_warn_ctx(&lc, "dead-lettered a message on \"%s\" for route \"%s\"%s%s: %s",
 		    topic ? topic : "", route ? route : "(none)", it->event_id ? ", event ID " : "",
 		    it->event_id ? it->event_id : "", it->reason);
 	}
@@ -274,8 +276,9 @@ settle_failed_item(struct core *c, const struct message *m, struct item *it, str
 		it->attempts = attempt_bump(c, it, m);
 		if (it->attempts < c->settings->max_attempts) {
 			const char *cv[2] = { r->name, it->event_id };
+			struct log_ctx lc = { r->name, it->event_id, it->sqlstate, NULL, NULL, -1, -1 };
 
-			log_warn("business SQL of route \"%s\" failed for event ID %s (attempt %d of %lld), "
+			log_warn_ctx(&lc, "business SQL of route \"%s\" failed for event ID %s (attempt %d of %lld), "
 			    "will retry: %s (SQLSTATE %s)", r->name, it->event_id, it->attempts,
 			    (long long)c->settings->max_attempts, it->detail ? it->detail : "", it->sqlstate);
 			it->state = IT_DEFER;

@@ -15,6 +15,7 @@
 #include "bridge/core/roundtrip.h"
 #include "bridge/core/standby_check.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 
@@ -144,11 +145,11 @@ check_schema(PGconn *conn)
 	if (!db_ok(conn, res, NULL, NULL) && PQstatus(conn) != CONNECTION_OK) {
 		log_warn("could not read the oncebridge schema version: %s", PQerrorMessage(conn));
 	} else if (!db_ok(conn, res, NULL, NULL)) {
-		log_error("could not read the oncebridge schema version: %s"
+		repeat_error("database", NULL, "could not read the oncebridge schema version: %s"
 		    "hint: apply the migrations in /usr/share/oncebridge/sql with oncebridge-migrate",
 		    PQresultErrorMessage(res));
 	} else if (atoi(PQgetvalue(res, 0, 0)) < ONCEBRIDGE_SCHEMA_VERSION) {
-		log_error("the oncebridge schema is at version %s, this build needs %d; "
+		repeat_error("database", NULL, "the oncebridge schema is at version %s, this build needs %d; "
 		    "apply the newer migrations with oncebridge-migrate",
 		    PQgetvalue(res, 0, 0), ONCEBRIDGE_SCHEMA_VERSION);
 	} else {
@@ -227,12 +228,13 @@ db_open(const struct settings *s, const char *appname)
 
 		while (len > 0 && msg[len - 1] == '\n')
 			msg[--len] = '\0';
-		log_warn("could not connect to the database: %s", msg);
+		repeat_fail("database", NULL, "could not connect to the database: %s", msg);
 		free(msg);
 		goto fail;
 	}
 	if (!check_schema(conn))
 		goto fail;
+	repeat_clear("database", "connected to the database again");
 	ensure_synchronous_commit(conn);
 	standby_check(conn);
 	snprintf(timeout, sizeof(timeout), "SET statement_timeout = %lld", (long long)s->db_statement_timeout_ms);

@@ -12,6 +12,7 @@
 #include "bridge/core/deadletter.h"
 #include "bridge/config/diag.h"
 #include "bridge/common/log.h"
+#include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
 #include "bridge/daemon/check.h"
 #include "bridge/daemon/supervisor.h"
@@ -56,9 +57,10 @@ is_command(const char *arg)
 static int
 run_command(const struct settings *s, const struct diag *d, int argc, char **argv)
 {
+	settings_apply_logging(s);
+	repeat_set_interval(0); /* a command tries once: no "retrying" */
 	if (strcmp(argv[0], "check") == 0)
 		return check_cli(s, d, argc, argv);
-	log_set_level(log_level_from_name(s->log_level));
 	if (strcmp(argv[0], "try") == 0)
 		return try_cli(s, argc, argv);
 	return deadletter_cli(s, argc, argv);
@@ -146,7 +148,8 @@ main(int argc, char **argv)
 		settings_free(s);
 		return 0;
 	}
-	log_set_level(log_level_from_name(s->log_level));
+	settings_apply_logging(s);
+	log_set_process("supervisor", NULL, -1);
 	log_info("oncebridge %s starting with \"%s\": %zu broker connections", PACKAGE_VERSION, path,
 	    s->n_brokers);
 	status = supervisor_run(&s);

@@ -185,7 +185,7 @@ reload_run(struct fleet *f)
 	if ((old->metrics_listen == NULL) != (s->metrics_listen == NULL) ||
 	    (old->metrics_listen && strcmp(old->metrics_listen, s->metrics_listen) != 0))
 		log_notice("a changed metrics.listen takes effect when oncebridge is restarted");
-	log_set_level(log_level_from_name(s->log_level));
+	settings_apply_logging(s);
 	log_notice("reloaded configuration \"%s\": %zu processes kept, %zu drained, %zu to start", s->path, kept,
 	    retired, added);
 	settings_free(old);

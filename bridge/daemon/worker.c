@@ -118,6 +118,7 @@ worker_context(const struct worker *w)
 			    : xasprintf("%s %s", relay ? "relay" : "broker", b->name);
 
 	log_set_context(ctx);
+	log_set_process(relay ? "relay" : "worker", b->name, w->index);
 	free(ctx);
 }
 

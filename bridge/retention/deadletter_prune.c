@@ -15,6 +15,7 @@
 #include "bridge/common/log.h"
 #include "bridge/common/util.h"
 #include "bridge/core/db.h"
+#include "bridge/core/roundtrip.h"
 #include "bridge/retention/retention.h"
 
 #define SQL_PRUNE_DEAD_LETTERS \
@@ -36,7 +37,7 @@ retention_prune_dead_letters(PGconn *conn, int64_t window_s, int64_t batch, vola
 	snprintf(window, sizeof(window), "%lld", (long long)window_s);
 	snprintf(limit, sizeof(limit), "%lld", (long long)batch);
 	while (!(stop && *stop)) {
-		PGresult *res = PQexecParams(conn, SQL_PRUNE_DEAD_LETTERS, 2, NULL, values, NULL, NULL, 0);
+		PGresult *res = rt_exec_params(conn, SQL_PRUNE_DEAD_LETTERS, 2, NULL, values, NULL, NULL, 0);
 		char sqlstate[6], *msg = NULL;
 		int64_t n;
 

@@ -184,6 +184,7 @@ retention_main(const struct settings *s)
 
 	child_signals(on_stop);
 	log_set_context("retention");
+	log_set_process("retention", NULL, -1);
 	backoff_init(&backoff, s->retry_initial_ms, s->retry_max_ms);
 	if (s->dedupe_window_s)
 		log_info("pruning processed_events older than %lld s and than the redelivery horizons every %lld s",

@@ -15,7 +15,8 @@
  *
  * DIR is a temporary directory that also holds "secret-open" (the same
  * content, mode 644) and "fifo" (a named pipe), for password_file to
- * name. Inputs with libconfig's "@include" are skipped: they may name any
+ * name; DIR/conf.d holds the same three, since a relative path in a broker
+ * file is relative to conf.d. Inputs with libconfig's "@include" are skipped: they may name any
  * file of the machine, and an administrator's include of /dev/zero is not
  * a bug of oncebridge. */
 #include "config.h"
@@ -38,7 +39,7 @@ static void
 cleanup(void)
 {
 	const char *const files[] = { "oncebridge.conf", "conf.d/10.conf", "conf.d/20.conf", "secret",
-		"secret-open", "fifo", "conf.d", NULL };
+		"secret-open", "fifo", "conf.d/secret", "conf.d/secret-open", "conf.d/fifo", "conf.d", NULL };
 
 	for (size_t i = 0; files[i]; i++) {
 		char *p = xasprintf("%s/%s", dir, files[i]);
@@ -66,6 +67,9 @@ setup(void)
 	mkdir(p, 0700);
 	free(p);
 	p = xasprintf("%s/fifo", dir);
+	mkfifo(p, 0600);
+	free(p);
+	p = xasprintf("%s/conf.d/fifo", dir);
 	mkfifo(p, 0600);
 	free(p);
 	atexit(cleanup);
@@ -120,6 +124,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < 4; i++)
 		put(names[i], part[i], len[i], 0600);
 	put("secret-open", part[3], len[3], 0644);
+	put("conf.d/secret", part[3], len[3], 0600);
+	put("conf.d/secret-open", part[3], len[3], 0644);
 
 	path = xasprintf("%s/oncebridge.conf", dir);
 	s = settings_load(path, &d);

@@ -111,7 +111,7 @@ class Bridge:
             "name": name,
             "type": "amqp",
             "url": "amqp://%s@127.0.0.1:%d/" % (self.rabbit.user, self.rabbit.port),
-            "password_file": "rabbit.password",
+            "password_file": "../rabbit.password",   # relative to conf.d/
             "heartbeat": 10,
             "prefetch": 500,
             "batch_size": 200,

@@ -116,9 +116,9 @@ expect_error("duplicate-broker", ("conf.d/20-r2.conf", 1, 'broker name "r1" is a
 expect_error("no-broker-files", ("oncebridge.conf", 0, 'no broker files (*.conf) in'), brokers={})
 expect_error("secret-world-readable", ("conf.d/10-r1.conf", 4,
              'key "password_file": secret file "%s" has group or world access; fix it with "chmod 600'
-             % os.path.join(base, "secret-world-readable", "rabbit.pw")),
+             % os.path.join(base, "secret-world-readable", "conf.d", "rabbit.pw")),
              brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n  url =')},
-             secrets={"rabbit.pw": ("guest\n", 0o644)})
+             secrets={"conf.d/rabbit.pw": ("guest\n", 0o644)})
 expect_error("secret-missing", ("oncebridge.conf", 1, 'key "password_file": could not open secret file'),
              main='database = { conninfo = "dbname=x"; password_file = "nope.pw"; };\n')
 expect_error("password-in-conninfo", ("oncebridge.conf", 1,
@@ -131,7 +131,7 @@ expect_error("secret-file-and-env", ("conf.d/10-r1.conf", 5,
              'keys "password_file" and "password_env" of "broker" cannot be used together'),
              brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n'
                                                       '  password_env = "RABBIT_PW";\n  url =')},
-             secrets={"rabbit.pw": ("guest\n", 0o600)})
+             secrets={"conf.d/rabbit.pw": ("guest\n", 0o600)})
 expect_error("secret-env-unset", ("oncebridge.conf", 2,
              'key "password_env": environment variable "ONCEBRIDGE_TEST_UNSET_PW" is not set or empty'),
              main='database = { conninfo = "dbname=x";\n  password_env = "ONCEBRIDGE_TEST_UNSET_PW"; };\n')
@@ -157,12 +157,12 @@ expect_error("tls-mqtt-without-tls-url", ("conf.d/10-m1.conf", 5,
                  '  url =', '  client_id = "ob-1";\n  url ='), 'verify_peer = true;')})
 expect_error("tls-ca-missing", ("conf.d/10-r1.conf", 5,
              'invalid value of key "ca_file" in group "tls": could not open file "%s": No such file or directory'
-             % os.path.join(base, "tls-ca-missing", "nope.pem")),
+             % os.path.join(base, "tls-ca-missing", "conf.d", "nope.pem")),
              brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "nope.pem";')})
 expect_error("tls-ca-not-pem", ("conf.d/10-r1.conf", 5,
              'invalid value of key "ca_file" in group "tls": file "%s" holds no PEM certificate'
-             % os.path.join(base, "tls-ca-not-pem", "ca.txt")),
-             brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "ca.txt";')}, secrets={"ca.txt": ("hello\n", 0o644)})
+             % os.path.join(base, "tls-ca-not-pem", "conf.d", "ca.txt")),
+             brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "ca.txt";')}, secrets={"conf.d/ca.txt": ("hello\n", 0o644)})
 expect_error("tls-cert-without-key", ("conf.d/10-r1.conf", 6,
              'key "cert_file" in group "tls" needs key "key_file" (the certificate\'s private key)'),
              brokers={"10-r1.conf": with_tls(AMQPS, 'ca_file = "%s";' % pki.ca, 'cert_file = "%s";' % pki.client[0])})
@@ -171,9 +171,9 @@ expect_error("tls-key-without-cert", ("conf.d/10-r1.conf", 5,
              brokers={"10-r1.conf": with_tls(AMQPS, 'key_file = "%s";' % pki.client[1])})
 expect_error("tls-key-readable", ("conf.d/10-r1.conf", 6,
              'key "key_file" in group "tls": secret file "%s" has group or world access; fix it with "chmod 600'
-             % os.path.join(base, "tls-key-readable", "client.key")),
+             % os.path.join(base, "tls-key-readable", "conf.d", "client.key")),
              brokers={"10-r1.conf": with_tls(AMQPS, 'cert_file = "%s";' % pki.client[0], 'key_file = "client.key";')},
-             secrets={"client.key": (open(pki.client[1]).read(), 0o640)})
+             secrets={"conf.d/client.key": (open(pki.client[1]).read(), 0o640)})
 expect_error("tls-unknown-key", ("conf.d/10-r1.conf", 5, 'unknown key "verify" in group "tls"'),
              brokers={"10-r1.conf": with_tls(AMQPS, 'verify = false;')})
 expect_error("tls-wrong-type", ("conf.d/10-r1.conf", 5, 'key "verify_peer" in group "tls" must be a boolean (true or false)'),
@@ -208,9 +208,30 @@ t.ok(out.returncode == 1 and out.stderr.count(": error: ") == 2, "two route erro
 
 # a good secret file is accepted
 d, out = run_case("secret-ok", brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n  url =')},
-                  secrets={"rabbit.pw": ("guest\n", 0o600)})
+                  secrets={"conf.d/rabbit.pw": ("guest\n", 0o600)})
 t.ok(out.returncode == 0, "a secret file with mode 600 is accepted", diag=out.stderr)
 t.ok("guest" not in out.stdout + out.stderr, "the secret does not appear in the output")
+
+# a relative path in a broker file is relative to that file's directory
+# (conf.d/), not the main file's: a file left where earlier builds looked
+# is named in a warning before the error
+d, out = run_case("secret-old-location",
+                  brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  password_file = "rabbit.pw";\n  url =')},
+                  secrets={"rabbit.pw": ("guest\n", 0o600)})
+conf = os.path.join(d, "conf.d", "10-r1.conf")
+t.ok(out.returncode == 1 and
+     '%s:4: warning: key "password_file": "%s" does not exist; a relative path in a broker file is relative to '
+     'that file\'s directory, and "%s" (relative to the main file) is not read'
+     % (conf, os.path.join(d, "conf.d", "rabbit.pw"), os.path.join(d, "rabbit.pw")) in out.stderr and
+     '%s:4: error: key "password_file": could not open secret file' % conf in out.stderr,
+     "a relative password_file in conf.d/ is not looked up next to the main file, and a warning says so",
+     diag=out.stderr)
+d, out = run_case("secret-parent", brokers={"10-r1.conf": BROKER_OK.replace(
+                  '  url =', '  password_file = "../rabbit.pw";\n  tls = { ca_file = "%s"; };\n  url =' % pki.ca)
+                  .replace('"amqp://', '"amqps://')},
+                  secrets={"rabbit.pw": ("guest\n", 0o600)})
+t.ok(out.returncode == 0 and "warning" not in out.stderr, "\"../rabbit.pw\" in conf.d/ names the file next to the main file",
+     diag=out.stderr)
 
 # prefetch below batch size is a warning, not an error
 d, out = run_case("warn-prefetch", brokers={"10-r1.conf": BROKER_OK.replace('  url =', '  prefetch = 10;\n  batch_size = 100;\n  url =')})

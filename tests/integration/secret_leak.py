@@ -26,7 +26,7 @@ b.rabbit.ctl("add_user", "obleak", RABBIT_PW)
 b.rabbit.ctl("set_permissions", "-p", "/", "obleak", ".*", ".*", ".*")
 obtest.write_secret(os.path.join(b.confdir, "db.password"), DB_PW)
 port = ot.free_port()
-broker = b.amqp_broker(name="rabbit", user="obleak", password_file="obleak.password")
+broker = b.amqp_broker(name="rabbit", user="obleak", password_file="../obleak.password")
 route = obtest.applied_route("leak", "leak-q", declare_queue=True, bind_exchange="amq.topic", bind_keys=["leak.#"])
 b.write_config([("10-rabbit.conf", broker, [route])],
                database={"conninfo": b.pg.conninfo, "password_file": "db.password"},

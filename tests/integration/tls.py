@@ -81,7 +81,9 @@ files = [
      [mroute("rm-client")]),
     ("25-m-noclient.conf", mqtt("m-noclient", mq_client), [mroute("rm-noclient")]),
 ]
-b.write_config(files, database={"conninfo": PG_TLS})
+# a refused connection is retried quietly (one line when it starts, then a
+# summary per log_repeat_interval_s): every second here, to count retries
+b.write_config(files, database={"conninfo": PG_TLS}, log_repeat_interval_s=1)
 for fn in ("10-a-ok.conf", "20-m-ok.conf"):
     with open(os.path.join(b.confdir, "conf.d", fn), "a") as f:
         f.write("outbox = { batch_size = 50; poll_interval_ms = 200; };\n")
@@ -127,7 +129,7 @@ for name, route, applies in AMQP + MQTT:
 
 
 def failures(name):
-    return re.findall(r"broker %s: (could not connect[^\n]*)" % re.escape(name), d.log())
+    return re.findall(r"broker %s: (?:still failing after [^:]*: )?(could not connect[^\n]*)" % re.escape(name), d.log())
 
 
 # the refused cases: a clear reason, nothing applied, still retrying
@@ -184,7 +186,8 @@ d.terminate()
 
 # --- PostgreSQL failure cases: one short run each, one MQTT broker
 def pg_run(conninfo):
-    b.write_config([("20-m-ok.conf", mqtt("m-ok", mq_ok), [mroute("rm-ok")])], database={"conninfo": conninfo})
+    b.write_config([("20-m-ok.conf", mqtt("m-ok", mq_ok), [mroute("rm-ok")])], database={"conninfo": conninfo},
+                   log_repeat_interval_s=1)
     return b.start()
 
 
