@@ -8,12 +8,14 @@ the same before and after check. A client ID shared by two broker files
 is an error naming both files and the key; a dedupe window shorter than
 the session expiry a warning. A streaming standby: asynchronous is a
 warning (and a role that may not see it is told so), synchronous is ok.
-try with a topic outside the route's filter and with a header as the
-event ID. Real servers: one start of each, and one standby."""
+try with a topic outside the route's filter, with a header as the event
+ID, and on a CBOR route (the worker's own decoder). Real servers: one start of each, and one standby."""
 import json
 import os
 import re
 import subprocess
+
+import cbor2
 
 import obtest
 import oncetest as ot
@@ -32,7 +34,9 @@ b.pg.execute("GRANT INSERT ON applied TO %s" % ROLE)
 b.pg.execute("GRANT USAGE ON SEQUENCE applied_id_seq TO %s" % ROLE)
 ENV = dict(os.environ, OB_TEST_DB_PASSWORD=PASSWORD)
 ROUTES = [obtest.mqtt_route("m1", "ck/+/reading"),
-          obtest.mqtt_route("m2", "ck/+/hdr", event_id="header:x-id")]
+          obtest.mqtt_route("m2", "ck/+/hdr", event_id="header:x-id"),
+          obtest.mqtt_route("m3", "ck/+/cbor", format="cbor", event_id="field:id",
+                            params=["route", "event_id", "field:n"])]
 
 
 def configure(extra_files=(), **main):
@@ -132,6 +136,19 @@ t.ok(rc == 0 and re.search(r'^event ID +"h-1" \(header:x-id\)$', text, re.M)
 rc, text = tryit("m1", '{"id": "held-3", "n": 3}', "--topic", "ck/1/reading", "--db")
 t.ok(rc == 0 and re.search(r'^outcome +duplicate: route "m1" processed event ID "held-3" before', text, re.M),
      "try --db with an event the daemon applied: duplicate", diag=text)
+out = subprocess.run([obtest.BIN, "-c", b.config, "try", "m3", "--topic", "ck/1/cbor", "--db"],
+                     input=cbor2.dumps({"id": "c-1", "n": 9}), capture_output=True, timeout=60, env=ENV)
+text = (out.stdout + out.stderr).decode(errors="replace")
+t.ok(out.returncode == 0 and re.search(r'^event ID +"c-1" \(field:id\)$', text, re.M)
+     and re.search(r'^\$3 +"9" \(field:n\)$', text, re.M)
+     and re.search(r"^outcome +applied: 1 row affected \(rolled back\)$", text, re.M),
+     "try --db on a CBOR route: the worker's decoder, applied", diag=text)
+out = subprocess.run([obtest.BIN, "-c", b.config, "try", "m3", "--topic", "ck/1/cbor"], input=b"\xa1\x62id",
+                     capture_output=True, timeout=60, env=ENV)
+text = (out.stdout + out.stderr).decode(errors="replace")
+t.ok(out.returncode == 1 and re.search(r"^outcome +dead-lettered: invalid CBOR: unexpected end of input at offset 4$",
+                                       text, re.M), "try, a truncated CBOR payload: dead-lettered, as a worker would",
+     diag=text)
 t.is_(rows(), [20, 20, 0], "try wrote no row")
 
 # --- a streaming standby (the harness's): asynchronous, then synchronous
