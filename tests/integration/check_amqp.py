@@ -192,7 +192,9 @@ with open(os.path.join(b.confdir, "oncebridge.conf"), "w") as f:
     f.write(main)
 with open(os.path.join(b.confdir, "conf.d", "rabbitmq.conf"), "w") as f:
     f.write(rabbit)
-obtest.write_secret(os.path.join(b.dir, "rabbitmq.password"), b.rabbit.password)
+# the sample names its password file relative to itself (or, before, to the main file's directory)
+m = re.search(r'password_file = "([^"]+)"', rabbit)
+obtest.write_secret(os.path.normpath(os.path.join(b.confdir, "conf.d", m.group(1))), b.rabbit.password)
 b.config = os.path.join(b.confdir, "oncebridge.conf")
 
 # a real apply of one event by the daemon
