@@ -16,6 +16,7 @@
 #include "bridge/core/message.h"
 
 struct broker;
+struct report;
 struct route;
 struct settings;
 struct worker;
@@ -64,6 +65,12 @@ struct adapter {
 	 * dedupe window (retention.dedupe_window_s, > 0) of main_file: what
 	 * the broker may redeliver after the window. */
 	void (*check_window)(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+	/* Optional: the live checks of "oncebridge check" (bridge/daemon/check.c):
+	 * connect to the broker of b and add to r one line per precondition
+	 * of the guarantee it can see there (queues, sessions, horizons),
+	 * naming the file and key or the server object. Consumes, publishes,
+	 * acks and creates nothing. s: every broker, for checks across them. */
+	void (*check_live)(const struct settings *s, const struct broker *b, struct report *r);
 	/* Optional: warnings of -t for a broker that weigh its keys against
 	 * the main file's settings s (the retry budget, ...). */
 	void (*check_main)(const struct broker *b, const struct settings *s, struct diag *d);
@@ -72,6 +79,10 @@ struct adapter {
 	char topic_separator;              /* between the levels of a topic, as in struct message */
 	/* Whether route r of this broker takes message m. */
 	bool (*route_matches)(const struct route *r, const struct message *m);
+	/* Optional: where a worker consumes route r's messages (its queue,
+	 * its subscription filter), as struct message's source; for the
+	 * messages "oncebridge try" builds. */
+	const char *(*route_source)(const struct route *r);
 	/* Consumer worker processes the broker needs, at least 1. */
 	int (*workers)(const struct broker *b);
 	/* Most (message, route) pairs one worker may hold unsettled at once,

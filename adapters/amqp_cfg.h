@@ -60,6 +60,8 @@ void amqpc_check(const struct broker *b, const config_setting_t *group, const co
     const char *file, struct diag *d);
 void amqpc_check_main(const struct broker *b, const struct settings *s, struct diag *d);
 void amqpc_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+/* oncebridge check: the live checks (adapters/amqp_check.c) */
+void amqpc_check_live(const struct settings *s, const struct broker *b, struct report *r);
 int amqpc_workers(const struct broker *b);
 int64_t amqpc_in_flight(const struct broker *b);
 void amqpc_redelivery(const struct broker *b, int index, struct redelivery *out);

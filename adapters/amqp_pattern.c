@@ -67,6 +67,12 @@ amqpc_pattern_error(const char *pattern)
 	return NULL;
 }
 
+const char *
+amqpc_route_source(const struct route *r)
+{
+	return amqpc_route_cfg(r)->queue;
+}
+
 bool
 amqpc_route_matches(const struct route *r, const struct message *m)
 {

@@ -18,5 +18,7 @@ const char *amqpc_pattern_error(const char *pattern);
 /* A route takes a delivery when its queue equals the delivery's queue and
  * its match pattern, when set, matches the routing key. */
 bool amqpc_route_matches(const struct route *r, const struct message *m);
+/* The queue of route r: where its messages come from (adapter hook route_source). */
+const char *amqpc_route_source(const struct route *r);
 
 #endif

@@ -52,6 +52,8 @@ extern const struct cfg_key mqtt_route_keys[];
 void mqtt_check(const struct broker *b, const config_setting_t *group, const config_setting_t *routes,
     const char *file, struct diag *d);
 void mqtt_check_window(const struct broker *b, int64_t window_s, const char *main_file, struct diag *d);
+/* oncebridge check: the live checks (adapters/mqtt_check.c) */
+void mqtt_check_live(const struct settings *s, const struct broker *b, struct report *r);
 int mqtt_workers(const struct broker *b);
 int64_t mqtt_in_flight(const struct broker *b);
 void mqtt_redelivery(const struct broker *b, int index, struct redelivery *out);

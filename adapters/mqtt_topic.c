@@ -75,6 +75,12 @@ mqtt_filter_error(const char *filter)
 	return NULL;
 }
 
+const char *
+mqtt_route_source(const struct route *r)
+{
+	return mqtt_route_cfg(r)->topic;
+}
+
 bool
 mqtt_route_matches(const struct route *r, const struct message *m)
 {

@@ -20,5 +20,7 @@ const char *mqtt_filter_error(const char *filter);
 
 /* A route takes a message when its topic filter matches the topic. */
 bool mqtt_route_matches(const struct route *r, const struct message *m);
+/* The topic filter of route r: where its messages come from (adapter hook route_source). */
+const char *mqtt_route_source(const struct route *r);
 
 #endif

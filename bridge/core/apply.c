@@ -26,6 +26,7 @@
 #include "bridge/core/apply_int.h"
 #include "bridge/core/attempts.h"
 #include "bridge/core/db.h"
+#include "bridge/core/extract.h"
 #include "bridge/core/roundtrip.h"
 #include "bridge/core/failure.h"
 #include "bridge/common/log.h"
@@ -191,19 +192,6 @@ item_clear(const struct route *r, struct item *it)
 	free(it->detail);
 }
 
-/* Dead-letter it when its message breaks a limit on untrusted input. */
-static bool
-message_over_limits(struct core *c, const struct message *m, struct item *it)
-{
-	char *why = limits_check(&c->limits, m);
-
-	if (why == NULL)
-		return false;
-	item_poison(it, why);
-	free(why);
-	return true;
-}
-
 static void
 items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item **items, size_t *n)
 {
@@ -214,8 +202,7 @@ items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item
 	for (size_t r = 0; r <= b->n_routes; r++) {
 		const struct route *route;
 		struct item *it;
-		const char *reason = NULL;
-		char idbuf[1100];
+		struct extraction ex;
 
 		if (r == b->n_routes) {
 			if (matched)
@@ -240,32 +227,17 @@ items_add_for_message(struct core *c, struct msg_view *v, size_t mi, struct item
 			free(why);
 			continue;
 		}
-		if (message_over_limits(c, m, it))
-			continue;
-		msg_view_format(v, route->format);
-		if (source_event_id(&route->id_source, v, &c->limits, idbuf, sizeof(idbuf), &reason) < 0) {
-			item_poison(it, reason);
+		if (extract_route(route, v, &c->limits, &ex) < 0) {
+			item_poison(it, ex.reason);
+			it->event_id = ex.event_id; /* claimed with the dead letter */
+			ex.event_id = NULL;
+			extraction_clear(route, &ex);
 			continue;
 		}
-		it->event_id = xstrdup(idbuf);
-		it->values = xcalloc(route->n_params + 1, sizeof(struct value));
-		for (size_t p = 0; p < route->n_params; p++) {
-			struct value *val = &it->values[p];
-
-			if (source_value(&route->param_sources[p], v, &c->limits, route->name, it->event_id,
-			    val, &reason) < 0) {
-				item_poison(it, reason);
-				break;
-			}
-			if (val->data && !val->binary && memchr(val->data, '\0', val->len)) {
-				char *why = xasprintf("parameter $%zu (%s) contains a NUL byte", p + 1,
-				    route->param_sources[p].spec);
-
-				item_poison(it, why);
-				free(why);
-				break;
-			}
-		}
+		it->event_id = ex.event_id;
+		it->values = ex.values;
+		ex.event_id = NULL;
+		ex.values = NULL;
 	}
 }
 

@@ -14,6 +14,7 @@
 #include "bridge/common/log.h"
 #include "bridge/common/repeat.h"
 #include "bridge/config/settings.h"
+#include "bridge/daemon/check.h"
 #include "bridge/daemon/supervisor.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/oncebridge/oncebridge.conf"
@@ -23,6 +24,8 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: oncebridge [-t] [-c FILE] [--allow-root]\n"
+	    "       oncebridge [-c FILE] check [--json] [--strict]\n"
+	    "       oncebridge [-c FILE] try ROUTE [--topic T] [--property K=V] [--header K=V] [--db] [FILE|-]\n"
 	    "       oncebridge [-c FILE] dead-letters list|show|replay|purge ... (see dead-letters help)\n"
 	    "\n"
 	    "Bridges message brokers to PostgreSQL with exactly-once effects.\n"
@@ -35,8 +38,32 @@ usage(FILE *out)
 	    "  -t, --test         check the configuration, without network I/O, and exit\n"
 	    "      --allow-root   run the daemon as root (refused otherwise)\n"
 	    "  -V, --version      print the version and exit\n"
-	    "  -h, --help         print this help and exit\n",
+	    "  -h, --help         print this help and exit\n"
+	    "\n"
+	    "  check              check on the configured servers that the guarantee holds (read-only);\n"
+	    "                     exit 0 all ok, 1 warnings with --strict, 2 errors; --json for automation\n"
+	    "  try ROUTE          show what ROUTE does with a payload (FILE, or standard input);\n"
+	    "                     --db also runs its SQL in a transaction that is rolled back\n",
 	    DEFAULT_CONFIG);
+}
+
+static bool
+is_command(const char *arg)
+{
+	return strcmp(arg, "dead-letters") == 0 || strcmp(arg, "check") == 0 || strcmp(arg, "try") == 0;
+}
+
+/* A command after the options, argv[0] one of is_command's. */
+static int
+run_command(const struct settings *s, const struct diag *d, int argc, char **argv)
+{
+	settings_apply_logging(s);
+	repeat_set_interval(0); /* a command tries once: no "retrying" */
+	if (strcmp(argv[0], "check") == 0)
+		return check_cli(s, d, argc, argv);
+	if (strcmp(argv[0], "try") == 0)
+		return try_cli(s, argc, argv);
+	return deadletter_cli(s, argc, argv);
 }
 
 int
@@ -83,7 +110,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc && strcmp(argv[optind], "dead-letters") != 0) {
+	if (optind < argc && !is_command(argv[optind])) {
 		usage(stderr);
 		return 2;
 	}
@@ -96,21 +123,21 @@ main(int argc, char **argv)
 	}
 	log_init("oncebridge");
 	s = settings_load(path, &d);
-	diag_print(&d, stderr);
+	if (s == NULL || optind == argc || strcmp(argv[optind], "check") != 0)
+		diag_print(&d, stderr); /* check reports them */
 	if (s == NULL) {
 		fprintf(stderr, "oncebridge: configuration \"%s\" has %d error%s\n", path, d.errors,
 		    d.errors == 1 ? "" : "s");
 		diag_free(&d);
-		return 1;
+		return optind < argc && strcmp(argv[optind], "check") == 0 ? 2 : 1;
 	}
-	diag_free(&d);
 	if (optind < argc) {
-		settings_apply_logging(s);
-		repeat_set_interval(0); /* a command tries once: no "retrying" */
-		status = deadletter_cli(s, argc - optind, argv + optind);
+		status = run_command(s, &d, argc - optind, argv + optind);
+		diag_free(&d);
 		settings_free(s);
 		return status;
 	}
+	diag_free(&d);
 	if (test_only) {
 		size_t routes = 0;
 
