@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one interface every broker protocol implements. Inbound, an adapter
  * owns the broker connection of one worker process: it receives messages,
  * hands them to the core (bridge/core/apply.h) and acks the broker only for

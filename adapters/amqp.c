@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP 0-9-1 (RabbitMQ) adapter on rabbitmq-c: consumes the routes' queues
  * with manual acks (no_ack=0) and a prefetch window, gathers deliveries into
  * batches (batch_size, batch_linger_ms), hands each batch to the core and,

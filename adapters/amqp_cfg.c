@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The AMQP adapter's configuration as the core sees it through the
  * adapter hooks: one worker per broker, a prefetch window per queue, and
  * a redelivery profile. RabbitMQ requeues the unacked deliveries of a lost

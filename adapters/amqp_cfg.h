@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The AMQP adapter's configuration: its own part of a broker and of a
  * route (keys in its tables, reached through amqpc_broker_cfg and
  * amqpc_route_cfg), the checks of -t, and what the core learns from it

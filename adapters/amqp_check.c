@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* "oncebridge check" for an AMQP broker (the adapter's check_live): log
  * in, then learn what RabbitMQ holds without the management API and
  * without changing anything. Each route's queue gets a passive declare

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP connection setup shared by the consumer and the outbox publisher:
  * the URL (never with a password in it), TLS for amqps:// (amqp_tls.c),
  * login with the password from its file, heartbeats, timeouts (a write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP connection setup shared by the consumer (amqp.c) and the outbox
  * publisher (amqp_publish.c): URL parsing, login, one channel. */
 #ifndef ONCEBRIDGE_AMQP_CONN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The endpoints of one AMQP broker: "url" names the first node, and each
  * entry of "hosts" one more node of the same cluster (host, host:port or
  * [IPv6 address]:port; the port defaults to the url's). Everything else a

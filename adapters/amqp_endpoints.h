@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The endpoints of one AMQP broker: the node named by key "url" and the
  * further nodes of a RabbitMQ cluster in key "hosts", each reached with
  * the url's scheme (TLS), vhost, user and password and the broker's "tls"

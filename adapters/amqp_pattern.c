@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP topic-exchange patterns for routes, with the validity check
  * config -t uses, and the AMQP adapter's route matching hook. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP routing of the AMQP adapter: topic-exchange patterns (a route's
  * "match" key) and which route takes a delivery. May call only libc, the
  * broker and route model (bridge/config/settings.h) and adapters/amqp_cfg.h. */

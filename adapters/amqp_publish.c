@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP publisher for the outbox relay: persistent messages with publisher
  * confirms. rabbitmq-c 0.11 has no confirm-wait helper, so after
  * confirm.select we read basic.ack / basic.nack frames ourselves; their

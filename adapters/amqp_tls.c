@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS for AMQP on rabbitmq-c's OpenSSL socket: TLS 1.2 or newer, the CA
  * file (or the system's CAs), an optional client certificate, and peer
  * and host name verification, both on unless turned off.

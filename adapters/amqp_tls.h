@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS sockets for AMQP connections (consumer and outbox publisher alike):
  * the one place where rabbitmq-c's OpenSSL socket is set up. */
 #ifndef ONCEBRIDGE_AMQP_TLS_H

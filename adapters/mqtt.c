@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT 3.1.1 and 5 adapter on paho-mqtt-c's MQTTAsync API: one persistent
  * session (fixed client ID, clean session off / clean start off with a
  * session expiry), QoS 1 subscriptions to the routes' topic filters, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The MQTT adapter's configuration as the core sees it through the
  * adapter hooks: "workers" processes sharing the subscriptions, one
  * message at a time in each, and a redelivery profile. The session is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The MQTT adapter's configuration: its own part of a broker and of a
  * route (keys in its tables, reached through mqtt_broker_cfg and
  * mqtt_route_cfg), the checks of -t, and what the core learns from it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* "oncebridge check" for an MQTT broker (the adapter's check_live):
  * connect with each worker's client ID, clean session off and the
  * configured session expiry, exactly as the daemon would, and report

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT URLs and TLS, one path for the consumer and the outbox publisher:
  * our URL forms (mqtt://, mqtts://, ws://, wss://, IPv6 addresses in
  * brackets) mapped to paho's, and the list of servers of one broker (key

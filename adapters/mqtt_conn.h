@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT connection settings shared by the consumer (mqtt.c) and the outbox
  * publisher (mqtt_publish.c): the URLs (one server or several of a
  * cluster) and TLS for mqtts:// and wss://. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT publisher for the outbox relay, on paho's MQTTAsync API: QoS 1
  * publishes, each confirmed by its PUBACK through the send's onSuccess
  * callback (a refusal or a failure through onFailure). The publisher uses

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The MQTT outbox publisher (mqtt_publish.c), for struct adapter. */
 #ifndef ONCEBRIDGE_MQTT_PUBLISH_H
 #define ONCEBRIDGE_MQTT_PUBLISH_H

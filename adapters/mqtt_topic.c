@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT topic filters for routes, with the validity check config -t
  * uses, and the MQTT adapter's route matching hook. */
 #include "config.h"

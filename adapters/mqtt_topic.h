@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT topic filters of the MQTT adapter: matching (a route's "topic"
  * key), the validity check of -t and which route takes a message. May
  * call only libc, the broker and route model (bridge/config/settings.h) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The null adapter (adapters/null.h): an in-memory queue in place of a
  * broker, acks and nacks recorded per message. Each queued message owns
  * copies of everything it points to; the queue is a list of message

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The null adapter: a broker in memory, so that the core (bridge/core/apply.h)
  * can be tested against a real PostgreSQL without any broker, as
  * OpenSMTPD's queue_null and chrony's refclock drivers stand in for the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The static list of broker protocols, looked up by the broker's "type",
  * and the few a test program registers beside it (adapter_register). */
 #include "config.h"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Business tables of the example broker files rabbitmq.conf and
 -- mosquitto.conf (installed with this file in
 -- /usr/share/doc/oncebridge/examples/). Run it as the database's owner:

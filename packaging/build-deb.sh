@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds the oncebridge Debian package from this source tree (its working
 # tree: tracked files and new files git does not ignore) into OUTDIR, then
 # runs lintian on it. Meant for Debian 12, as root: it installs the build

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- oncebridge schema, migration 1: dedupe keys and dead letters.
 --
 -- Apply with psql as a role that may create schemas (see README, "Schema"):

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- oncebridge schema, migration 2: the transactional outbox.
 --
 -- Applications emit events inside their own transaction with

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- oncebridge schema, migration 3: pruning of old dedupe keys.
 --
 -- oncebridge deletes processed_events rows older than the configured dedupe

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- oncebridge schema, migration 4: how far back each consumer worker may
 -- still be redelivered a message, so that retention never prunes a key
 -- whose message may come back.

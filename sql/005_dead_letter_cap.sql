@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- oncebridge schema, migration 5: dead letters cannot fill the database.
 --
 -- oncebridge keeps at most limits.dead_letter_payload bytes of a poison

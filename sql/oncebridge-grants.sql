@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- The least privileges oncebridge's daemon needs in its own schema, for a
 -- role that owns nothing and is not a superuser. Run it as the schema's
 -- owner after oncebridge-migrate, naming the role:

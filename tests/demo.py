@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The README's demo: oncebridge's main job on a throwaway setup. Starts a
 private PostgreSQL, RabbitMQ and Mosquitto in a temp dir, installs the
 schema and the sample business tables, runs oncebridge with the sample

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # oncebridge's main job on a throwaway setup, as root on Debian 12: installs
 # what it needs, builds, starts a private PostgreSQL and RabbitMQ in a temp
 # dir, runs oncebridge with the sample configuration from conf/, publishes

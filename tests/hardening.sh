@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The hardening checks CI runs after the test suite (tests/run.sh, which
 # must have built build/ first):
 #

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs, from Debian 12's own archive, everything needed to build
 # oncebridge and run its tests and demo. Does nothing when all is there.
 set -eu

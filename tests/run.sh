@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs oncebridge's whole test suite on a Debian 12 machine: installs the
 # packages it needs (as root), builds in build/, runs the unit tests and the
 # integration tests against private PostgreSQL, RabbitMQ and Mosquitto

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Capped exponential backoff with "equal jitter", so that many workers
  * reconnecting after one outage do not do so in lockstep. */
 #include "config.h"

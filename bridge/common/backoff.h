@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Capped exponential backoff with jitter. */
 #ifndef ONCEBRIDGE_BACKOFF_H
 #define ONCEBRIDGE_BACKOFF_H

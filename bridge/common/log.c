@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging to stderr. Under systemd (JOURNAL_STREAM names stderr) each
  * message becomes a journal entry with structured fields (log_fields.c),
  * and, should the journal socket refuse it, a line with a "<N>" priority

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging: one line per message to stderr as text (readable by humans,
  * and by journald through its "<N>" prefix) or as JSON, or, under
  * systemd, one journal entry per message with structured fields. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One log message with its fields: as a journal entry through
  * libsystemd's sd_journal_sendv (MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and
  * ONCEBRIDGE_* fields, so that "journalctl ONCEBRIDGE_ROUTE=x" selects a

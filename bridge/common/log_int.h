@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Between log.c, which formats a line and picks where it goes, and
  * log_fields.c, which writes it with its fields as a journal entry or a
  * JSON object. */

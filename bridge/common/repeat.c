@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Repeated conditions (repeat.h): a small table of named conditions per
  * process (a child forgets its parent's), each with when it started, when
  * its last line was written and how many attempts failed. The first failure and one in each interval

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Conditions that repeat while they last - the database down, a broker
  * unreachable - logged by state change instead of once per retry: one
  * WARNING when a condition starts, one WARNING summary (how long, how

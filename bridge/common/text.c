@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 validation and sanitizing of untrusted bytes (topics, headers) so
  * that a dead-letter row can always be written. */
 #include "config.h"

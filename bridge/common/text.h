@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 checks and making untrusted bytes safe to store as text. */
 #ifndef ONCEBRIDGE_TEXT_H
 #define ONCEBRIDGE_TEXT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Allocation wrappers that abort on out-of-memory (safe: we ack only after
  * COMMIT, so dying loses nothing), monotonic time and a growable buffer. */
 #include "config.h"

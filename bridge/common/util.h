@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Small helpers every file uses: allocation that aborts on OOM, time. */
 #ifndef ONCEBRIDGE_UTIL_H
 #define ONCEBRIDGE_UTIL_H

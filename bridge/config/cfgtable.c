@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The table-driven reader behind every configuration group: defaults,
  * type checks, bounds, unknown and missing keys, with file and line. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration as tables: one row per key with its type, default and
  * bounds. A group in a libconfig file is read against a list of tables,
  * each filling its own struct (the core's, or an adapter's own part);

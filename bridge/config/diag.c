@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Diagnostics found while loading configuration, kept in order so that
  * "oncebridge -t" can print every problem at once, each naming its file
  * and line. */

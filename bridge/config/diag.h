@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Collected configuration diagnostics: "FILE:LINE: error: TEXT". */
 #ifndef ONCEBRIDGE_DIAG_H
 #define ONCEBRIDGE_DIAG_H

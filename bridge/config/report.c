@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The report of "oncebridge check" (bridge/config/report.h): collecting
  * lines, the terminal layout and the JSON form. The JSON keys and status
  * names are an interface for automation: add keys, never rename them. */

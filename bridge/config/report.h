@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The report of "oncebridge check": one line per check, each ok, warning
  * or error, with its subject (a file and key, or a server object), the
  * reason and, where it applies, the fix. The core's checks and each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reading of secret files with the permission check OpenSMTPD's
  * check_file_secrecy() made familiar: refuse what others could read. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Secrets (passwords) come only from files nobody else can read. */
 #ifndef ONCEBRIDGE_SECRET_H
 #define ONCEBRIDGE_SECRET_H

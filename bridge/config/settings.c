@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Loading of the configuration: the main file (database, logging, limits,
  * retry) and every conf.d/ *.conf in sorted order, one broker connection
  * each. Everything is checked here, without network I/O, so that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The configuration model: the main file and one file per broker
  * connection in conf.d, each broker with its routes. */
 #ifndef ONCEBRIDGE_SETTINGS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Checks of a broker's "tls" group that do not depend on the protocol:
  * which keys go together, files that must be readable PEM certificates, a
  * private key as private as a password file, and a warning for each

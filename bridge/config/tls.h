@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The "tls" group of a broker file, checked the same way for every
  * protocol; each adapter hands the settings to its library. */
 #ifndef ONCEBRIDGE_TLS_H

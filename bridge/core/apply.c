@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The idempotent-apply core. For a batch of messages it builds one work
  * item per (message, matching route), extracts event IDs and parameters,
  * and runs one transaction (apply_tx.c):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The idempotent-apply core shared by every adapter: for a batch of
  * messages, in one PostgreSQL transaction, claim (route, event_id) in
  * processed_events, run the business SQL of each new event, write dead

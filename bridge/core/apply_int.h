@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the two halves of the core share: apply.c (the core's life, the
  * items of a batch, the choice of transaction) and apply_tx.c (the
  * transactions themselves). Not for adapters: they use bridge/core/apply.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The core's transactions. tx_plain: BEGIN, claim, business statements
  * (with a savepoint around each when asked), dead letters, COMMIT, one
  * statement at a time. tx_pipelined: the same for a batch without poison in

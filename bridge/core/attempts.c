@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Failed-attempt counts keyed by (route index, event ID) in a hash table
  * that never drops a count to make room for another while it holds fewer
  * than its capacity, which the core sets well above what a worker can have

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Failed-attempt counts of events whose business SQL failed with an error
  * that is neither transient nor poison, keyed by (route, event ID), so
  * that such an event is dead-lettered after retry.max_attempts. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PostgreSQL session setup for a worker: parameters from the config (the
  * password from its file, never from a string we build), checks that the
  * schema is installed at the version this build needs, and preparation of

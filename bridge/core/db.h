@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The PostgreSQL session of one worker: connect, check the schema, prepare
  * the core's statements and each route's business SQL; and the one check
  * of a result (success, SQLSTATE, message, failure class) that every file

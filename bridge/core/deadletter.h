@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dead-letter command: "oncebridge dead-letters list|show|replay|purge". */
 #ifndef ONCEBRIDGE_DEADLETTER_H
 #define ONCEBRIDGE_DEADLETTER_H

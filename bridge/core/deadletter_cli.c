@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* "oncebridge dead-letters": list, show, replay and purge the rows of
  * oncebridge.dead_letters, selected by ID, route, broker or a piece of the
  * reason. Replay (bridge/core/deadletter_replay.c) sends each selected row that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Counting the dead letters waiting for a replay, by broker, route and
  * class, in one aggregate query over oncebridge.dead_letters. The class is
  * derived from the row: no route (consumer NULL), a failed business SQL

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dead letters waiting (not replayed), counted by route and reason
  * class for the metrics: one process (the maintenance process,
  * bridge/retention/retention.c) counts them now and then into shared

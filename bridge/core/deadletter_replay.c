@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Replay of one dead letter through the core, once. The message is rebuilt
  * from the row (payload, topic, queue or subscription, exchange, message
  * ID, content type, headers) and handed to core_apply of its broker. Inside

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dead-letter row format, both ways: properties JSON for the row a
  * poison message becomes (apply_tx.c), and the message rebuilt from such a
  * row when it is replayed (deadletter_replay.c). The row may have been

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dead-letter row format, both ways: the properties JSON written for a
  * message, and the message rebuilt from a row for a replay. No database
  * here, so that it can be tested and fuzzed on its own. */

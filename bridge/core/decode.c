@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The payload-format registry and what every decoder shares: the text
  * forms of byte strings, floats and non-string map keys (decode.h). */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Payload formats: a route's "format" names how its payloads are decoded
  * into the one value tree (json-c objects) that json:PATH / field:PATH,
  * the payload-as-JSON source and the event ID sources read. Each decoder

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CBOR payload format (RFC 8949) through libcbor's streaming decoder:
  * each item's callback adds one json-c value to the tree being built, so
  * nothing is allocated for a length or count the payload only declares.

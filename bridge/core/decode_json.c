@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The JSON payload format: json-c's strict parser, UTF-8 checked, nesting
  * bounded by limits.max_json_depth, the whole payload one value. */
 #include "config.h"

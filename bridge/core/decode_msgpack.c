@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The MessagePack payload format through msgpack-c. msgpack-c allocates
  * each array and map for the count its header declares before reading a
  * single element, so a short hostile payload could ask for gigabytes: a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The Sparkplug B payload format: a Protocol Buffers Payload (schema in
  * sparkplug_b.proto, compiled by protoc-c) decoded by protobuf-c into the
  * value tree the other formats give:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Extraction of one message for one route (bridge/core/extract.h): limits,
  * event ID, parameters, each from its source (bridge/core/source.h). */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What a worker takes from one message for one route: the limits on
  * untrusted input, the event ID and the business SQL's parameters, or the
  * reason the message is poison. The core (bridge/core/apply.c) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Classification of database errors by SQLSTATE into the failure classes
  * of DESIGN.md: transient (retry, never dead-letter), poison (dead-letter
  * at once) and the rest (retry, dead-letter after max_attempts). */

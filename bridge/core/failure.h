@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The failure classes of the design: what a failed message gets. */
 #ifndef ONCEBRIDGE_FAILURE_H
 #define ONCEBRIDGE_FAILURE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One message as an adapter hands it to the core, protocol-neutral. */
 #ifndef ONCEBRIDGE_MESSAGE_H
 #define ONCEBRIDGE_MESSAGE_H

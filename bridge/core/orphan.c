@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A session oncebridge dropped (the round-trip deadline shut its socket,
  * or the network path died) is not gone for the server: behind a
  * half-open connection its backend waits for the next command for as long

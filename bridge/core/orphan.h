@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Server-side limits on oncebridge's own database sessions, so that a
  * session it gave up on (a round trip past its deadline, a path that went
  * dark) does not live on at the server holding what the next session

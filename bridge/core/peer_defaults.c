@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Dead-peer defaults for libpq (see peer_defaults.h). Without them a
  * blackholed database is noticed only when the kernel gives up on the
  * connection: about 15 minutes of retransmissions with data in flight,

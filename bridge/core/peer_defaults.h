@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libpq settings that detect a dead database peer, added to a session's
  * parameters when the operator's conninfo sets none of its own: TCP
  * keepalives, tcp_user_timeout, and a connect_timeout per host (so that a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The deadline of database round trips (see roundtrip.h): a table of the
  * round trips in flight in this process, and one watchdog thread that
  * sleeps until the earliest deadline and shuts the socket of an expired

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A deadline on every database round trip. A primary whose processes are
  * stopped (a storage freeze, a paused VM) keeps its kernel answering: TCP
  * keepalives and tcp_user_timeout never fire, and a blocking libpq call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Parsing of value sources ("json:a.b", "header:x-event-id", ...) and
  * extraction of event IDs and SQL parameter values from a message. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Where a value comes from: the event ID of a route and each parameter of
  * its business SQL are "sources" such as json:meter.id or topic_level:2. */
 #ifndef ONCEBRIDGE_SOURCE_H

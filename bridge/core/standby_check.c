@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Is there a standby that a failover could promote without the commits
  * oncebridge already acked? (see standby_check.h)
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The check, at each database connect, that a failover cannot lose
  * effects whose messages were already acked: when the primary has
  * standbys and none of them is synchronous, one warning per daemon run

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Histogram buckets for the core's counters: a commit's latency and a
  * batch's size each land in one bucket; the metrics endpoint sums them
  * into Prometheus's cumulative buckets. */

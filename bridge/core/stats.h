@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Histogram buckets of the core's counters (struct core_stats): commit
  * latency and batch size. The bounds live here so that the core and the
  * metrics endpoint agree on them. */

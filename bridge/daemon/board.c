@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The status board in shared memory: one slot of plain counters per worker,
  * written by the worker's core and read by the supervisor. Counters are
  * aligned 64-bit words written by one process only, so a reader sees each

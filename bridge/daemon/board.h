@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The status board: a small array in shared memory, created by the
  * supervisor before it forks, where each worker keeps its counters (struct
  * core_stats) so that the supervisor can serve them as metrics and notice a

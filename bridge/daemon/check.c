@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* "oncebridge check": before the first message, whether each
  * precondition of exactly-once holds on the configured servers. The
  * configuration's own warnings (those of -t), the database's checks

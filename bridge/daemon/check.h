@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* "oncebridge check": whether each precondition of exactly-once holds on
  * the configured servers (bridge/daemon/check.c), the database's part in
  * bridge/daemon/check_db.c, each broker's in its adapter (check_live);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The database's part of "oncebridge check": as oncebridge's own role,
  * with its credentials and TLS settings, read what the guarantee rests on
  * and report it (bridge/config/report.h): the schema version; fsync,

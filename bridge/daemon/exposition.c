@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Rendering of metrics in Prometheus's text format and of the health
  * answer. Counters are summed over the worker processes of a broker, and
  * per route for every route (each worker's route counters are sized from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the metrics and health endpoint say, rendered from the status board
  * and the supervisor's bookkeeping. */
 #ifndef ONCEBRIDGE_EXPOSITION_H

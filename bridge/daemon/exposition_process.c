@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The metrics of the running binary and of each process of the fleet:
  * oncebridge_build_info (version and the libraries' versions as labels),
  * and per process role (supervisor, worker, relay, retention) its resident

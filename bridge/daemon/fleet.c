@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bookkeeping of the supervisor's children: which role and broker each
  * one serves, its status board slot, its restarts, and when it counts as
  * stalled. Calls only the status board and the log. */

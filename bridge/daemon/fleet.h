@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The supervisor's view of its child processes, whatever their role
  * (bridge/daemon/role.h): inbound workers, outbox relays and the retention
  * process. Shared by the supervisor loop (bridge/daemon/supervisor.c), which

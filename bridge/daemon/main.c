@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* oncebridge's command line: check a configuration (-t) or run the
  * supervisor with it. */
 #include "config.h"

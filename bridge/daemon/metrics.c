@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The metrics and health endpoint: libmicrohttpd in external-select mode,
  * driven by the supervisor's loop, so that no thread exists when the
  * supervisor forks. GET /metrics is Prometheus's text format, GET /health

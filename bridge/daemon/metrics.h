@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP endpoint for Prometheus (/metrics) and health checks
  * (/health), served by libmicrohttpd from the supervisor's own loop. */
 #ifndef ONCEBRIDGE_METRICS_H

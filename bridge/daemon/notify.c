@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* systemd notifications through libsystemd's sd_notify: READY=1 once the
  * configuration is loaded and PostgreSQL has answered, STATUS= lines for
  * "systemctl status", RELOADING=1/STOPPING=1, and WATCHDOG=1 pings, which

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Talking to systemd (Type=notify): readiness, status and watchdog pings.
  * Without NOTIFY_SOCKET every call does nothing. */
 #ifndef ONCEBRIDGE_NOTIFY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Process figures from /proc: /proc/PID/stat (CPU ticks, start time in
  * ticks since boot, resident pages), /proc/PID/fd (one entry per open
  * descriptor) and /proc/PID/limits, with the boot time from /proc/stat.

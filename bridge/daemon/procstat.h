@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the kernel says of one process, for the process metrics of each
  * role (bridge/daemon/exposition_process.c): read from /proc/PID by the
  * supervisor, which knows the pids of its fleet. */

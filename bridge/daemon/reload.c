@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration reload. A worker is kept across a reload when nothing it
  * is made of changed: the main file (database, limits, retry), its broker
  * file (connection and routes) and the secrets they name, kept as a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration reload on SIGHUP: load the files again and restart only
  * the workers whose configuration changed. */
 #ifndef ONCEBRIDGE_RELOAD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The roles of the supervisor's child processes. The fleet
  * (bridge/daemon/fleet.h) starts, reaps, restarts, signals and retires every
  * child the same way whatever its role; the role says what the child

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The supervisor: forks one worker process per broker connection (a
  * client library's receive thread and lock may be process-wide, and a slow
  * database for one broker must not stall another), one per outbox relay and the retention

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The supervisor process: one worker per broker connection. */
 #ifndef ONCEBRIDGE_SUPERVISOR_H
 #define ONCEBRIDGE_SUPERVISOR_H

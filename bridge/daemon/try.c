@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* "oncebridge try ROUTE [--topic T] [--property K=V] [--header K=V]
  * [--db] [FILE|-]": one payload through a route exactly as a worker takes
  * it: the same extraction (bridge/core/extract.h: limits, event ID,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A broker's child process: sets up signals and, for an inbound worker,
  * the core for one broker connection and hands control to that broker's
  * adapter until asked to stop; for an outbox relay, hands control to the

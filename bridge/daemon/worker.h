@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A broker's child process: an inbound worker (one broker connection, its
  * adapter and its core) or an outbox relay (bridge/outbox/relay.h). Each role
  * keeps its own state beside what both share. */

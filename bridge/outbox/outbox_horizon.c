@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ordered outbox relay's publish horizon (not the retention's
  * redelivery horizon, horizon.c). Outbox ids come from a sequence when a row
  * is inserted, not when its transaction commits, so a row can become

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ordered outbox relay's publish horizon: the highest outbox id at or
  * below which no row can still commit. See outbox_horizon.c. */
 #ifndef ONCEBRIDGE_OUTBOX_HORIZON_H

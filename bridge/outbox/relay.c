@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The outbox relay for one destination broker. Applications insert rows
  * into oncebridge.outbox in their own transactions (oncebridge.emit());
  * the relay reads committed rows in outbox order, publishes them with all

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The outbox relay: publishes committed outbox rows to one broker. */
 #ifndef ONCEBRIDGE_RELAY_H
 #define ONCEBRIDGE_RELAY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Dead-letter retention: with retention.dead_letter_window_s set, the
  * retention process deletes dead letters older than the window, replayed
  * or not, so that a publisher sending poison cannot fill the database

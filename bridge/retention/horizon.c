@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A consumer worker's redelivery horizon, kept in
  * oncebridge.consumer_horizons (migration 4) so that retention, in any
  * instance, never prunes a key whose message this worker may still be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A consumer worker's redelivery horizon (oncebridge.consumer_horizons):
  * the point before which every event it claimed has been acked on a broker
  * connection that stayed up afterwards, with the redeliveries of its

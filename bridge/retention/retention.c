@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Dedupe retention. processed_events keeps one row per (route, event ID)
  * applied; rows older than retention.dedupe_window_s are deleted so the
  * table stops growing, except while a message of the route may still be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Retention: pruning of processed_events rows and of dead letters older
  * than their configured windows, in a maintenance process of the
  * supervisor. */

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Tables of the Sparkplug B example (conf/sparkplug/sparkplug.conf): one
 -- row per metric of every NBIRTH, NDATA, DBIRTH, DDATA and NDEATH, with its
 -- name even when the data message sent only the metric's alias.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of the AMQP path into PostgreSQL beside its ceilings, measured
 in the same run with the same messages (200-byte JSON, 10 % duplicates,
 persistent, fsync on):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Benchmark baseline: a plain rabbitmq-c consumer with manual acks
  * (prefetch 1000, basic.ack with multiple every 100 deliveries) draining a
  * durable queue, no database: the broker's delivery ceiling that

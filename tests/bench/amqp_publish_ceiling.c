@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Benchmark baseline: a plain rabbitmq-c publisher with publisher confirms
  * and a window of messages in flight, no database. It measures the
  * broker's publish-with-confirm ceiling that the outbox relay is compared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Decoder cost: decodes one payload file ITER times in a format, the way
  * a route does (payload_decode, then one field looked up), and prints
  * "FORMAT BYTES NS_PER_MESSAGE". decode_bench.py runs it for JSON, CBOR and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Decoder cost per message: the same documents encoded as JSON, CBOR
 (python3-cbor2) and MessagePack (python3-msgpack), each decoded by the
 route's decoder (tests/bench/decode_bench), three interleaved runs; prints

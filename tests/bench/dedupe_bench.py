@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark: dedupe throughput as processed_events grows. For each kind of
 event ID (random, like UUIDv4, and time-ordered, like UUIDv7) it fills
 processed_events of the consumer being measured to 1 M and then 20 M rows

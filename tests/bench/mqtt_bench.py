@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of the MQTT path into PostgreSQL beside its ceilings, measured
 in the same run (JSON payloads, 10 % duplicates, QoS 1, fsync on):
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Benchmark baseline: a plain paho MQTTAsync QoS 1 subscriber draining a
  * persistent session, no database: the broker's delivery ceiling that the
  * MQTT path is compared against. Run it once to create the session

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of the outbox relay to RabbitMQ, beside the broker's own
 publish-with-confirm ceiling measured in the same run (a plain rabbitmq-c
 publisher, tests/bench/amqp_publish_ceiling.c). Prints one table: path,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Benchmark baselines on PostgreSQL alone, with the schema oncebridge uses:
  *
  *   single N: N transactions of one event each, every transaction

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of processed_events at size: the core's claim statement
 (INSERT ... ON CONFLICT of a batch of fresh random event IDs, one
 transaction per batch, as bridge/core/db.c runs it) at 1M and at 20M rows, alone

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of memory over a long stream: 1 M events (10 % duplicates,
 ~200-byte JSON, persistent) through one AMQP worker into PostgreSQL while
 they are published. Samples the worker's resident set (VmRSS) and peak

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of scale-out: 1, 2 and 4 oncebridge instances (separate
 daemons, one worker each) as competing consumers of one durable AMQP queue
 and of one MQTT shared subscription ($share/GROUP/...), against one

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every configuration key the code knows (oncebridge --list-keys, which
 walks the tables in bridge/config/settings.c and the adapters) is documented in
 oncebridge.conf(5) and in the README's configuration reference (MQTT keys

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What every fuzz target defines, for libFuzzer and for the replay driver
  * (tests/fuzz/replay.c) alike. */
 #ifndef ONCEBRIDGE_FUZZ_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: the configuration check behind "oncebridge -t", i.e.
  * settings_load() on a main file and its conf.d/ broker files, with the
  * adapters' own checks and the permission check of password files, but no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: rebuilding a message from a dead-letter row for a replay
  * (bridge/core/deadletter_row.c, used by deadletter_replay.c and by "dead-letters
  * show" for the payload), then what the core does with it first: limits,

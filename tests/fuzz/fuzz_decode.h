@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The body of the payload-decoder fuzz targets (fuzz_cbor.c,
  * fuzz_msgpack.c, fuzz_sparkplug.c): each defines FUZZ_FORMAT and includes
  * this. Any input either decodes into a value tree whose JSON text stays

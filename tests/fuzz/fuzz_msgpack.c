@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target of the payload decoder in bridge/core/decode_msgpack.c (the checks
  * are in fuzz_decode.h). */
 #include "config.h"

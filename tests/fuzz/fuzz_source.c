@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fuzz target: what the core does with one untrusted message before any
  * SQL runs (bridge/core/apply.c, items_add_for_message): route matching, the
  * limits on untrusted input, event ID extraction and validation, the

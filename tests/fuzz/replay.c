@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The replay driver: runs a fuzz target's LLVMFuzzerTestOneInput on every
  * file of its corpus without libFuzzer, so that "make check" replays the
  * seeds, the inputs libFuzzer kept and the regression inputs of fixed bugs

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """faultproxy -- a fault-injecting TCP proxy for oncebridge's tests.
 
 A FaultProxy listens on a free loopback port and forwards every accepted

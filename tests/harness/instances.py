@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Several oncebridge instances -- separate daemons, as on separate hosts,
 each with its own configuration directory -- as competing consumers of one
 durable AMQP queue and one MQTT shared subscription ($share/GROUP/...),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """mqtt_tls_proxy -- a TLS-terminating MQTT proxy for oncebridge's tests.
 
 oncebridge connects to the proxy over TLS (server side, a certificate from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """netfault -- inject a network fault through faultproxy proxies and time
 how long oncebridge takes to notice it and to be back at work.
 

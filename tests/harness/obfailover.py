@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PostgreSQL failover scenarios for the integration tests: a primary and
 a streaming standby, RabbitMQ and Mosquitto, oncebridge with a conninfo
 naming both servers (target_session_attrs=read-write), an AMQP and an MQTT

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """oncebridge-specific test helpers on top of oncetest: write configs,
 install the schema, start the daemon, count what it applied."""
 import os

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """oncetest -- integration-test harness for oncebridge.
 
 Runs private PostgreSQL 15, RabbitMQ 3.10 and Mosquitto 2.0 servers on free

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A throwaway PKI for the TLS tests of the oncetest harness."""
 
 import os

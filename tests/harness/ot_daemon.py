@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The daemon under test, run by the oncetest harness in a session of
 its own with its output in a log file."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A private Mosquitto 2.0 broker for the oncetest harness, and MQTT
 clients (paho) to publish and collect messages."""
 

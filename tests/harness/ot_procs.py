@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Processes, temporary directories, ports and waiting for the
 oncetest harness: every server and daemon a test starts is registered
 here and torn down with its whole process tree at exit."""

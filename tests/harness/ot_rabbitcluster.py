@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A private three-node RabbitMQ 3.10 cluster on loopback for the oncetest
 harness: nodes of ot_rabbitmq.RabbitMQ, each with its own node name, AMQP
 port, Erlang distribution port and directory, sharing one Erlang cookie

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A private RabbitMQ 3.10 node for the oncetest harness, and AMQP
 clients (pika) to publish and inspect queues."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A streaming standby of a private PostgreSQL for the oncetest harness,
 and the conninfo that lets libpq fail over between the two."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TAP output for the oncetest harness, with checks that run at the end
 of every test (at_done)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for the test of the installed Debian package
 (tests/integration/package_install.py): the README's quick-start blocks,
 the installed systemd units' commands as systemd would run them, the

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Self-test of the oncetest harness; prints TAP.
 
     /usr/bin/python3 tests/harness/selftest.py

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A three-node RabbitMQ cluster with quorum queues (issue 13). oncebridge
 knows the three nodes (url and hosts) and declares its queue as a quorum
 queue with a delivery limit. An AMQP stream with 10 % duplicates and some

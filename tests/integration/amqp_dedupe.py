@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """AMQP into PostgreSQL: every event applied once when its event ID is
 published 1-5 times interleaved with other events, for each of three routes
 (two on the same queue, one on another queue that takes the event ID from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kill -9 of oncebridge in the middle of a stream of thousands of events,
 then a restart: every event's effect is present exactly once and the queue
 is drained. Then kill -9 of the worker alone: the supervisor restarts it and

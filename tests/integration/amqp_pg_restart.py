@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PostgreSQL stopped with pg_ctl stop -m immediate (a crash) in the middle
 of a stream and started again a few seconds later: every event applied
 exactly once, the queue drained, and oncebridge recovered by itself: the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Poison messages end in dead_letters with their reason and do not block
 the messages behind them: invalid JSON, a missing event ID, an event ID that
 is too long, a payload over the limit, a business SQL data error (22xxx) and

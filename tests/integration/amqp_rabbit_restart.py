@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """RabbitMQ restarted in the middle of a stream (durable queue, persistent
 messages): every event applied exactly once, including events published
 after the restart; oncebridge reconnects by itself without a restart."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Transient database failures must not use up a quorum queue's delivery
 limit (a loss path found while closing issue 11). While the business table
 is locked, every batch fails with a statement timeout (57014: transient,

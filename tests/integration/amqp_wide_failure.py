@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A wide failure still reaches retry.max_attempts (issue 11, path 2).
 
 A trigger raises an unclassified SQLSTATE (XX000) for most events, so that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The benchmark suite (make bench) in a short version, so that it cannot
 rot: every script of tests/bench/ runs with tiny counts against its own
 private servers, must exit 0, print its table, and end its exactly-once

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Broker-to-broker bridging, MQTT to AMQP, as composition: an MQTT route
 whose effect is oncebridge.emit() to RabbitMQ's outbox with the original
 event ID, the relay, and an AMQP route consuming what arrives. kill -9 of

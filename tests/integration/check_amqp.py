@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """oncebridge check against real PostgreSQL and RabbitMQ (issue 14). A
 good setup -- a least-privilege role, durable classic and quorum queues,
 a binding, an outbox exchange -- is all ok and exits 0, in text and in

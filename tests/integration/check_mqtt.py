@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """oncebridge check and try against real PostgreSQL and Mosquitto (issue
 14). With the MQTT 5 and 3.1.1 client IDs of the configuration, check
 reports "no session yet" and leaves none behind; after the daemon made its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """oncebridge -t on a table of bad configurations: each error names the
 file, the line and the key. No servers needed: -t does no network I/O."""
 import os

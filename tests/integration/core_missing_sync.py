@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The core's pipelined batch transaction when the pipeline sync of its
 first round trip never arrives (issue 11, path 5): the open transaction
 (BEGIN and the claims) must not survive into the retry, or the retry takes

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The core against a real PostgreSQL without any broker: C programs
 (tests/unit/pg_core_*.c) feed messages to core_apply through the null
 adapter (adapters/null.h) and check per message what became of it -

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Dead letters cannot fill the database. A flood of 1 MB poison messages
 (invalid JSON, as a misbehaving or hostile publisher on a shared broker
 sends) with good events in between: each dead letter keeps at most

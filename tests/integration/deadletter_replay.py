@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The dead-letter command against real RabbitMQ and PostgreSQL. Events a
 CHECK constraint rejects are dead-lettered (their duplicates published
 later count as duplicates, no second dead letter); after the constraint is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Payload formats beyond JSON, through the same routes: CBOR, MessagePack
 and Sparkplug B messages encoded by independent encoders (Debian's
 python3-cbor2, python3-msgpack and python3-protobuf with the project's

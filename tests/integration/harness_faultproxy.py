@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Self-test of tests/harness/faultproxy.py against a local echo server:
 each mode (pass, latency, blackhole of each direction and both, reset,
 clean close), per connection and for all current and future connections,

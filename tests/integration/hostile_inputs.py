@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A table of hostile inputs from the network, over AMQP and MQTT 5: a
 payload over the limit, JSON nested too deep, invalid UTF-8, NUL bytes in
 an event ID and in a routing key, an event ID of 10 kB, thousands of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Least privilege: oncebridge runs as a PostgreSQL role that has only
 what sql/oncebridge-grants.sql gives it plus INSERT on the business table,
 logging in with a password (scram-sha-256) taken from an environment

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Structured logs, under systemd and off it. First the daemon runs with
 JOURNAL_STREAM naming its stderr, in a private mount namespace whose
 /run/systemd/journal is a directory of this test: a real systemd-journald

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Log rate during a database outage: PostgreSQL stopped for 30 s while
 four MQTT workers (on one shared subscription) and the retention process
 wait for it, each with a message in hand. Each process logs the outage

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Prometheus endpoint after an AMQP run with duplicates and poison
 messages: /metrics parses as Prometheus text format (every sample typed,
 counters named *_total, histogram buckets cumulative), and its counters

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MQTT 3.1.1 and MQTT 5 into PostgreSQL, real Mosquitto: every event is
 applied once per route when its event ID is published 1-5 times interleaved
 with other events. Two brokers connections (one per protocol version), two

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Several servers for one MQTT broker (url, then failover_urls), with two
 Mosquitto instances that do NOT share sessions (Mosquitto has no
 clustering), to show what is and is not guaranteed.

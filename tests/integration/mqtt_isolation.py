@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A slow database for one MQTT broker connection does not stall another:
 two brokers connections (two worker processes, two client IDs) on one
 Mosquitto; the first one's table is locked so its callback blocks inside a

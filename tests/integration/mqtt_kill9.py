@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kill -9 of oncebridge while thousands of QoS 1 messages flow over MQTT 5,
 then a restart that resumes the persistent session; then kill -9 of the
 worker alone, which the supervisor restarts. Every event's effect is present

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Mosquitto (persistence on) restarted while oncebridge consumes a backlog
 over MQTT 3.1.1: the worker reconnects with backoff, resumes its persistent
 session, and every event is applied exactly once, including events published

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PostgreSQL stopped with -m immediate (a crash) in the middle of an MQTT
 stream, for longer than 1.5 x the keepalive, then started again. The worker
 retries inside messageArrived (see adapters/mqtt.c): the broker drops the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Poison MQTT messages (not JSON, no event ID, a business SQL error) go to
 dead_letters with their topic and reason, are acked, and the stream keeps
 moving: the good events around them are applied exactly once."""

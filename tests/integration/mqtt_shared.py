@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scale-out with an MQTT 5 shared subscription ($share/GROUP/filter):
 first the commit-bound throughput of one worker and of two workers sharing
 the subscription (each with its own stable client ID), then one of the two

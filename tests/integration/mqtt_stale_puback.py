@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 11, path 1: paho-mqtt-c 1.3.12 queues a PUBACK instead of writing
 it while the socket has a partial write pending, and only destroying the
 client empties that queue; a client handle kept across a reconnect writes

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MQTT URLs as users write them, against one real Mosquitto with three
 more listeners: an IPv6 one (mqtt://[::1]:PORT), a WebSockets one
 (ws://127.0.0.1:PORT/mqtt and ws://[::1]:PORT) and a WebSockets one over

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Network faults between oncebridge and Mosquitto, through
 tests/harness/faultproxy.py: an inbound worker (QoS 1, persistent session,
 a stream with 10 % duplicates and poison messages) and an outbox relay

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Network faults between oncebridge and PostgreSQL, through
 tests/harness/faultproxy.py: every database session (an AMQP worker with a
 stream of 10 % duplicates and poison messages, an outbox relay, retention)

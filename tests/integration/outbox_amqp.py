@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The outbox relay to RabbitMQ. Thousands of events emitted from SQL in
 committed transactions (and some in rolled-back ones) all arrive, none of
 the rolled-back ones do, and each carries its event ID (message_id and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Ordered relays while emitting transactions commit out of outbox id
 order. Ten application threads, each on its own connection, loop over
 BEGIN; (sometimes a business write and a pause first, so that the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The outbox relay to Mosquitto, MQTT 5 and MQTT 3.1.1. Thousands of
 events emitted in committed transactions (some in rolled-back ones) arrive
 at a real subscriber, none of the rolled-back ones; each carries its event

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The outbox relay against a broker that nacks and one that is away for a
 while. RabbitMQ nacks publishes to a full queue (x-max-length with
 x-overflow reject-publish): the relay publishes the nacked rows again

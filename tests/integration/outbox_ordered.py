@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Two relays for one destination. Ordered mode (the default): one relay is
 active, the other stands by; kill -9 of the active relay mid-publish hands
 over to the standby, and the order in which events first reach the queue

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian package, end to end, as a new user meets it.
 
 Build it and install it by running the README's quick start: the indented

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PostgreSQL failover (issue 13). oncebridge's conninfo names the primary
 and its standby with target_session_attrs=read-write; each phase streams
 AMQP and MQTT events (10 % duplicates, some poison) while the primary

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The shipped Grafana dashboard and alerting rules against a real
 Prometheus (Debian's binary, on loopback, a temp config and storage,
 scrape interval 1 s) scraping a live oncebridge during a stream: AMQP and

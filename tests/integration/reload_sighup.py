@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SIGHUP reload during a steady AMQP stream. A changed route (new business
 SQL) is applied from the reload on, every event exactly once across the
 change; an unchanged broker's worker keeps running (same pid); a new broker

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Retention across a broker outage longer than the dedupe window: an event
 committed but not acked (the ack is lost when the link to RabbitMQ is cut
 right after COMMIT) keeps its key while the worker is cut off for longer

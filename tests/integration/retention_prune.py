@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Dedupe retention while a stream flows: processed_events rows older than
 retention.dedupe_window_s are deleted (in batches of retention.batch_size)
 and only those; rows inside the window, including the stream's own, stay;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """No secret appears in a log line, an error or the metrics. A run with a
 database password file, a broker password that is wrong at first (so the
 login failures are logged), then fixed and reloaded with SIGHUP, events

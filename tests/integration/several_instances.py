@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Three oncebridge instances (separate daemons, as on three hosts) as
 competing consumers of one AMQP queue and one MQTT $share group, against
 one PostgreSQL: a stream of a few thousand events with 10 % duplicates and

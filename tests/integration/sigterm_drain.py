@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SIGTERM during a steady stream, three times, with an AMQP and an MQTT
 worker in one daemon: each time oncebridge drains (the in-flight
 transaction commits and is acked, connections close) and exits with status

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sparkplug B through the worked example (conf/sparkplug/sparkplug.conf and
 sparkplug.sql, run as written but for the broker's address): an edge
 node's NBIRTH, a run of NDATA carrying metric aliases only (some published

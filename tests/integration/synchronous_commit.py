@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Acks follow COMMIT, so a COMMIT must be durable, and on a primary with a
 synchronous standby it must be on the standby, before oncebridge acks
 (issue 11, path 5). Whatever synchronous_commit the database or role sets,

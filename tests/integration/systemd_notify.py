@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """systemd integration without systemd: NOTIFY_SOCKET points at a datagram
 socket this test listens on. READY=1 comes only once PostgreSQL answers
 (the daemon starts while the database is down); STATUS= lines say what it

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TLS to RabbitMQ, Mosquitto and PostgreSQL, with a throwaway PKI made by
 the openssl command. One daemon run holds a broker file per case, each its
 own worker: with the right CA the bridge applies every event exactly once

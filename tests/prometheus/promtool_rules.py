@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The shipped Prometheus alerting rules (packaging/prometheus/) pass
 promtool check rules, and their unit tests (oncebridge-alerts.test.yml:
 each alert fires when it should, at the time its "for" allows, and not on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Soak of several instances (issue 13), run by "make soak": three
 oncebridge instances as competing consumers of one AMQP queue and one MQTT
 $share group, against a PostgreSQL primary with a synchronous standby

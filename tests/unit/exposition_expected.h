@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The metrics text of the fleet in test_exposition.c, one line each. */
 static const char *const expected_metrics[] = {
 	"# HELP oncebridge_messages_received_total Messages received from the broker and handed to the core.",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The idempotent-apply core against a real PostgreSQL, fed by the null
  * adapter (adapters/null.h): claims, duplicates within and across
  * batches and routes, every failure class, savepoint isolation and the

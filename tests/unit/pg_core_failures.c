@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The core's failure classes against a real PostgreSQL, fed by the null
  * adapter (adapters/null.h). Transient (a SQLSTATE of the class, the
  * session terminated between batches and in the middle of one, a row lock

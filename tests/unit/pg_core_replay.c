@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Dead-letter replay (bridge/core/deadletter_replay.c, deadletter_replay_one
  * in bridge/core/deadletter.h) against a real PostgreSQL, on dead letters the
  * core wrote for messages of the null adapter (adapters/null.h): a replay

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The shared fixture of the core's PostgreSQL tests (pg_fixture.h). */
 #include "config.h"
 

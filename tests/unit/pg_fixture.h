@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the C tests of the core against a real PostgreSQL share
  * (tests/unit/pg_core_*.c, run by tests/integration/core_null.py): the
  * configuration with its null broker, a worker on it, messages for the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The core's pipelined transaction against a real PostgreSQL when the
  * first round trip's pipeline sync does not arrive (issue 11, path 5):
  * the transaction that BEGIN and the claims opened must be rolled back (or

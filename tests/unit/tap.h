@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A minimal TAP producer for the unit tests (automake's tap-driver.sh
  * reads it). */
 #ifndef ONCEBRIDGE_TAP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the endpoints of an AMQP broker (adapters/amqp_endpoints.c):
  * the "hosts" entries, what every node shares with the url, and the
  * rotation to the next node, against closed loopback ports. */

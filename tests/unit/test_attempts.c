@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the failed-attempt counts (bridge/core/attempts.c): a failure
  * wider than any fixed slot count keeps every count, routes do not share
  * counts, settled events are forgotten, the broker's count is a floor,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the capped exponential backoff with jitter. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the table-driven configuration reader (bridge/config/cfgtable.c):
  * one group read against two tables that fill two structs, as a broker
  * group fills the core's broker and the adapter's own part. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the payload decoders (bridge/core/decode*.c): the value
  * tree and text forms of CBOR, MessagePack and Sparkplug B payloads (the
  * vectors were encoded by python3-cbor2, python3-msgpack and

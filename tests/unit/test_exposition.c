@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the metrics rendering (bridge/daemon/exposition.c): a fleet of
  * consumers, relays and the retention process (with its count of dead
  * letters waiting), some retiring or without a board slot, rendered line

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the extraction a worker and oncebridge try share: limits,
  * event ID and parameters of one route, and what stays of a poison
  * message (its event ID, so that the dead letter claims it). */

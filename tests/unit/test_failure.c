@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the failure classification by SQLSTATE. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the log's JSON lines (bridge/common/log_fields.c) and of
  * repeated conditions (bridge/common/repeat.c): stderr goes to a temporary
  * file whose lines are parsed back with json-c. */

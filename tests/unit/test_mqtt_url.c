@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of MQTT URLs: our forms (mqtt://, mqtts://, ws://, wss://,
  * IPv6 addresses in brackets) mapped to the URIs paho-mqtt-c 1.3 takes,
  * the malformed ones refused, and the helpers for a list of servers. */

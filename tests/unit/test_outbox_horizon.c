@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the ordered relay's horizon (bridge/outbox/outbox_horizon.c): which
  * outbox ids are settled, given what successive probes saw. */
 #include "config.h"

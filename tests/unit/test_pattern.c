@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of AMQP topic patterns and MQTT topic filters. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the libpq dead-peer defaults: each is added only when the
  * conninfo (key=value or URI) does not set it, connect_timeout not when
  * PGCONNECT_TIMEOUT is set, and all of them for a bare database name. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the report of oncebridge check: exit status, the aligned
  * text and the JSON keys automation reads. */
 #include "config.h"

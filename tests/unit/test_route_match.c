@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of route matching as the core sees it: through each adapter's
  * route_matches hook on routes loaded from real configuration files (an
  * AMQP queue with a routing-key pattern, an MQTT topic filter, the null

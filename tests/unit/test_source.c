@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of event ID extraction and parameter binding from messages. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the placeholder count behind the params/sql config check. */
 #include "config.h"
 
