@@ -1,6 +1,7 @@
 /* AMQP 0-9-1 (RabbitMQ) adapter on rabbitmq-c: consumes the routes' queues
  * with manual acks (no_ack=0) and a prefetch window, gathers deliveries into
- * batches (batch_size, batch_linger_ms), hands each batch to the core and,
+ * batches (batch_size, batch_linger_ms, and max_inflight_bytes of payload:
+ * the worker's memory budget), hands each batch to the core and,
  * only after COMMIT, acks it with one basic.ack(multiple). Unsettled
  * messages are nacked with requeue. A transient failure while the database
  * still answers (a lock or statement timeout, a serialization failure) keeps
@@ -274,8 +275,8 @@ batch_full(const struct amqpc_session *s)
  * batch_linger_ms for more only while the previous batch was full (the
  * broker is sending faster than we commit). At low rates every message is
  * applied at once; at high rates batches fill up. A full batch stops
- * reading: what the broker sent ahead of the prefetch window waits in the
- * socket, not in this process. rabbitmq-c reads body frames into the
+ * reading: what the broker sent ahead within the prefetch window waits in
+ * the socket, not in this process. rabbitmq-c reads body frames into the
  * channel's pool and copies them into the delivery's own body, so the pool
  * is released after every delivery, not only once per batch. Returns -1
  * when the connection was lost. */

@@ -11,7 +11,11 @@ BENCH_MSGSIZE_BYTES: total payload bytes per size (default 1 000 000 000:
 1 000 messages of 1 MB, 10 000 of 100 KB, and 1 000 000 of 1 KB capped by
 BENCH_MSGSIZE_MAX_COUNT, default 50 000). Other keys as a new user writes
 them: the defaults of prefetch, batch_size and max_inflight_bytes, unless
-BENCH_MSGSIZE_BUDGET sets max_inflight_bytes (not for the baseline)."""
+BENCH_MSGSIZE_BUDGET sets max_inflight_bytes (not for the baseline).
+BENCH_MSGSIZE_ROUNDS (default 1): rounds, the order of the binaries
+alternating, reported as medians. BENCH_MSGSIZE_DECODE=0: the event ID
+from the message_id property and no payload field bound, so that the
+payload is never decoded (shows what the decoded value tree costs)."""
 import json
 import os
 import subprocess
@@ -26,6 +30,8 @@ TOTAL = int(os.environ.get("BENCH_MSGSIZE_BYTES", "1000000000"))
 MAX_COUNT = int(os.environ.get("BENCH_MSGSIZE_MAX_COUNT", "50000"))
 BUDGET = os.environ.get("BENCH_MSGSIZE_BUDGET")
 BASELINE = os.environ.get("BENCH_BASELINE_BIN")
+ROUNDS = int(os.environ.get("BENCH_MSGSIZE_ROUNDS", "1"))
+DECODE = os.environ.get("BENCH_MSGSIZE_DECODE", "1") != "0"
 SIZES = [(1000, "1 KB"), (100000, "100 KB"), (1000000, "1 MB")]
 
 
@@ -69,14 +75,14 @@ def publish_backlog(b, tag, size, count):
         for i in range(start, min(count, start + 200)):
             e = "%s-%07d" % (tag, i)
             ids.append(e)
-            msgs.append({"exchange": "amq.topic", "routing_key": "bench.size",
+            msgs.append({"exchange": "amq.topic", "routing_key": "bench.size", "message_id": e,
                          "body": json.dumps({"id": e, "n": i, "pad": pad})})
         b.rabbit.publish_many(msgs, timeout=600)
     return ids
 
 
-def one_run(b, label, binary, size, count):
-    tag = "%s-%d" % (label, size)
+def one_run(b, label, binary, size, count, rnd):
+    tag = "%s-%d-%d" % (label, size, rnd)
     ids = publish_backlog(b, tag, size, count)
     broker = b.amqp_broker(name="rabbit")
     for k in ("prefetch", "batch_size", "batch_linger_ms"):
@@ -84,6 +90,9 @@ def one_run(b, label, binary, size, count):
     if BUDGET and binary is None:
         broker["max_inflight_bytes"] = int(BUDGET)
     route = obtest.applied_route(tag.replace("-", "_"), "q-size", sql_table="bench")
+    if not DECODE:
+        route.update(event_id="property:message_id", params=["route", "event_id"],
+                     sql="INSERT INTO bench (route, event_id) VALUES ($1, $2)")
     b.write_config([("10-rabbit.conf", broker, [route])], log_level="warning")
     saved = obtest.BIN
     obtest.BIN = binary or saved
@@ -113,12 +122,20 @@ def main():
     rows = []
     for size, name in SIZES:
         count = min(MAX_COUNT, max(1, TOTAL // size))
-        for label, binary in runs:
-            sec, worker_kb, total_kb = one_run(b, label, binary, size, count)
-            rows.append((name, count, label, worker_kb, total_kb, count / sec, count * size / sec / 1e6))
-            print("%s x %d (%s): %.1f s" % (name, count, label, sec), flush=True)
+        got = {}
+        for rnd in range(ROUNDS):
+            for label, binary in (runs if rnd % 2 == 0 else runs[::-1]):
+                sec, worker_kb, total_kb = one_run(b, label, binary, size, count, rnd)
+                got.setdefault(label, []).append((worker_kb, total_kb, sec))
+                print("%s x %d (%s, round %d): %.1f s, worker peak %d kB" % (name, count, label, rnd + 1, sec,
+                                                                          worker_kb), flush=True)
+        for label, _ in runs:
+            med = lambda k: sorted(x[k] for x in got[label])[len(got[label]) // 2]  # noqa: E731
+            sec = med(2)
+            rows.append((name, count, label, med(0), med(1), count / sec, count * size / sec / 1e6))
     print("machine: %d cores; a backlog drained by one AMQP worker with the default prefetch and batch_size; "
-          "max_inflight_bytes %s" % (os.cpu_count(), BUDGET or "default"))
+          "max_inflight_bytes %s; payload %s; medians of %d rounds"
+          % (os.cpu_count(), BUDGET or "default", "decoded" if DECODE else "not decoded", ROUNDS))
     print("%-8s %8s %-6s %16s %18s %10s %8s" % ("message", "count", "code", "worker peak MB", "all processes MB",
                                                "msgs/s", "MB/s"))
     for name, count, label, wkb, tkb, rate, mbs in rows:
