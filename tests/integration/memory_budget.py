@@ -6,7 +6,8 @@ budget of 2 MiB. Every event is applied exactly once, and each worker's
 peak resident set stays below its base plus a stated overhead: the
 deliveries it holds (the budget plus one message) counted three times
 (the body, its decoded value tree, and allocator slack). Without the
-budget the AMQP worker held a whole batch (about 600 MB with 200)."""
+budget (before max_inflight_bytes) the AMQP worker took the whole backlog
+into one batch and peaked at 333 MB. About 30 s."""
 import json
 import subprocess
 
