@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* AMQP 0-9-1 (RabbitMQ) adapter on rabbitmq-c: consumes the routes' queues
  * with manual acks (no_ack=0) and a prefetch window, gathers deliveries into
- * batches (batch_size, batch_linger_ms), hands each batch to the core and,
+ * batches (batch_size, batch_linger_ms, and max_inflight_bytes of payload:
+ * the worker's memory budget), hands each batch to the core and,
  * only after COMMIT, acks it with one basic.ack(multiple). Unsettled
  * messages are nacked with requeue. A transient failure while the database
  * still answers (a lock or statement timeout, a serialization failure) keeps
@@ -57,6 +58,7 @@ struct amqpc_session {
 	size_t n_queues;
 	struct delivery *batch;
 	size_t n;
+	size_t bytes;          /* payload bytes of the batch */
 	struct message *msgs;
 	enum apply_outcome *outcome;
 	struct backoff broker_backoff;
@@ -286,12 +288,26 @@ other_frame(struct amqpc_session *s)
 	}
 }
 
+/* Whether the batch is full: batch_size deliveries, or max_inflight_bytes
+ * of payload (the memory budget: a single larger message goes alone). */
+static bool
+batch_full(const struct amqpc_session *s)
+{
+	const struct amqpc_broker_cfg *c = amqpc_broker_cfg(s->b);
+
+	return (int64_t)s->n >= c->batch_size || (int64_t)s->bytes >= c->max_inflight_bytes;
+}
+
 /* Gather up to batch_size deliveries. Batches size themselves: after the
  * first delivery the batch takes what has already arrived, and waits up to
  * batch_linger_ms for more only while the previous batch was full (the
  * broker is sending faster than we commit). At low rates every message is
- * applied at once; at high rates batches fill up. Returns -1 when the
- * connection was lost. */
+ * applied at once; at high rates batches fill up. A full batch stops
+ * reading: what the broker sent ahead within the prefetch window waits in
+ * the socket, not in this process. rabbitmq-c reads body frames into the
+ * channel's pool and copies them into the delivery's own body, so the pool
+ * is released after every delivery, not only once per batch. Returns -1
+ * when the connection was lost. */
 static int
 gather_batch(struct amqpc_session *s)
 {
@@ -299,7 +315,8 @@ gather_batch(struct amqpc_session *s)
 	int64_t deadline = 0;
 
 	amqp_maybe_release_buffers(s->conn);
-	while ((int64_t)s->n < amqpc_broker_cfg(b)->batch_size) {
+	s->bytes = 0;
+	while (!batch_full(s)) {
 		int64_t wait_ms = s->n == 0 ? IDLE_WAIT_MS : deadline - now_ms();
 		struct timeval tv;
 		amqp_rpc_reply_t r;
@@ -315,7 +332,9 @@ gather_batch(struct amqpc_session *s)
 		memset(d, 0, sizeof(*d));
 		r = amqp_consume_message(s->conn, &d->env, &tv, 0);
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+			amqp_maybe_release_buffers_on_channel(s->conn, CHANNEL);
 			delivery_fill(s, d);
+			s->bytes += d->env.message.body.len;
 			if (s->n++ == 0)
 				deadline = now_ms() + (s->last_full ? amqpc_broker_cfg(b)->batch_linger_ms : 0);
 			continue;
@@ -335,7 +354,7 @@ gather_batch(struct amqpc_session *s)
 		amqpc_reply_ok(r, "receive a message");
 		return -1;
 	}
-	s->last_full = (int64_t)s->n >= amqpc_broker_cfg(b)->batch_size;
+	s->last_full = batch_full(s);
 	return 0;
 }
 

@@ -39,6 +39,8 @@ const struct cfg_key amqpc_broker_keys[] = {
 	    "most deliveries applied in one transaction" },
 	{ "batch_linger_ms", CFG_INT, B(batch_linger_ms), false, NULL, 20, 0, 60000, 0, NULL,
 	    "how long a batch waits for more deliveries before it is applied" },
+	{ "max_inflight_bytes", CFG_INT, B(max_inflight_bytes), false, NULL, 33554432, 1024, 1099511627776LL, 0, NULL,
+	    "payload bytes the worker reads ahead and holds in a batch; a batch closes when it reaches them" },
 	CFG_END
 };
 

@@ -24,6 +24,7 @@ struct amqpc_broker_cfg {
 	int64_t prefetch;
 	int64_t batch_size;
 	int64_t batch_linger_ms;
+	int64_t max_inflight_bytes; /* payload bytes a batch may hold; one larger message goes alone */
 	char *outbox_exchange;   /* group "outbox": exchange of rows that name none */
 	char **hosts;            /* further nodes of a cluster (adapters/amqp_endpoints.h) */
 	size_t n_hosts;

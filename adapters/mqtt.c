@@ -562,6 +562,25 @@ client_renew(struct mqtt_session *s)
 	return 0;
 }
 
+/* The memory budget, MQTT 5: the worker holds one message at a time (the
+ * callback) and paho reads nothing more while it runs, so what the broker
+ * sends ahead waits in the socket and at the broker. Receive Maximum bounds
+ * it: max_inflight_bytes over the largest payload a route takes, at least
+ * one. MQTT 3.1.1 has no such property: the broker's own in-flight limit
+ * applies (Mosquitto: max_inflight_messages, 20). */
+static void
+receive_maximum(struct mqtt_session *s)
+{
+	MQTTProperty p = { .identifier = MQTTPROPERTY_CODE_RECEIVE_MAXIMUM };
+	int64_t payload = s->w->settings->max_payload > 0 ? s->w->settings->max_payload : 1;
+	int64_t n = mqtt_broker_cfg(s->b)->max_inflight_bytes / payload;
+
+	p.value.integer2 = (unsigned short)(n < 1 ? 1 : n > 65535 ? 65535 : n);
+	MQTTProperties_add(&s->connect_props, &p);
+	log_debug("receive maximum %u (max_inflight_bytes %lld, limits.max_payload %lld)", p.value.integer2,
+	    (long long)mqtt_broker_cfg(s->b)->max_inflight_bytes, (long long)payload);
+}
+
 static int
 session_init(struct mqtt_session *s)
 {
@@ -597,6 +616,8 @@ session_init(struct mqtt_session *s)
 		p.value.integer4 = (unsigned int)c->session_expiry;
 		MQTTProperties_add(&s->connect_props, &p);
 	}
+	if (c->mqtt_version == 5)
+		receive_maximum(s);
 	return client_new(s, &s->client);
 }
 

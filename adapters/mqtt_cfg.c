@@ -40,6 +40,8 @@ const struct cfg_key mqtt_broker_keys[] = {
 	    "MQTT: subscription QoS; 1 is the only one that gives the guarantee" },
 	{ "workers", CFG_INT, B(workers), false, NULL, 1, 1, 64, 0, NULL,
 	    "MQTT: worker processes sharing the routes' subscriptions (use \"$share/GROUP/filter\" topics)" },
+	{ "max_inflight_bytes", CFG_INT, B(max_inflight_bytes), false, NULL, 33554432, 1024, 1099511627776LL, 0, NULL,
+	    "MQTT 5: payload bytes the broker may send a worker ahead (Receive Maximum: this over limits.max_payload)" },
 	CFG_END
 };
 

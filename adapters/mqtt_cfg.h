@@ -28,6 +28,7 @@ struct mqtt_broker_cfg {
 	int64_t session_expiry;
 	int64_t qos;
 	int64_t workers;
+	int64_t max_inflight_bytes; /* MQTT 5: Receive Maximum is this over limits.max_payload */
 };
 
 /* The MQTT part of a route (struct route's proto). */

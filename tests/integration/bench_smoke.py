@@ -22,6 +22,7 @@ RUNS = [
     ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 2),
     ("scaleout_bench.py", {"BENCH_COUNT": "300", "BENCH_INSTANCES": "1,2"}, "speed-up", 4),
     ("rss_bench.py", {"BENCH_RSS_COUNT": "2000"}, "RSS change", 1),
+    ("msgsize_bench.py", {"BENCH_MSGSIZE_BYTES": "2000000", "BENCH_MSGSIZE_MAX_COUNT": "300"}, "worker peak MB", 3),
     ("dedupe_bench.py", {"BENCH_DEDUPE_SIZES": "1000,3000", "BENCH_COUNT": "1000", "BENCH_ROUNDS": "2"}, "primary key MB", 0),
     ("retention_bench.py", {"BENCH_SIZES": "2000,4000", "BENCH_SECONDS": "0.5"}, "claims/s while pruning", 0),
 ]
