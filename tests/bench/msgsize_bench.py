@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of memory against message size: a backlog of messages of
 1 KB, 100 KB and 1 MB waiting in a queue, drained by one AMQP worker into
 PostgreSQL. For each size: the worker's peak resident set (VmHWM), the

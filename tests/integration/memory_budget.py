@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The memory budget (max_inflight_bytes) holds whatever the message sizes,
 real RabbitMQ and Mosquitto: 100 events of 1 MB and 3 of 3 MB (larger than
 the budget: each passes alone) through AMQP, waiting in the queue as a
