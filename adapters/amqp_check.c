@@ -336,6 +336,8 @@ queue_seen(const struct broker *b, size_t i, const char *queue, bool *declared)
 	bool seen = false;
 
 	*declared = false;
+	if (queue == NULL)
+		return false;
 	for (size_t k = 0; k < b->n_routes; k++) {
 		const struct amqpc_route_cfg *rc = amqpc_route_cfg(&b->routes[k]);
 
