@@ -125,8 +125,13 @@ if [ -x build-asan/oncebridge ]; then
 	# shellcheck disable=SC2086
 	check "sanitizers: every test ran and reported at least as many results as in the normal build" \
 		bash -c "$(declare -f results_of compare_results); compare_results $tests"
+	# LeakSanitizer's "Running thread N was not suspended. False leaks are
+	# possible." alone is a note, not a finding: a worker forked by a
+	# process that had a thread running (the round-trip watchdog) inherits
+	# ASan's list of threads, that thread included, though fork() did not
+	# copy it. Any other line, a leak report among them, fails.
 	check "sanitizers: no report from any process of the suite" \
-		bash -c "if ls $sandir/* > /dev/null 2>&1; then head -60 $sandir/*; exit 1; fi"
+		bash -c "found=\$(cat $sandir/* 2> /dev/null | grep -v -e '^==[0-9]*==Running thread [0-9]* was not suspended. False leaks are possible.\$' -e '^\$'); if [ -n \"\$found\" ]; then head -60 $sandir/*; exit 1; fi"
 	rm -rf "$sandir"
 fi
 
