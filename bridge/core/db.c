@@ -200,12 +200,9 @@ notice_to_log(void *arg, const char *message)
 }
 
 PGconn *
-db_open(const struct settings *s, const char *appname)
+db_connect_params(const struct settings *s, const char *appname)
 {
 	const char *keys[4 + PEER_DEFAULTS_MAX], *values[4 + PEER_DEFAULTS_MAX];
-	char timeout[64];
-	PGconn *conn;
-	PGresult *res;
 	int k = 0;
 
 	/* before dbname: what the conninfo sets overrides them */
@@ -220,9 +217,18 @@ db_open(const struct settings *s, const char *appname)
 	}
 	keys[k] = NULL;
 	values[k] = NULL;
+	return PQconnectdbParams(keys, values, 1);
+}
+
+PGconn *
+db_open(const struct settings *s, const char *appname)
+{
+	char timeout[64];
+	PGconn *conn;
+	PGresult *res;
 
 	rt_configure(s);
-	conn = PQconnectdbParams(keys, values, 1);
+	conn = db_connect_params(s, appname);
 	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char *msg = xstrdup(PQerrorMessage(conn));

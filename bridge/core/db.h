@@ -18,6 +18,11 @@ struct broker;
 
 #define ONCEBRIDGE_SCHEMA_VERSION 5
 
+/* The connection as the daemon's sessions make it (the conninfo, libpq's
+ * dead-peer defaults, application_name, the password), not yet checked:
+ * the caller looks at PQstatus(). */
+PGconn *db_connect_params(const struct settings *s, const char *appname);
+
 /* Connect as application_name appname and check the schema version.
  * Returns a ready connection, or NULL after logging why (the caller backs
  * off and tries again). */

@@ -19,7 +19,6 @@
 #include "bridge/common/util.h"
 #include "bridge/config/settings.h"
 #include "bridge/core/db.h"
-#include "bridge/core/peer_defaults.h"
 #include "bridge/daemon/check.h"
 
 #define BYTEA_OID 17
@@ -119,23 +118,9 @@ out:
 PGconn *
 check_db_connect(const struct settings *s, const char *appname, char **why)
 {
-	const char *keys[4 + PEER_DEFAULTS_MAX], *values[4 + PEER_DEFAULTS_MAX];
-	PGconn *conn;
-	int k = 0;
+	/* as the daemon's sessions: its dead-peer defaults too */
+	PGconn *conn = db_connect_params(s, appname);
 
-	/* as the daemon's sessions (bridge/core/db.c): its dead-peer defaults too */
-	peer_defaults(s->db_conninfo, keys, values, &k);
-	keys[k] = "dbname";
-	values[k++] = s->db_conninfo;
-	keys[k] = "application_name";
-	values[k++] = appname;
-	if (s->db_password) {
-		keys[k] = "password";
-		values[k++] = s->db_password;
-	}
-	keys[k] = NULL;
-	values[k] = NULL;
-	conn = PQconnectdbParams(keys, values, 1);
 	if (PQstatus(conn) == CONNECTION_OK)
 		return conn;
 	*why = xstrdup(PQerrorMessage(conn));
