@@ -107,18 +107,59 @@ claim_arrays(struct core *c, const struct item *items, size_t n, size_t *pos, co
 	return np;
 }
 
-/* Mark the claimed items IT_NEW (positions returned) or IT_DUP. */
-static void
-claim_marks(const PGresult *res, struct item *items, const size_t *pos, size_t np)
+static uint64_t
+pair_hash(const char *consumer, const char *event_id)
 {
-	for (size_t k = 0; k < np; k++)
-		items[pos[k]].state = IT_DUP;
-	for (int r = 0; r < PQntuples(res); r++) {
-		long ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 
-		if (ord >= 1 && (size_t)ord <= np)
-			items[pos[ord - 1]].state = IT_NEW;
+	for (const char *p = consumer; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (const char *p = event_id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+/* Mark the claimed items: IT_NEW for the first item of each pair the
+ * claim returned, IT_DUP for the others. The pending items' positions go
+ * into an open-addressing table keyed by their pair, first occurrence
+ * only. */
+static void
+claim_marks(struct core *c, const PGresult *res, struct item *items, const size_t *pos, size_t np)
+{
+	size_t cap = 16, *slot;
+
+	while (cap < 2 * np)
+		cap *= 2;
+	slot = xcalloc(cap, sizeof(size_t)); /* item index + 1; 0: empty */
+	for (size_t k = 0; k < np; k++) {
+		const struct item *it = &items[pos[k]];
+		size_t h = (size_t)pair_hash(c->broker->routes[it->route].name, it->event_id) & (cap - 1);
+
+		items[pos[k]].state = IT_DUP;
+		for (; slot[h]; h = (h + 1) & (cap - 1)) {
+			const struct item *o = &items[slot[h] - 1];
+
+			if (o->route == it->route && strcmp(o->event_id, it->event_id) == 0)
+				break;
+		}
+		if (!slot[h])
+			slot[h] = pos[k] + 1;
 	}
+	for (int r = 0; r < PQntuples(res); r++) {
+		const char *consumer = PQgetvalue(res, r, 0), *event_id = PQgetvalue(res, r, 1);
+		size_t h = (size_t)pair_hash(consumer, event_id) & (cap - 1);
+
+		for (; slot[h]; h = (h + 1) & (cap - 1)) {
+			struct item *it = &items[slot[h] - 1];
+
+			if (strcmp(it->event_id, event_id) == 0 && strcmp(c->broker->routes[it->route].name, consumer) == 0) {
+				it->state = IT_NEW;
+				break;
+			}
+		}
+	}
+	free(slot);
 }
 
 /* Claim the pending items; mark each IT_NEW or IT_DUP. */
@@ -134,7 +175,7 @@ claim_pending(struct core *c, struct item *items, size_t n, struct stmt_result *
 	if (np > 0) {
 		ok = exec_prepared(c, "ob_dedupe", 2, values, NULL, NULL, sr, &res);
 		if (ok) {
-			claim_marks(res, items, pos, np);
+			claim_marks(c, res, items, pos, np);
 			PQclear(res);
 		}
 	}
@@ -493,7 +534,7 @@ tx_pipelined(struct core *c, struct item *items, size_t n, struct stmt_result *s
 	if (np > 0) {
 		res = pipe_next(conn);
 		if (pipe_ok(c, res, sr) && ok)
-			claim_marks(res, items, pos, np);
+			claim_marks(c, res, items, pos, np);
 		else
 			ok = false;
 		PQclear(res);

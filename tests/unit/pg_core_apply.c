@@ -115,6 +115,39 @@ test_two_routes(void)
 	is_int(fx_applied(&fx, "r_a", "ap-b3"), 1, "two routes: the other route applied the dead-lettered event");
 }
 
+/* A full batch on two routes mixing new events, events claimed by an
+ * earlier batch and second copies within the batch: the claim's answer
+ * (the pairs it inserted) is mapped back to the first copy of each. */
+static void
+test_mixed_batch(void)
+{
+	size_t id[50];
+	char ev[32];
+	int wrong = 0;
+
+	for (int i = 0; i < 15; i++) {
+		snprintf(ev, sizeof(ev), "ap-m%02d", i);
+		fx_event("q.both", ev, i);
+	}
+	is_int(fx_step(&fx), APPLY_OK, "mixed batch: fifteen events commit first");
+	for (int i = 0; i < 35; i++) { /* ap-m00..14 again, ap-m15..34 new */
+		snprintf(ev, sizeof(ev), "ap-m%02d", i);
+		id[i] = fx_event("q.both", ev, i);
+	}
+	for (int i = 35; i < 50; i++) { /* second copies of ap-m20..34 */
+		snprintf(ev, sizeof(ev), "ap-m%02d", i - 15);
+		id[i] = fx_event("q.both", ev, i - 15);
+	}
+	is_int(fx_step(&fx), APPLY_OK, "mixed batch: a batch of fifty messages commits");
+	for (int i = 0; i < 50; i++)
+		wrong += null_record(id[i])->outcome != (i >= 15 && i < 35 ? OUTCOME_APPLIED : OUTCOME_DUPLICATE);
+	is_int(wrong, 0, "mixed batch: the first copy of each new event is applied, every other message is a duplicate");
+	is_int(fx_long(&fx, "SELECT count(*) FROM applied WHERE event_id LIKE 'ap-m%'", NULL, NULL), 70,
+	    "mixed batch: 35 events applied once on each of two routes");
+	is_int(fx_long(&fx, "SELECT count(DISTINCT (route, event_id)) FROM applied WHERE event_id LIKE 'ap-m%'", NULL, NULL), 70,
+	    "mixed batch: no (route, event) applied twice");
+}
+
 static void
 test_savepoints(void)
 {
@@ -279,6 +312,7 @@ main(int argc, char **argv)
 	test_claims();
 	test_duplicates();
 	test_two_routes();
+	test_mixed_batch();
 	test_savepoints();
 	test_poison_sql();
 	test_poison_input();
