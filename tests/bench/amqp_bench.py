@@ -9,9 +9,13 @@ persistent, fsync on):
   per message;
 * oncebridge with its defaults (batches of 500, linger 20 ms).
 
-For each oncebridge row: messages/s while draining a preloaded queue,
-publish-to-COMMIT latency p50/p99 at half that rate, and the worker's peak
-RSS. Not a pass/fail test."""
+The ceiling and oncebridge are measured in turns, BENCH_ROUNDS times
+(default 3): ceiling, oncebridge, ceiling, ..., ceiling; each round's
+ratio is oncebridge over the mean of the ceilings right before and after
+it, and the medians are printed. Then publish-to-COMMIT latency p50/p99 at
+half the median rate, the worker's peak RSS, and where the cores went: CPU
+microseconds per message of each process group (tests/bench/cpuacct.py),
+for the ceiling and for oncebridge. Not a pass/fail test."""
 import json
 import os
 import random
@@ -20,12 +24,14 @@ import subprocess
 import sys
 import time
 
+import cpuacct
 import obtest
 import oncetest as ot
 
 CEILING = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench", "amqp_consume_ceiling")
 PUBLISHER = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench", "amqp_publish_ceiling")
 COUNT = int(os.environ.get("BENCH_COUNT", "40000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DUP = 0.10
 
 
@@ -43,14 +49,19 @@ def messages(n, prefix, t_field=False):
     return ids, out
 
 
-def drain_rate(b, route, n, started, timeout=600):
+def drain_rate(b, route, n, started, timeout=600, cpu=None):
     """Events per second from the first applied event (start-up is not
     counted) until all n are applied; from started when the whole run was
-    quicker than the first look."""
+    quicker than the first look. With cpu (a dict), the CPU per event of
+    each process group over the same span goes into it."""
     c0 = ot.wait_until(lambda: obtest.applied_events(b.pg, route, "bench"), 120, interval=0.01, desc="first event")
     t0 = time.time()
+    backends = [r[0] for r in b.pg.execute("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'oncebridge/%'")]
+    s0 = cpuacct.sample(b.dir, backends)
     ot.wait_until(lambda: obtest.applied_events(b.pg, route, "bench") >= n, timeout, interval=0.05,
                   desc="%s drained" % route)
+    if cpu is not None and c0 < n:
+        cpu.update(cpuacct.per_message(s0, cpuacct.sample(b.dir, backends), n - c0))
     return (n - c0) / (time.time() - t0) if c0 < n else n / (time.time() - started)
 
 
@@ -75,7 +86,10 @@ def pct(values, p):
     return values[min(len(values) - 1, int(len(values) * p / 100.0))]
 
 
-def run_bridge(b, name, batch_size, linger_ms, ids, msgs):
+def run_bridge(b, name, batch_size, linger_ms, ids, msgs, lat_rate=None):
+    """Drain msgs through oncebridge; with lat_rate, then measure latency
+    at that rate. Returns messages/s, (achieved rate, latencies) or None,
+    peak RSS, and CPU microseconds per message by process group."""
     queue = "q-" + name
     b.rabbit.declare_queue(queue, keys=["bench." + name, "bench.lat." + name])
     route = {"name": name, "queue": queue, "event_id": "json:id",
@@ -91,14 +105,17 @@ def run_bridge(b, name, batch_size, linger_ms, ids, msgs):
     b.rabbit.publish_many(msgs)
     started = time.time()
     d = b.start()
-    # events/s, and messages/s (duplicates included) to compare with the
-    # ceiling, which drains the same kind of queue in messages/s
-    rate = drain_rate(b, name, len(ids), started) * len(msgs) / len(ids)
-    achieved, lat = latency(b, name + "-lat", name, rate / 2)
+    # messages/s, duplicates included, to compare with the ceiling, which
+    # drains the same kind of queue; CPU per message likewise
+    cpu = {}
+    per_event = len(msgs) / len(ids)
+    rate = drain_rate(b, name, len(ids), started, cpu=cpu) * per_event
+    cpu = {k: v / per_event for k, v in cpu.items()}
+    lat = latency(b, name + "-lat", name, lat_rate) if lat_rate else None
     rss = b.peak_rss_kb()
     d.terminate(timeout=30)
     obtest.ledger(b.pg, name, ids, table="bench")
-    return rate, achieved, lat, rss
+    return rate, lat, rss, cpu
 
 
 def main():
@@ -107,42 +124,63 @@ def main():
     b.pg.execute("CREATE TABLE bench (route text, event_id text, n int)")
     b.pg.execute("CREATE TABLE bench_lat (route text, event_id text, lat_ms float8)")
 
-    # two copies of the ceiling's queue, drained right before and right
-    # after the oncebridge row: the broker's and the disk's speed drift
+    # a copy of the ceiling's queue for every turn
     ids, msgs = messages(COUNT, "ceiling")
-    b.rabbit.declare_queue("q-ceiling", keys=["bench.ceiling"])
-    b.rabbit.declare_queue("q-ceiling2", keys=["bench.ceiling"])
+    for r in range(ROUNDS + 1):
+        b.rabbit.declare_queue("q-ceiling%d" % r, keys=["bench.ceiling"])
     b.rabbit.publish_many(msgs)
+    ceiling_cpu = {}
 
-    def ceiling(queue):
-        out = subprocess.run([CEILING, "127.0.0.1", str(b.rabbit.port), queue, str(len(msgs))],
+    def ceiling(r):
+        s0 = cpuacct.sample(b.dir)
+        out = subprocess.run([CEILING, "127.0.0.1", str(b.rabbit.port), "q-ceiling%d" % r, str(len(msgs))],
                              capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise RuntimeError("ceiling consumer failed: " + out.stderr)
+        for k, v in cpuacct.per_message(s0, cpuacct.sample(b.dir), len(msgs)).items():
+            ceiling_cpu.setdefault(k, []).append(v)
         return float(out.stdout.split()[2])
 
     naive_n = COUNT // 8
     ids, msgs_n = messages(naive_n, "naive")
-    naive = run_bridge(b, "naive", 1, 0, ids, msgs_n)
-    ids, msgs_b = messages(COUNT, "batched")
-    before = ceiling("q-ceiling")
-    batched = run_bridge(b, "batched", 500, 20, ids, msgs_b)
-    after = ceiling("q-ceiling2")
-    ceiling = (before + after) / 2
+    naive = run_bridge(b, "naive", 1, 0, ids, msgs_n, lat_rate=None)
+    ceilings, rates, cpus, rss = [ceiling(0)], [], [], 0
+    for r in range(ROUNDS):
+        ids, msgs_b = messages(COUNT, "batched%d" % r)
+        rate, _, peak, cpu = run_bridge(b, "batched%d" % r, 500, 20, ids, msgs_b)
+        rates.append(rate)
+        cpus.append(cpu)
+        rss = max(rss, peak)
+        ceilings.append(ceiling(r + 1))
+    ratios = [rates[r] / ((ceilings[r] + ceilings[r + 1]) / 2) for r in range(ROUNDS)]
+    rate, ceil = statistics.median(rates), statistics.median(ceilings)
+    ids, msgs_l = messages(max(10, COUNT // 10), "latency")
+    _, (achieved, lat), _, _ = run_bridge(b, "latency", 500, 20, ids, msgs_l, lat_rate=rate / 2)
+    ids, msgs_nl = messages(10, "naivelat")
+    _, (n_achieved, n_lat), _, _ = run_bridge(b, "naivelat", 1, 0, ids, msgs_nl, lat_rate=naive[0] / 2)
 
     print("machine: %d cores; %d events (naive: %d) of ~200 bytes, +%d%% duplicate messages, persistent, fsync on"
           % (os.cpu_count(), COUNT, naive_n, DUP * 100))
     print("rates are messages/s, duplicates included (events/s = messages/s / %.2f); latency: publish -> COMMIT"
-          % (len(msgs_b) / len(ids)))
-    print("ceiling: the mean of %.0f (right before the oncebridge row) and %.0f (right after)" % (before, after))
+          % (len(msgs_b) / COUNT))
+    print("%d rounds in turns; ceilings %s; oncebridge %s; ratios %s" % (
+        ROUNDS, " ".join("%.0f" % c for c in ceilings), " ".join("%.0f" % x for x in rates),
+        " ".join("%.0f%%" % (100 * x) for x in ratios)))
     print("%-42s %11s %13s %7s %10s %9s %9s %9s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "at rate/s",
                                                      "p50 ms", "p99 ms", "peak RSS"))
-    print("%-42s %11.0f" % ("AMQP broker ceiling (consume + ack, no DB)", ceiling))
-    for label, (rate, achieved, lat, rss) in (("naive: commit + ack per message", naive),
-                                              ("oncebridge AMQP -> PostgreSQL", batched)):
-        print("%-42s %11.0f %13.0f %6.0f%% %10.0f %9.1f %9.1f %6d kB" % (
-            label, ceiling, rate, 100 * rate / ceiling, achieved, statistics.median(lat), pct(lat, 99), rss))
-    print("oncebridge / naive: %.1fx" % (batched[0] / naive[0]))
+    print("%-42s %11.0f" % ("AMQP broker ceiling (consume + ack, no DB)", ceil))
+    print("%-42s %11.0f %13.0f %6.0f%% %10.0f %9.1f %9.1f %6d kB" % (
+        "naive: commit + ack per message", ceil, naive[0], 100 * naive[0] / ceil, n_achieved,
+        statistics.median(n_lat), pct(n_lat, 99), naive[2]))
+    print("%-42s %11.0f %13.0f %6.0f%% %10.0f %9.1f %9.1f %6d kB" % (
+        "oncebridge AMQP -> PostgreSQL (median)", ceil, rate, 100 * statistics.median(ratios), achieved,
+        statistics.median(lat), pct(lat, 99), rss))
+    print("oncebridge / naive: %.1fx" % (rate / naive[0]))
+    med = {k: statistics.median(v) for k, v in ceiling_cpu.items()}
+    print("CPU us per message, ceiling:    %s" % cpuacct.fmt(med))
+    keys = set().union(*cpus)
+    med = {k: statistics.median([c.get(k, 0.0) for c in cpus]) for k in keys}
+    print("CPU us per message, oncebridge: %s" % cpuacct.fmt(med))
     return 0
 
 
