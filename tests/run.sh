@@ -39,7 +39,9 @@ for trs in $(find tests -name '*.trs' | sort); do
 		tail -60 "$log"
 	fi
 done
-echo "test suite took $(( $(date +%s) - start )) s"
+echo "test suite took $(( $(date +%s) - start )) s; the slowest tests:"
+grep -H '^# took ' $(find tests -name '*.log') 2> /dev/null | sed 's/:# took / /' | sort -k2 -n -r | head -12 |
+	awk '{ printf "#   %4d s  %s\n", $2, $1 }' || true
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	# make check failed without a failing test result: count it
 	tail -20 check.out

@@ -15,6 +15,7 @@ class TAP:
     """Minimal TAP producer; the plan is printed at the end by done()."""
 
     def __init__(self, out=None):
+        self._started = time.monotonic()
         self.out = out or sys.stdout
         self.n = 0
         self.failed = 0
@@ -74,6 +75,8 @@ class TAP:
         while _done_hooks:
             _done_hooks.pop(0)(self)
         self._emit('1..%d' % self.n)
+        # read by tests/run.sh, which lists the slowest tests
+        self._emit('# took %.0f s' % (time.monotonic() - self._started))
         return 0 if (self.n > 0 and self.failed == 0) else 1
 
     def bail(self, msg):
