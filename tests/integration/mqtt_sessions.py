@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+"""No loss when the set of MQTT sessions changes (adapters/mqtt_retire.c):
+
+* upgrade: a setup that ran one plain session (workers = 1, the old
+  default) has messages queued in it while the daemon is stopped; started
+  with the new default (4 workers on $share/), every queued message is
+  applied exactly once and the old session is gone from the broker;
+* fewer workers (MQTT 3.1.1): 4 workers on a shared group, stopped while
+  messages are dealt to their offline sessions, then started with
+  workers = 1: every message is applied exactly once and the four old
+  sessions are gone (nothing is queued for them any more).
+
+A session's presence is read from the broker itself: an MQTT 5 connect with
+clean start off reports whether the broker had one (and, with session
+expiry 0, ends it)."""
+import threading
+
+import obtest
+import oncetest as ot
+
+t = ot.TAP()
+b = obtest.MQTTBridge("mqtt-sessions")
+b.start_servers()
+obtest.applied_table(b.pg)
+
+
+def session_present(client_id):
+    """Whether Mosquitto holds a session for client_id."""
+    import paho.mqtt.client as mqtt
+    got, ready = {}, threading.Event()
+
+    def on_connect(client, userdata, flags, rc, properties=None):
+        got["present"] = bool(flags.get("session present"))
+        ready.set()
+
+    c = mqtt.Client(client_id, protocol=mqtt.MQTTv5)
+    c.on_connect = on_connect
+    c.connect("127.0.0.1", b.mqtt.port, clean_start=False)
+    c.loop_start()
+    ready.wait(10)
+    c.disconnect()
+    c.loop_stop()
+    return got.get("present")
+
+
+def run(broker, route, n_queued, n_live, prefix, subscribed, retired):
+    """Start with broker while n_queued messages wait in the old sessions,
+    publish n_live more once running; every event applied once."""
+    topic = "%s/dev1/reading" % prefix
+    ids_q, items_q = obtest.mqtt_stream(n_queued, topic=topic, dup_ratio=0.1, prefix=prefix + "-q")
+    ids_l, items_l = obtest.mqtt_stream(n_live, topic=topic, dup_ratio=0.1, prefix=prefix + "-l")
+    b.mqtt.publish_many(items_q, protocol=ot.MQTTv5)
+    b.write_config([("10-mosq.conf", broker, [route])])
+    d = b.start()
+    b.wait_subscribed(count=subscribed)
+    t.eventually(lambda: obtest.applied_events(b.pg, route["name"]) >= n_queued, 45,
+                 "%s: the %d messages queued in the old sessions are applied" % (prefix, n_queued))
+    b.mqtt.publish_many(items_l, protocol=ot.MQTTv5)
+    t.eventually(lambda: obtest.applied_events(b.pg, route["name"]) >= n_queued + n_live, 45,
+                 "%s: the %d messages published after the start are applied" % (prefix, n_live))
+    t.eventually(lambda: d.log().count("retired the MQTT session") >= retired, 30,
+                 "%s: the %d old sessions were retired" % (prefix, retired))
+    obtest.exactly_once(t, b.pg, route["name"], ids_q + ids_l)
+    t.is_(d.terminate(timeout=20), 0, "%s: clean stop" % prefix)
+
+
+# (a) upgrade from one plain session to the default
+up = obtest.mqtt_route("up", "up/+/reading")
+b.write_config([("10-mosq.conf", b.mqtt_broker(client_id="ob-up", workers=1), [up])])
+d = b.start()
+b.wait_subscribed()
+d.terminate(timeout=20)
+run(b.mqtt_broker(client_id="ob-up", workers=None), up, 300, 200, "up", 4, 1)
+log = b.logs()
+t.ok('subscribed to "$share/ob-up/up/+/reading"' in log, "the default subscribes $share/CLIENT_ID/filter")
+t.ok(not session_present("ob-up"), "the old plain session \"ob-up\" is gone from the broker")
+
+# (b) from 4 workers on a shared group down to 1, MQTT 3.1.1
+down = obtest.mqtt_route("down", "down/+/reading")
+b.write_config([("10-mosq.conf", b.mqtt_broker(client_id="ob-dn", workers=4, mqtt_version=4), [down])])
+d = b.start()
+b.wait_subscribed(count=4)
+d.terminate(timeout=20)
+run(b.mqtt_broker(client_id="ob-dn", workers=1, mqtt_version=4), down, 400, 100, "down", 1, 4)
+gone = [i for i in range(4) if not session_present("ob-dn-%d" % i)]
+t.is_(gone, [0, 1, 2, 3], "the four old sessions \"ob-dn-N\" are gone from the broker")
+raise SystemExit(t.done())
