@@ -303,11 +303,25 @@ on_connect5(void *ctx, MQTTAsync_successData5 *r)
 	subscribe_all(ctx, r->alt.connect.serverURI, r->alt.connect.sessionPresent);
 }
 
+/* An old session's connect failed: the worker's own session reports the
+ * broker's trouble; this one is tried again later (adapters/mqtt_retire.c). */
+static bool
+retire_connect_failed(struct mqtt_session *s, const char *reason)
+{
+	if (s->mode == SESSION_OWN)
+		return false;
+	log_debug("could not connect as \"%s\" to retire it: %s", s->client_id, reason);
+	set_state(s, ST_LOST);
+	return true;
+}
+
 static void
 on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	struct mqtt_session *s = ctx;
 
+	if (retire_connect_failed(s, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1)))
+		return;
 	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
 	    mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
@@ -319,6 +333,9 @@ on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
+	if (retire_connect_failed(s, r == NULL ? "no reason given" : r->message ? r->message
+	    : MQTTReasonCode_toString(r->reasonCode)))
+		return;
 	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message
 	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1),
@@ -500,6 +517,8 @@ start_connect(struct mqtt_session *s)
 	}
 	set_state(s, ST_CONNECTING);
 	rc = MQTTAsync_connect(s->client, o);
+	if (rc != MQTTASYNC_SUCCESS && retire_connect_failed(s, MQTTAsync_strerror(rc)))
+		return -1;
 	if (rc != MQTTASYNC_SUCCESS) {
 		repeat_fail("broker", NULL, "could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
 		set_state(s, ST_LOST);
@@ -759,12 +778,6 @@ enum conn_state
 mqtt_session_state(struct mqtt_session *s)
 {
 	return get_state(s);
-}
-
-void
-mqtt_session_set_state(struct mqtt_session *s, enum conn_state st)
-{
-	set_state(s, st);
 }
 
 bool

@@ -308,7 +308,10 @@ connect_as(struct worker *w, const char *client_id, enum session_mode mode)
 
 /* Steps 1-3 of the file's comment for one client ID: 1 when it was
  * retired, 0 when the broker had no such session (the connect made one,
- * which is ended), -1 when that failed. */
+ * which is ended), -1 when that failed after the session was found, -2
+ * when there was nothing at stake: no connect went through (the broker
+ * or the worker is busy: the worker's own session tells of the broker's
+ * trouble), or the session was empty and only ending it failed. */
 static int
 retire_one(struct worker *w, const char *client_id, const struct strs *filters)
 {
@@ -316,7 +319,7 @@ retire_one(struct worker *w, const char *client_id, const struct strs *filters)
 	bool ok, present;
 
 	if (s == NULL)
-		return -1;
+		return -2;
 	present = mqtt_session_present(s);
 	ok = !present || (wait_quiet(w, s) && unsubscribe(w, s, filters) && wait_quiet(w, s));
 	mqtt_session_close(s);
@@ -324,7 +327,7 @@ retire_one(struct worker *w, const char *client_id, const struct strs *filters)
 		return -1;
 	s = connect_as(w, client_id, SESSION_CLEAN);
 	if (s == NULL)
-		return -1;
+		return present ? -1 : -2; /* nothing was held in it: no news */
 	mqtt_session_close(s);
 	return present ? 1 : 0;
 }
@@ -361,6 +364,12 @@ mqtt_retire_old(struct worker *w, const struct mqtt_session *own)
 
 		log_debug("retiring the MQTT session \"%s\", if the broker has it", ids.v[i]);
 		rc = retire_one(w, ids.v[i], &filters);
+		if (rc == -2) {
+			log_debug("could not retire the MQTT session \"%s\" (it held nothing, or could not be reached); "
+			    "trying again after the next connect", ids.v[i]);
+			failed++;
+			continue;
+		}
 		if (rc < 0) {
 			log_warn("could not retire the MQTT session \"%s\", which the configuration no longer uses; "
 			    "trying again after the next connect", ids.v[i]);

@@ -77,7 +77,6 @@ struct mqtt_session *mqtt_session_new(struct worker *w, const char *client_id, e
  * again), -1 on a fatal error. */
 int mqtt_session_connect(struct mqtt_session *s);
 enum conn_state mqtt_session_state(struct mqtt_session *s);
-void mqtt_session_set_state(struct mqtt_session *s, enum conn_state st);
 /* Whether the last CONNACK said the broker had the session. */
 bool mqtt_session_present(struct mqtt_session *s);
 /* Whether no message callback runs and none settled for quiet_ms. */
