@@ -227,18 +227,20 @@ def main():
 
     print("machine: %d cores; %d events (+10%% duplicate messages) per run, QoS 1, fsync on; medians of %d "
           "interleaved runs" % (os.cpu_count(), COUNT, ROUNDS))
-    print("oncebridge rates are messages/s, duplicates included (each is one transaction; events/s = that / 1.10)")
-    print("%-58s %12s %14s %7s %10s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "peak RSS"))
-    print("%-58s %12.0f" % ("MQTT broker ceiling (paho QoS 1 drain, no DB)", broker))
+    print("oncebridge rates are messages/s, duplicates included (each is one transaction; events/s = that / 1.10);")
+    print("N workers share one $share/ group; the ceiling beside each is N clients committing one event per "
+          "transaction at once; commit_delay in microseconds")
+    print("%-62s %12s %14s %7s %10s" % ("path", "ceiling/s", "oncebridge/s", "ratio", "peak RSS"))
+    print("%-62s %12.0f" % ("MQTT broker ceiling (paho QoS 1 drain, no DB)", broker))
     for k, v in batches.items():
-        print("%-58s %12.0f" % ("PostgreSQL, %d events per transaction" % k, v))
+        print("%-62s %12.0f" % ("PostgreSQL, %d events per transaction" % k, v))
     for dl in DELAYS:
-        setting = "defaults" if dl == "off" else "commit_delay %s us, commit_siblings %d" % (dl, SIBLINGS)
+        setting = "defaults" if dl == "off" else "commit_delay %s, siblings %d" % (dl, SIBLINGS)
         for n in WORKERS:
             ceil, rates, rss = gc[(dl, n)]
             c, r = statistics.median(ceil), statistics.median(rates)
-            print("%-58s %12.0f %14.0f %6.0f%% %7d kB" % (
-                "oncebridge MQTT, %d worker%s ($share), %s" % (n, "s" if n > 1 else "", setting), c, r,
+            print("%-62s %12.0f %14.0f %6.0f%% %7d kB" % (
+                "oncebridge MQTT, %d worker%s, %s" % (n, "s" if n > 1 else "", setting), c, r,
                 100 * r / c, rss))
         base = statistics.median(gc[(dl, WORKERS[0])][1])
         cbase = statistics.median(gc[(dl, WORKERS[0])][0])
@@ -246,8 +248,8 @@ def main():
             WORKERS[0], setting,
             ", ".join("%d: %.2fx" % (n, statistics.median(gc[(dl, n)][1]) / base) for n in WORKERS),
             ", ".join("%d: %.2fx" % (n, statistics.median(gc[(dl, n)][0]) / cbase) for n in WORKERS)))
-    print("%-58s %12.0f %14.0f %6.0f%% %7d kB" % (
-        "out of the box: %d QoS 1 messages, default broker file" % OOB_COUNT, oob_ceiling, oob_rate,
+    print("%-62s %12.0f %14.0f %6.0f%% %7d kB" % (
+        "out of the box: %d QoS 1 messages, default file" % OOB_COUNT, oob_ceiling, oob_rate,
         100 * oob_rate / oob_ceiling, oob_rss))
     print("(out of the box: the default is 4 workers on $share/; its ceiling is 4 clients at once, one run)")
     print("publish -> COMMIT, 1 worker, at %.0f/s (half its rate): p50 %.1f ms, p99 %.1f ms"
