@@ -36,6 +36,7 @@
  * so both apply one message at a time, in turn. */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,31 +247,50 @@ wait_quiet(struct worker *w, struct mqtt_session *s, int64_t limit_ms)
 }
 
 static void
+set_unsubscribed(struct mqtt_session *s, int v)
+{
+	pthread_mutex_lock(&s->mu);
+	s->unsubscribed = v;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int
+get_unsubscribed(struct mqtt_session *s)
+{
+	int v;
+
+	pthread_mutex_lock(&s->mu);
+	v = s->unsubscribed;
+	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+static void
 on_unsubscribe(void *ctx, MQTTAsync_successData *r)
 {
 	(void)r;
-	((struct mqtt_session *)ctx)->unsubscribed = 1;
+	set_unsubscribed(ctx, 1);
 }
 
 static void
 on_unsubscribe5(void *ctx, MQTTAsync_successData5 *r)
 {
 	(void)r;
-	((struct mqtt_session *)ctx)->unsubscribed = 1;
+	set_unsubscribed(ctx, 1);
 }
 
 static void
 on_unsubscribe_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	(void)r;
-	((struct mqtt_session *)ctx)->unsubscribed = -1;
+	set_unsubscribed(ctx, -1);
 }
 
 static void
 on_unsubscribe_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	(void)r;
-	((struct mqtt_session *)ctx)->unsubscribed = -1;
+	set_unsubscribed(ctx, -1);
 }
 
 /* UNSUBSCRIBE filters and wait for the UNSUBACK (a filter the session did
@@ -289,14 +309,14 @@ unsubscribe(struct worker *w, struct mqtt_session *s, const struct strs *filters
 		opts.onSuccess = on_unsubscribe;
 		opts.onFailure = on_unsubscribe_failure;
 	}
-	__atomic_store_n(&s->unsubscribed, 0, __ATOMIC_SEQ_CST);
+	set_unsubscribed(s, 0);
 	if (MQTTAsync_unsubscribeMany(s->client, (int)filters->n, filters->v, &opts) != MQTTASYNC_SUCCESS)
 		return false;
-	while (!*w->stop && now_ms() < deadline && __atomic_load_n(&s->unsubscribed, __ATOMIC_SEQ_CST) == 0) {
+	while (!*w->stop && now_ms() < deadline && get_unsubscribed(s) == 0) {
 		worker_tick(w);
 		sleep_ms_unless(POLL_MS, w->stop);
 	}
-	return __atomic_load_n(&s->unsubscribed, __ATOMIC_SEQ_CST) == 1;
+	return get_unsubscribed(s) == 1;
 }
 
 /* Connect as client_id in mode; NULL when that failed. */
@@ -353,23 +373,38 @@ route_filters(const struct mqtt_session *own, struct strs *filters)
 	}
 }
 
+/* Forget a retired session. */
+static bool
+forget(struct worker *w, const char *client_id)
+{
+	const char *params[2] = { w->broker->name, client_id };
+	PGconn *conn = open_db(w);
+	bool ok;
+
+	if (conn == NULL)
+		return false;
+	ok = run(conn, "DELETE FROM oncebridge.mqtt_sessions WHERE broker = $1 AND client_id = $2", 2, params,
+	    "forget the retired MQTT session", NULL);
+	PQfinish(conn);
+	return ok;
+}
+
 int
 mqtt_retire_old(struct worker *w, const struct mqtt_session *own)
 {
 	struct strs ids = { 0 }, filters = { 0 };
-	PGconn *conn = open_db(w);
+	PGconn *conn = open_db(w); /* closed before the retiring: that may take long */
 	int failed = 0;
+	bool ok;
 
 	if (conn == NULL)
 		return -1;
-	if (!old_sessions(w, conn, &ids, &filters)) {
-		PQfinish(conn);
+	ok = old_sessions(w, conn, &ids, &filters);
+	PQfinish(conn);
+	if (!ok)
 		return -1;
-	}
 	route_filters(own, &filters);
 	for (size_t i = 0; i < ids.n && !*w->stop; i++) {
-		const char *params[2] = { w->broker->name, ids.v[i] };
-
 		int rc;
 
 		log_debug("retiring the MQTT session \"%s\", if the broker has it", ids.v[i]);
@@ -386,14 +421,12 @@ mqtt_retire_old(struct worker *w, const struct mqtt_session *own)
 			failed++;
 			continue;
 		}
-		if (!run(conn, "DELETE FROM oncebridge.mqtt_sessions WHERE broker = $1 AND client_id = $2", 2, params,
-		    "forget the retired MQTT session", NULL))
+		if (!forget(w, ids.v[i]))
 			failed++;
 		if (rc > 0)
 			log_info("retired the MQTT session \"%s\", which the configuration no longer uses: what it held "
 			    "is applied, its subscriptions are gone and the broker ended it", ids.v[i]);
 	}
-	PQfinish(conn);
 	strs_free(&ids);
 	strs_free(&filters);
 	return failed || *w->stop ? -1 : 0;
