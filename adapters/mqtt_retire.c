@@ -30,7 +30,7 @@
  *  3. once quiet again, DISCONNECT, then connect with a clean start (MQTT
  *     5, session expiry 0) or clean session (3.1.1) and DISCONNECT: the
  *     broker ends the session;
- *  4. delete its row.
+ *  4. delete its row, and its worker's redelivery horizon.
  * A failure leaves the row: worker 0 tries again after its next connect.
  * The old session shares paho's one receive thread with the worker's own,
  * so both apply one message at a time, in turn. */
@@ -373,7 +373,10 @@ route_filters(const struct mqtt_session *own, struct strs *filters)
 	}
 }
 
-/* Forget a retired session. */
+/* Forget a retired session, and its worker's redelivery horizon
+ * (bridge/retention/horizon.c, worker "mqtt:CLIENT_ID"): the broker can
+ * redeliver nothing to an ended session, and the row of a worker that
+ * never comes back would hold back pruning (for good with MQTT 3.1.1). */
 static bool
 forget(struct worker *w, const char *client_id)
 {
@@ -383,7 +386,9 @@ forget(struct worker *w, const char *client_id)
 
 	if (conn == NULL)
 		return false;
-	ok = run(conn, "DELETE FROM oncebridge.mqtt_sessions WHERE broker = $1 AND client_id = $2", 2, params,
+	ok = run(conn,
+	    "WITH h AS (DELETE FROM oncebridge.consumer_horizons WHERE kind = 'mqtt' AND worker = 'mqtt:' || $2) "
+	    "DELETE FROM oncebridge.mqtt_sessions WHERE broker = $1 AND client_id = $2", 2, params,
 	    "forget the retired MQTT session", NULL);
 	PQfinish(conn);
 	return ok;

@@ -53,6 +53,7 @@ static const struct need {
 	{ "oncebridge.consumer_horizons", NULL, "SELECT", false },
 	{ "oncebridge.consumer_horizons", NULL, "INSERT", true },
 	{ "oncebridge.consumer_horizons", NULL, "UPDATE", true },
+	{ "oncebridge.consumer_horizons", NULL, "DELETE", true },
 	{ "oncebridge.retention_holds", NULL, "SELECT", false },
 	{ "oncebridge.mqtt_sessions", NULL, "SELECT", false },
 	{ "oncebridge.mqtt_sessions", NULL, "INSERT", true },

@@ -25,6 +25,9 @@ t = ot.TAP()
 b = obtest.MQTTBridge("mqtt-sessions")
 b.start_servers()
 obtest.applied_table(b.pg)
+# with retention on, each worker keeps a redelivery horizon; a retired
+# session's must go with it (MQTT 3.1.1: it would hold pruning for good)
+RETENTION = {"dedupe_window_s": 86400, "interval_s": 5}
 
 
 def session_present(client_id):
@@ -86,7 +89,7 @@ def run(broker, route, n_queued, n_live, prefix, subscribed, n_retired, steady=F
     topic = "%s/dev1/reading" % prefix
     ids_q, items_q = obtest.mqtt_stream(n_queued, topic=topic, dup_ratio=0.1, prefix=prefix + "-q")
     b.mqtt.publish_many(items_q, protocol=ot.MQTTv5)
-    b.write_config([("10-mosq.conf", broker, [route])])
+    b.write_config([("10-mosq.conf", broker, [route])], retention=RETENTION)
     d = b.start()
     b.wait_subscribed(count=subscribed)
     if steady:
@@ -119,11 +122,18 @@ t.ok(not session_present("ob-up"), "the old plain session \"ob-up\" is gone from
 
 # (b) from 4 workers on a shared group down to 1, MQTT 3.1.1
 down = obtest.mqtt_route("down", "down/+/reading")
-b.write_config([("10-mosq.conf", b.mqtt_broker(client_id="ob-dn", workers=4, mqtt_version=4), [down])])
+b.write_config([("10-mosq.conf", b.mqtt_broker(client_id="ob-dn", workers=4, mqtt_version=4), [down])],
+               retention=RETENTION)
 d = b.start()
 b.wait_subscribed(count=4)
+t.eventually(lambda: b.pg.scalar("SELECT count(DISTINCT worker) FROM oncebridge.consumer_horizons"
+                                 " WHERE worker LIKE 'mqtt:ob-dn-%'") == 4, 20,
+             "the 4 workers keep their redelivery horizons")
 d.terminate(timeout=20)
 run(b.mqtt_broker(client_id="ob-dn", workers=1, mqtt_version=4), down, 400, 100, "down", 1, 4)
+horizons = [r[0] for r in b.pg.execute("SELECT DISTINCT worker FROM oncebridge.consumer_horizons"
+                                       " WHERE worker LIKE 'mqtt:ob-dn%' ORDER BY 1")]
+t.is_(horizons, ["mqtt:ob-dn"], "the retired sessions' redelivery horizons are gone, the running worker's stays")
 gone = [i for i in range(4) if not session_present("ob-dn-%d" % i)]
 t.is_(gone, [0, 1, 2, 3], "the four old sessions \"ob-dn-N\" are gone from the broker")
 raise SystemExit(t.done())
