@@ -12,7 +12,8 @@
  * connection. A session that was not there before is removed again
  * (expiry 0, or a clean connect with MQTT 3.1.1), so that the check
  * leaves the broker as it found it. Client IDs shared by two broker files
- * on one server are reported too. */
+ * on one server are reported too, and an MQTT 5 broker that says it has
+ * no shared subscriptions while "workers" needs them. */
 #include "config.h"
 
 #include <errno.h>
