@@ -53,6 +53,7 @@
 #include "adapters/mqtt_cfg.h"
 #include "adapters/mqtt_conn.h"
 #include "adapters/mqtt_publish.h"
+#include "adapters/mqtt_session.h"
 #include "adapters/mqtt_topic.h"
 #include "bridge/core/apply.h"
 #include "bridge/common/backoff.h"
@@ -66,44 +67,6 @@
 #define POLL_MS 50
 #define DISCONNECT_WAIT_MS 3000
 
-enum conn_state {
-	ST_DOWN,        /* not connected; connect when the database is ready */
-	ST_CONNECTING,  /* CONNECT sent */
-	ST_SUBSCRIBING, /* CONNACK received, SUBSCRIBE sent */
-	ST_READY,       /* subscribed */
-	ST_LOST,        /* connect, subscribe or the connection failed */
-};
-
-struct mqtt_session {
-	struct worker *w;
-	const struct broker *b;
-	MQTTAsync client;
-	char **uris;           /* the servers, as paho wants them (tcp://host:port, ssl://, ws://, wss://) */
-	size_t n_uris;
-	char **order;          /* uris from the one that answered last: each connect's list */
-	char *uri;             /* the servers, for messages */
-	bool tls;
-	bool tls_reported;     /* OpenSSL explained the last failure (paho's threads) */
-	MQTTAsync_SSLOptions ssl;
-	char *client_id;
-	char **filters;        /* distinct topic filters of the routes */
-	int *qos;              /* requested QoS of each, for subscribeMany */
-	size_t n_filters;
-	MQTTProperties connect_props;
-	struct backoff broker_backoff;
-	struct backoff retry_backoff;
-
-	pthread_mutex_t mu;    /* guards what follows: shared with paho's threads */
-	enum conn_state state;
-	bool in_callback;      /* messageArrived is applying a message */
-	bool closing;          /* the worker is returning: callbacks must park */
-	int parked;            /* callbacks that will never return (unacked) */
-	bool disconnected;     /* our DISCONNECT completed */
-	bool client_used;      /* the client had a connection: renew it before the next */
-	size_t last;           /* index in uris of the server that answered last */
-	bool had_session;      /* a connection had a (new or resumed) session before */
-};
-
 /* --- paho callbacks (on paho's threads) */
 
 static void
@@ -112,7 +75,8 @@ set_state(struct mqtt_session *s, enum conn_state st)
 	pthread_mutex_lock(&s->mu);
 	s->state = st;
 	pthread_mutex_unlock(&s->mu);
-	worker_broker_connected(s->w, st == ST_READY);
+	if (s->mode == SESSION_OWN) /* an old session's connection is not the worker's */
+		worker_broker_connected(s->w, st == ST_READY);
 }
 
 static enum conn_state
@@ -145,6 +109,22 @@ on_disconnected5(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
 	set_state(s, ST_LOST);
 }
 
+/* A refused $share/ subscription: the broker may not support shared
+ * subscriptions. Never fall back to a plain one by ourselves: that would
+ * change what every worker receives. */
+static void
+refused(const struct mqtt_session *s, size_t i, int code)
+{
+	if (strncmp(s->subs[i], "$share/", 7) != 0) {
+		log_error("the broker refused the subscription to \"%s\" (reason code 0x%02x)", s->subs[i], code);
+		return;
+	}
+	log_error("the broker refused the shared subscription \"%s\" (reason code 0x%02x%s): if it does not "
+	    "support shared subscriptions, set key \"workers\" to 1 in \"%s\" (one session, plain subscriptions, "
+	    "strict order per topic)", s->subs[i], code, code == 0x9E ? ", shared subscriptions not supported" : "",
+	    s->b->file);
+}
+
 static void
 subscribed(struct mqtt_session *s, const int *granted, size_t n)
 {
@@ -154,12 +134,12 @@ subscribed(struct mqtt_session *s, const int *granted, size_t n)
 		int g = i < n ? granted[i] : 0x80;
 
 		if (g >= 0x80) {
-			log_error("the broker refused the subscription to \"%s\" (reason code 0x%02x)", s->filters[i], g);
+			refused(s, i, g);
 			ok = false;
 		} else if (g < s->qos[i]) {
-			log_warn("subscribed to \"%s\" at QoS %d, below the QoS %d asked for", s->filters[i], g, s->qos[i]);
+			log_warn("subscribed to \"%s\" at QoS %d, below the QoS %d asked for", s->subs[i], g, s->qos[i]);
 		} else {
-			log_info("subscribed to \"%s\" at QoS %d", s->filters[i], g);
+			log_info("subscribed to \"%s\" at QoS %d", s->subs[i], g);
 		}
 	}
 	set_state(s, ok ? ST_READY : ST_LOST);
@@ -223,6 +203,14 @@ connected(struct mqtt_session *s, const char *server, int session_present)
 	size_t before;
 	bool had;
 
+	pthread_mutex_lock(&s->mu);
+	s->present = session_present != 0;
+	pthread_mutex_unlock(&s->mu);
+	if (s->mode != SESSION_OWN) {
+		log_debug("connected to %s as \"%s\" to retire it (%s)", now, s->client_id,
+		    session_present ? "the broker had its session" : "the broker had no session");
+		return;
+	}
 	repeat_clear("broker", "connected to %s again", now);
 	log_info("connected to %s as \"%s\" (MQTT %s, %s)", now, s->client_id,
 	    mqtt_broker_cfg(s->b)->mqtt_version == 5 ? "5" : "3.1.1", session_present ? "session resumed" : "new session");
@@ -254,6 +242,13 @@ subscribe_all(struct mqtt_session *s, const char *server, int session_present)
 	int rc;
 
 	connected(s, server, session_present);
+	pthread_mutex_lock(&s->mu);
+	s->last_message_us = now_us();
+	pthread_mutex_unlock(&s->mu);
+	if (s->mode != SESSION_OWN) {
+		set_state(s, ST_READY); /* an old session: what it holds flows in by itself */
+		return;
+	}
 	set_state(s, ST_SUBSCRIBING);
 	opts.context = s;
 	if (mqtt_broker_cfg(s->b)->mqtt_version == 5) {
@@ -263,7 +258,7 @@ subscribe_all(struct mqtt_session *s, const char *server, int session_present)
 		opts.onSuccess = on_subscribe;
 		opts.onFailure = on_subscribe_failure;
 	}
-	rc = MQTTAsync_subscribeMany(s->client, (int)s->n_filters, s->filters, s->qos, &opts);
+	rc = MQTTAsync_subscribeMany(s->client, (int)s->n_filters, s->subs, s->qos, &opts);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not subscribe: %s", MQTTAsync_strerror(rc));
 		set_state(s, ST_LOST);
@@ -276,10 +271,48 @@ on_connect(void *ctx, MQTTAsync_successData *r)
 	subscribe_all(ctx, r->alt.connect.serverURI, r->alt.connect.sessionPresent);
 }
 
+/* MQTT 5 CONNACK: "Shared Subscription Available" 0 means a $share/
+ * filter would be refused. Say which key to change rather than fall back
+ * to plain subscriptions, which would change what each worker receives. */
+static bool
+shared_refused(const struct mqtt_session *s, MQTTProperties *props)
+{
+	if (!MQTTProperties_hasProperty(props, MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE) ||
+	    MQTTProperties_getNumericValue(props, MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE) != 0)
+		return false;
+	for (size_t i = 0; i < s->n_filters; i++)
+		if (strncmp(s->subs[i], "$share/", 7) == 0) {
+			log_error("the broker does not support shared subscriptions (CONNACK \"Shared Subscription "
+			    "Available\" 0), needed for \"%s\": set key \"workers\" to 1 in \"%s\" (one session, "
+			    "plain subscriptions, strict order per topic)", s->subs[i], s->b->file);
+			return true;
+		}
+	return false;
+}
+
 static void
 on_connect5(void *ctx, MQTTAsync_successData5 *r)
 {
+	struct mqtt_session *s = ctx;
+
+	if (s->mode == SESSION_OWN && shared_refused(s, &r->properties)) {
+		connected(s, r->alt.connect.serverURI, r->alt.connect.sessionPresent);
+		set_state(s, ST_LOST);
+		return;
+	}
 	subscribe_all(ctx, r->alt.connect.serverURI, r->alt.connect.sessionPresent);
+}
+
+/* An old session's connect failed: the worker's own session reports the
+ * broker's trouble; this one is tried again later (adapters/mqtt_retire.c). */
+static bool
+retire_connect_failed(struct mqtt_session *s, const char *reason)
+{
+	if (s->mode == SESSION_OWN)
+		return false;
+	log_debug("could not connect as \"%s\" to retire it: %s", s->client_id, reason);
+	set_state(s, ST_LOST);
+	return true;
 }
 
 static void
@@ -287,6 +320,8 @@ on_connect_failure(void *ctx, MQTTAsync_failureData *r)
 {
 	struct mqtt_session *s = ctx;
 
+	if (retire_connect_failed(s, r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1)))
+		return;
 	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message : MQTTAsync_strerror(r ? r->code : -1),
 	    mqtt_tls_hint(s->tls, r ? r->code : -1, &s->tls_reported));
@@ -298,6 +333,9 @@ on_connect_failure5(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mqtt_session *s = ctx;
 
+	if (retire_connect_failed(s, r == NULL ? "no reason given" : r->message ? r->message
+	    : MQTTReasonCode_toString(r->reasonCode)))
+		return;
 	repeat_fail("broker", NULL, "could not connect to %s: %s%s", s->uri,
 	    r && r->message ? r->message
 	    : r && r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : MQTTAsync_strerror(r ? r->code : -1),
@@ -386,8 +424,10 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 	bool closing;
 	int tries = 0;
 
+	/* an old session being retired shares paho's one receive thread with
+	 * the worker's own: it must never park it, only a stop may */
 	pthread_mutex_lock(&s->mu);
-	closing = s->closing || *s->w->stop;
+	closing = (s->closing && s->mode == SESSION_OWN) || *s->w->stop;
 	if (!closing)
 		s->in_callback = true;
 	pthread_mutex_unlock(&s->mu);
@@ -435,6 +475,7 @@ on_message(void *ctx, char *topic_name, int topic_len, MQTTAsync_message *mm)
 	MQTTAsync_free(topic_name);
 	pthread_mutex_lock(&s->mu);
 	s->in_callback = false;
+	s->last_message_us = now_us();
 	pthread_mutex_unlock(&s->mu);
 	worker_acked(s->w);
 	return 1; /* settled: paho writes the PUBACK now */
@@ -464,18 +505,20 @@ start_connect(struct mqtt_session *s)
 	}
 	if (mqtt_broker_cfg(b)->mqtt_version == 5) {
 		o->MQTTVersion = MQTTVERSION_5;
-		o->cleanstart = mqtt_broker_cfg(b)->clean_session;
+		o->cleanstart = s->mode == SESSION_CLEAN || mqtt_broker_cfg(b)->clean_session;
 		o->connectProperties = &s->connect_props;
 		o->onSuccess5 = on_connect5;
 		o->onFailure5 = on_connect_failure5;
 	} else {
 		o->MQTTVersion = MQTTVERSION_3_1_1;
-		o->cleansession = mqtt_broker_cfg(b)->clean_session;
+		o->cleansession = s->mode == SESSION_CLEAN || mqtt_broker_cfg(b)->clean_session;
 		o->onSuccess = on_connect;
 		o->onFailure = on_connect_failure;
 	}
 	set_state(s, ST_CONNECTING);
 	rc = MQTTAsync_connect(s->client, o);
+	if (rc != MQTTASYNC_SUCCESS && retire_connect_failed(s, MQTTAsync_strerror(rc)))
+		return -1;
 	if (rc != MQTTASYNC_SUCCESS) {
 		repeat_fail("broker", NULL, "could not connect to %s: %s", s->uri, MQTTAsync_strerror(rc));
 		set_state(s, ST_LOST);
@@ -582,7 +625,7 @@ receive_maximum(struct mqtt_session *s)
 }
 
 static int
-session_init(struct mqtt_session *s)
+session_init(struct mqtt_session *s, const char *client_id)
 {
 	const struct broker *b = s->b;
 	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
@@ -596,7 +639,7 @@ session_init(struct mqtt_session *s)
 	s->uri = mqtt_servers_text(s->uris, s->n_uris);
 	s->ssl = ssl;
 	mqtt_tls_options(b, &s->ssl, &s->tls_reported);
-	s->client_id = c->workers > 1 ? xasprintf("%s-%d", c->client_id, s->w->index) : xstrdup(c->client_id);
+	s->client_id = client_id ? xstrdup(client_id) : mqtt_worker_client_id(b, s->w->index);
 	for (size_t i = 0; i < b->n_routes; i++) {
 		const char *topic = mqtt_route_cfg(&b->routes[i])->topic;
 		bool seen = false;
@@ -606,11 +649,13 @@ session_init(struct mqtt_session *s)
 		if (seen)
 			continue;
 		s->filters = xrealloc(s->filters, (s->n_filters + 1) * sizeof(char *));
+		s->subs = xrealloc(s->subs, (s->n_filters + 1) * sizeof(char *));
 		s->qos = xrealloc(s->qos, (s->n_filters + 1) * sizeof(int));
 		s->filters[s->n_filters] = xstrdup(topic);
+		s->subs[s->n_filters] = mqtt_subscription(b, topic);
 		s->qos[s->n_filters++] = (int)c->qos;
 	}
-	if (c->mqtt_version == 5 && !c->clean_session) {
+	if (c->mqtt_version == 5 && !c->clean_session && s->mode != SESSION_CLEAN) {
 		MQTTProperty p = { .identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL };
 
 		p.value.integer4 = (unsigned int)c->session_expiry;
@@ -675,7 +720,7 @@ drain(struct mqtt_session *s)
 	} while (!done && now_ms() < deadline);
 	if (busy)
 		log_info("%d message%s left unacked for redelivery", s->parked, s->parked == 1 ? "" : "s");
-	else if (done)
+	else if (done && s->mode == SESSION_OWN)
 		log_info("disconnected from the broker");
 	return done && !busy;
 }
@@ -684,9 +729,12 @@ static void
 session_free(struct mqtt_session *s)
 {
 	MQTTProperties_free(&s->connect_props);
-	for (size_t i = 0; i < s->n_filters; i++)
+	for (size_t i = 0; i < s->n_filters; i++) {
 		free(s->filters[i]);
+		free(s->subs[i]);
+	}
 	free(s->filters);
+	free(s->subs);
 	free(s->qos);
 	free(s->uri);
 	free(s->order);
@@ -696,29 +744,107 @@ session_free(struct mqtt_session *s)
 	free(s);
 }
 
-static int
-mqtt_run(struct worker *w)
+struct mqtt_session *
+mqtt_session_new(struct worker *w, const char *client_id, enum session_mode mode)
 {
 	/* on the heap: when a parked callback keeps paho from being destroyed,
 	 * paho's threads may still call back into it until the process exits */
 	struct mqtt_session *s = xcalloc(1, sizeof(*s));
-	int status = 0;
 
 	s->w = w;
 	s->b = w->broker;
+	s->mode = mode;
 	pthread_mutex_init(&s->mu, NULL);
 	backoff_init(&s->broker_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
 	backoff_init(&s->retry_backoff, w->settings->retry_initial_ms, w->settings->retry_max_ms);
-	if (session_init(s) < 0) {
-		status = 1;
-		goto out;
+	if (session_init(s, client_id) < 0) {
+		session_free(s);
+		return NULL;
 	}
+	return s;
+}
+
+int
+mqtt_session_connect(struct mqtt_session *s)
+{
+	int rc = client_renew(s);
+
+	if (rc == 0)
+		start_connect(s);
+	return rc;
+}
+
+enum conn_state
+mqtt_session_state(struct mqtt_session *s)
+{
+	return get_state(s);
+}
+
+bool
+mqtt_session_present(struct mqtt_session *s)
+{
+	bool present;
+
+	pthread_mutex_lock(&s->mu);
+	present = s->present;
+	pthread_mutex_unlock(&s->mu);
+	return present;
+}
+
+bool
+mqtt_session_quiet(struct mqtt_session *s, int64_t quiet_ms)
+{
+	bool quiet;
+
+	pthread_mutex_lock(&s->mu);
+	quiet = !s->in_callback && now_us() - s->last_message_us >= quiet_ms * 1000;
+	pthread_mutex_unlock(&s->mu);
+	return quiet;
+}
+
+void
+mqtt_session_close(struct mqtt_session *s)
+{
+	if (s->client == NULL || drain(s)) {
+		if (s->client)
+			MQTTAsync_destroy(&s->client);
+		session_free(s);
+	}
+	/* else: a parked callback or an unfinished DISCONNECT still holds paho;
+	 * the worker exits with that message unacked and s stays allocated */
+}
+
+/* Once the database answers: record this worker's session. Once the own
+ * session is subscribed, worker 0 retires the sessions an earlier
+ * configuration left (adapters/mqtt_retire.c); a failure is tried again
+ * after the next connect. */
+static void
+sessions_housekeeping(struct worker *w, struct mqtt_session *s, bool *recorded, bool *retired)
+{
+	enum conn_state st = get_state(s);
+
+	if (!*recorded && st == ST_DOWN)
+		*recorded = mqtt_retire_record(w, s) == 0;
+	if (*recorded && !*retired && st == ST_READY && w->index == 0)
+		*retired = mqtt_retire_old(w, s) == 0;
+}
+
+static int
+mqtt_run(struct worker *w)
+{
+	struct mqtt_session *s = mqtt_session_new(w, NULL, SESSION_OWN);
+	bool recorded = false, retired = w->index != 0;
+	int status = 0;
+
+	if (s == NULL)
+		return 1;
 	while (!*w->stop) {
 		enum conn_state st = get_state(s);
 
 		worker_tick(w);
 		if (st == ST_READY) {
 			backoff_reset(&s->broker_backoff);
+			sessions_housekeeping(w, s, &recorded, &retired);
 			sleep_ms_unless(POLL_MS, w->stop);
 		} else if (st == ST_CONNECTING || st == ST_SUBSCRIBING) {
 			sleep_ms_unless(POLL_MS, w->stop);
@@ -731,25 +857,17 @@ mqtt_run(struct worker *w)
 
 			if (worker_wait_for_database(w) < 0)
 				break;
-			rc = client_renew(s);
+			sessions_housekeeping(w, s, &recorded, &retired);
+			rc = mqtt_session_connect(s);
 			if (rc < 0) {
 				status = 1;
 				break;
 			}
 			if (rc > 0) /* a message callback still runs */
 				sleep_ms_unless(POLL_MS, w->stop);
-			else
-				start_connect(s);
 		}
 	}
-out:
-	if (s->client == NULL || drain(s)) {
-		if (s->client)
-			MQTTAsync_destroy(&s->client);
-		session_free(s);
-	}
-	/* else: a parked callback or an unfinished DISCONNECT still holds paho;
-	 * the worker exits with that message unacked and s stays allocated */
+	mqtt_session_close(s);
 	return status;
 }
 

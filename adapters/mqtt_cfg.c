@@ -38,8 +38,9 @@ const struct cfg_key mqtt_broker_keys[] = {
 	    "MQTT 5: seconds the broker keeps the session (and queues messages) while oncebridge is away" },
 	{ "qos", CFG_INT, B(qos), false, NULL, 1, 0, 2, 0, NULL,
 	    "MQTT: subscription QoS; 1 is the only one that gives the guarantee" },
-	{ "workers", CFG_INT, B(workers), false, NULL, 1, 1, 64, 0, NULL,
-	    "MQTT: worker processes sharing the routes' subscriptions (use \"$share/GROUP/filter\" topics)" },
+	{ "workers", CFG_INT, B(workers), false, NULL, 4, 1, 64, 0, NULL,
+	    "MQTT: worker processes (sessions CLIENT_ID-N) sharing each route's topic as \"$share/CLIENT_ID/filter\"; "
+	    "1: one session with plain subscriptions, strict order per topic" },
 	{ "max_inflight_bytes", CFG_INT, B(max_inflight_bytes), false, NULL, 33554432, 1024, 1099511627776LL, 0, NULL,
 	    "MQTT 5: payload bytes the broker may send a worker ahead (Receive Maximum: this over limits.max_payload)" },
 	CFG_END
@@ -129,7 +130,7 @@ mqtt_check(const struct broker *b, const config_setting_t *group, const config_s
     const char *file, struct diag *d)
 {
 	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
-	bool tls = false, all_shared = true;
+	bool tls = false;
 
 	if (check_urls(b, group, file, d, &tls))
 		tls_check(b, tls, group, file, d);
@@ -159,18 +160,12 @@ mqtt_check(const struct broker *b, const config_setting_t *group, const config_s
 
 		if (topic == NULL) {
 			diag_error(d, file, r->line, "missing required key \"topic\" in route \"%s\"", r->name);
-			all_shared = false;
 			continue;
 		}
 		if (mqtt_filter_error(topic))
 			diag_error(d, file, cfg_key_line(g, "topic"), "invalid value of key \"topic\" in route \"%s\": %s",
 			    r->name, mqtt_filter_error(topic));
-		all_shared &= strncmp(topic, "$share/", 7) == 0;
 	}
-	if (c->workers > 1 && !all_shared)
-		diag_warn(d, file, cfg_key_line(group, "workers"),
-		    "workers is %lld but not every route topic is a shared subscription (\"$share/GROUP/filter\"): "
-		    "every worker receives every message", (long long)c->workers);
 }
 
 void
@@ -191,6 +186,30 @@ mqtt_workers(const struct broker *b)
 	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
 
 	return c->workers > 1 ? (int)c->workers : 1;
+}
+
+char *
+mqtt_worker_client_id(const struct broker *b, int index)
+{
+	const struct mqtt_broker_cfg *c = mqtt_broker_cfg(b);
+
+	return c->workers > 1 ? xasprintf("%s-%d", c->client_id, index) : xstrdup(c->client_id);
+}
+
+char *
+mqtt_subscription(const struct broker *b, const char *topic)
+{
+	char *group, *sub;
+
+	if (mqtt_workers(b) <= 1 || strncmp(topic, "$share/", 7) == 0)
+		return xstrdup(topic);
+	group = xstrdup(mqtt_broker_cfg(b)->client_id);
+	for (char *p = group; *p != '\0'; p++)
+		if (*p == '/' || *p == '+' || *p == '#')
+			*p = '_';
+	sub = xasprintf("$share/%s/%s", group, topic);
+	free(group);
+	return sub;
 }
 
 /* One message at a time (inside messageArrived), on each route, and one

@@ -57,6 +57,14 @@ void mqtt_check_window(const struct broker *b, int64_t window_s, const char *mai
 /* oncebridge check: the live checks (adapters/mqtt_check.c) */
 void mqtt_check_live(const struct settings *s, const struct broker *b, struct report *r);
 int mqtt_workers(const struct broker *b);
+/* The client ID of worker index of b: client_id, or with several workers
+ * client_id-index (allocated). */
+char *mqtt_worker_client_id(const struct broker *b, int index);
+/* What a worker of b subscribes for a route's topic filter (allocated):
+ * with several workers a filter that is not "$share/..." becomes
+ * "$share/GROUP/filter", GROUP being client_id with any '/', '+' and '#'
+ * replaced by '_'; with one worker the filter itself. */
+char *mqtt_subscription(const struct broker *b, const char *topic);
 int64_t mqtt_in_flight(const struct broker *b);
 void mqtt_redelivery(const struct broker *b, int index, struct redelivery *out);
 

@@ -12,7 +12,8 @@
  * connection. A session that was not there before is removed again
  * (expiry 0, or a clean connect with MQTT 3.1.1), so that the check
  * leaves the broker as it found it. Client IDs shared by two broker files
- * on one server are reported too. */
+ * on one server are reported too, and an MQTT 5 broker that says it has
+ * no shared subscriptions while "workers" needs them. */
 #include "config.h"
 
 #include <errno.h>
@@ -40,6 +41,7 @@ struct probe_result {
 	int session_present;
 	long long expiry_granted; /* MQTT 5: the broker's session expiry, -1 when it kept ours */
 	int messages_held;      /* the broker began to resend held messages (left unacked) */
+	int shared_available;   /* MQTT 5 CONNACK "Shared Subscription Available": 0, 1; -1 not said */
 	char reason[256];       /* why the connect failed */
 };
 
@@ -72,6 +74,10 @@ on_connected(struct probe_ctx *p, int present, const MQTTProperties *props)
 	if (props && MQTTProperties_hasProperty((MQTTProperties *)props, MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL))
 		p->res.expiry_granted = MQTTProperties_getNumericValue((MQTTProperties *)props,
 		    MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL);
+	p->res.shared_available = -1;
+	if (props && MQTTProperties_hasProperty((MQTTProperties *)props, MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE))
+		p->res.shared_available = MQTTProperties_getNumericValue((MQTTProperties *)props,
+		    MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE) != 0;
 	p->done = 1;
 }
 
@@ -312,6 +318,14 @@ report_probe(const struct settings *s, const struct broker *b, const char *id, c
 	    p->session_present ? "session present: the broker kept oncebridge's session" :
 	    "no session yet: the first start makes it, and the broker keeps messages for it from then on",
 	    p->messages_held ? ", with messages held for it" : "");
+	if (p->shared_available == 0 && mqtt_workers(b) > 1) {
+		char *ksubj = report_subject("%s key \"workers\" (broker \"%s\")", b->file, b->name);
+
+		report_add(r, CHECK_ERROR, ksubj, "set workers = 1 (one session, plain subscriptions, strict order per topic)",
+		    "the broker does not support shared subscriptions (CONNACK \"Shared Subscription Available\" 0), "
+		    "which workers = %lld needs", (long long)c->workers);
+		free(ksubj);
+	}
 	if (c->mqtt_version == 5 && !c->clean_session && p->expiry_granted >= 0 && p->expiry_granted < c->session_expiry)
 		report_add(r, CHECK_WARNING, subj, "raise the broker's limit on session expiry, or lower session_expiry",
 		    "the broker keeps the session only %lld s, not session_expiry (%lld s): an outage longer than that "

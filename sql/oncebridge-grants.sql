@@ -35,6 +35,11 @@ GRANT SELECT (id, created_at, broker, consumer, sqlstate, replayed_at) ON oncebr
 GRANT SELECT, DELETE ON oncebridge.outbox TO :"role";
 GRANT UPDATE (published_at, attempts) ON oncebridge.outbox TO :"role";
 
--- each inbound worker's redelivery horizon, and what retention reads of it
-GRANT SELECT, INSERT, UPDATE ON oncebridge.consumer_horizons TO :"role";
+-- each inbound worker's redelivery horizon, and what retention reads of it;
+-- the horizon of a retired MQTT session is deleted with it
+GRANT SELECT, INSERT, UPDATE, DELETE ON oncebridge.consumer_horizons TO :"role";
 GRANT SELECT ON oncebridge.retention_holds TO :"role";
+
+-- the MQTT sessions each worker records, and the old ones worker 0
+-- retires (reads, then deletes once the session is ended)
+GRANT SELECT, INSERT, UPDATE, DELETE ON oncebridge.mqtt_sessions TO :"role";

@@ -16,7 +16,7 @@
 struct settings;
 struct broker;
 
-#define ONCEBRIDGE_SCHEMA_VERSION 5
+#define ONCEBRIDGE_SCHEMA_VERSION 6
 
 /* The connection as the daemon's sessions make it (the conninfo, libpq's
  * dead-peer defaults, application_name, the password), not yet checked:

@@ -53,7 +53,12 @@ static const struct need {
 	{ "oncebridge.consumer_horizons", NULL, "SELECT", false },
 	{ "oncebridge.consumer_horizons", NULL, "INSERT", true },
 	{ "oncebridge.consumer_horizons", NULL, "UPDATE", true },
+	{ "oncebridge.consumer_horizons", NULL, "DELETE", true },
 	{ "oncebridge.retention_holds", NULL, "SELECT", false },
+	{ "oncebridge.mqtt_sessions", NULL, "SELECT", false },
+	{ "oncebridge.mqtt_sessions", NULL, "INSERT", true },
+	{ "oncebridge.mqtt_sessions", NULL, "UPDATE", true },
+	{ "oncebridge.mqtt_sessions", NULL, "DELETE", true },
 };
 
 /* Tables and privileges the routes' business SQL writes with. */

@@ -42,7 +42,8 @@ class Failover(obtest.Bridge):
 
     def configure(self, amqp_ms=0.5, mqtt_ms=1.0, **main):
         mqtt = {"name": "mosq", "type": "mqtt", "url": "mqtt://127.0.0.1:%d" % self.mqtt.port,
-                "client_id": "oncebridge-fo", "keepalive": 5, "mqtt_version": 5}
+                "client_id": "oncebridge-fo", "keepalive": 5, "mqtt_version": 5,
+                "workers": 1}   # one session, as the failover figures were measured
         self.write_config([
             ("10-rabbit.conf", self.amqp_broker(batch_size=100, prefetch=300, heartbeat=5),
              [obtest.slow_route("amqp-r", "fo-q", ["fo.in.#"], per_event_ms=amqp_ms)]),

@@ -293,9 +293,13 @@ class MQTTBridge(Bridge):
             "client_id": client_id or "oncebridge-" + name,
             "keepalive": 10,
             "mqtt_version": 5,
+            # one session, plain subscriptions: what most tests exercise
+            # (kill -9 of the worker, restarts, order); workers=None
+            # leaves the key out, for the default (4 on $share/)
+            "workers": 1,
         }
         b.update(overrides)
-        return b
+        return {k: v for k, v in b.items() if v is not None}
 
     def wait_subscribed(self, broker="mosq", count=1, timeout=30):
         """Wait until the current run's log shows count "subscribed to" or

@@ -18,7 +18,8 @@ SRCDIR = os.environ.get("ONCEBRIDGE_SRCDIR",
 # script, environment, table header word, number of ledger lines expected
 RUNS = [
     ("amqp_bench.py", {"BENCH_COUNT": "800", "BENCH_SECONDS": "1"}, "oncebridge / naive", 2),
-    ("mqtt_bench.py", {"BENCH_COUNT": "300"}, "oncebridge MQTT, 1 worker", 2),
+    ("mqtt_bench.py", {"BENCH_COUNT": "300", "BENCH_WORKERS": "1,2", "BENCH_ROUNDS": "1", "BENCH_OOB_COUNT": "300",
+                       "BENCH_SECONDS": "1"}, "oncebridge MQTT, 1 worker", 3),
     ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 2),
     ("scaleout_bench.py", {"BENCH_COUNT": "300", "BENCH_INSTANCES": "1,2"}, "speed-up", 4),
     ("rss_bench.py", {"BENCH_RSS_COUNT": "2000"}, "RSS change", 1),

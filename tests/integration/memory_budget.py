@@ -50,7 +50,8 @@ obtest.note("%d AMQP messages waiting, %d of them %d bytes" % (len(amqp_ids), N_
 
 amqp = b.amqp_broker(name="rabbit", max_inflight_bytes=BUDGET)   # prefetch 500, batch_size 200
 mqtt = {"name": "mosq", "type": "mqtt", "url": "mqtt://127.0.0.1:%d" % b.mqtt.port,
-        "client_id": "oncebridge-mem", "keepalive": 10, "mqtt_version": 5, "max_inflight_bytes": BUDGET}
+        "client_id": "oncebridge-mem", "keepalive": 10, "mqtt_version": 5, "max_inflight_bytes": BUDGET,
+        "workers": 1}   # one MQTT worker: its memory is what is measured
 b.write_config([("10-rabbit.conf", amqp, [obtest.applied_route("a", "q-mem")]),
                 ("20-mosq.conf", mqtt, [obtest.mqtt_route("m", "mem/#")])],
                limits={"max_payload": 4 * 1024 * 1024})
