@@ -9,7 +9,8 @@ insert), with tests/bench/pg_commit_ceiling. PostgreSQL runs with its
 defaults (shared_buffers 128MB, fsync on). Sizes: BENCH_DEDUPE_SIZES
 (default "1000000,20000000"); events per measurement: BENCH_COUNT
 (default 100000), measured BENCH_ROUNDS times (default 3) in turns across
-the sizes, each size in its own PostgreSQL. Then the server settings that
+the sizes, each size in its own PostgreSQL (kinds: BENCH_DEDUPE_KINDS,
+default "random,ordered"). Then the server settings that
 move the random case, each measured on the largest size in turns with the
 smallest at its defaults: wal_compression = lz4 (smaller full-page
 images after each checkpoint), and shared_buffers large enough for the
@@ -27,6 +28,7 @@ BENCH = os.path.join(os.path.dirname(obtest.BIN), "tests", "bench")
 SIZES = [int(x) for x in os.environ.get("BENCH_DEDUPE_SIZES", "1000000,20000000").split(",")]
 MEASURE = int(os.environ.get("BENCH_COUNT", "100000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+KINDS = os.environ.get("BENCH_DEDUPE_KINDS", "random,ordered").split(",")
 BUFFERS = os.environ.get("BENCH_DEDUPE_BUFFERS", "2GB")
 LEVERS = [("wal_compression = lz4", ["wal_compression = lz4"]),
           ("shared_buffers = %s" % BUFFERS, ["wal_compression = off", "shared_buffers = '%s'" % BUFFERS])]
@@ -100,7 +102,7 @@ def levers(pgs, rows):
 
 def main():
     rows = []
-    for kind in ("random", "ordered"):
+    for kind in KINDS:
         # one private PostgreSQL per size, measured in turns, so that the
         # disk's drift during the run weighs on every size alike
         pgs = []

@@ -17,14 +17,15 @@ SRCDIR = os.environ.get("ONCEBRIDGE_SRCDIR",
 
 # script, environment, table header word, number of ledger lines expected
 RUNS = [
-    ("amqp_bench.py", {"BENCH_COUNT": "800", "BENCH_SECONDS": "1"}, "oncebridge / naive", 2),
+    ("amqp_bench.py", {"BENCH_COUNT": "800", "BENCH_SECONDS": "1", "BENCH_ROUNDS": "1"}, "CPU us per message, oncebridge", 4),
     ("mqtt_bench.py", {"BENCH_COUNT": "300", "BENCH_WORKERS": "1,2", "BENCH_ROUNDS": "1", "BENCH_OOB_COUNT": "300",
                        "BENCH_SECONDS": "1"}, "oncebridge MQTT, 1 worker", 3),
     ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 2),
     ("scaleout_bench.py", {"BENCH_COUNT": "300", "BENCH_INSTANCES": "1,2"}, "speed-up", 4),
     ("rss_bench.py", {"BENCH_RSS_COUNT": "2000"}, "RSS change", 1),
     ("msgsize_bench.py", {"BENCH_MSGSIZE_BYTES": "2000000", "BENCH_MSGSIZE_MAX_COUNT": "300"}, "worker peak MB", 3),
-    ("dedupe_bench.py", {"BENCH_DEDUPE_SIZES": "1000,3000", "BENCH_COUNT": "1000", "BENCH_ROUNDS": "2"}, "primary key MB", 0),
+    ("dedupe_bench.py", {"BENCH_DEDUPE_SIZES": "1000,3000", "BENCH_COUNT": "1000", "BENCH_ROUNDS": "1",
+                         "BENCH_DEDUPE_BUFFERS": "64MB", "BENCH_DEDUPE_KINDS": "random"}, "shared_buffers = 64MB", 0),
     ("retention_bench.py", {"BENCH_SIZES": "2000,4000", "BENCH_SECONDS": "0.5"}, "claims/s while pruning", 0),
 ]
 
