@@ -42,6 +42,7 @@
 #include "bridge/core/orphan.h"
 #include "bridge/core/roundtrip.h"
 #include "bridge/outbox/outbox_horizon.h"
+#include "bridge/outbox/outbox_marks.h"
 #include "bridge/common/log.h"
 #include "bridge/outbox/relay.h"
 #include "bridge/config/settings.h"
@@ -61,10 +62,6 @@
 	" AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())" \
 	" AND l.relation = 'oncebridge.outbox'::regclass AND l.mode = 'RowExclusiveLock'" \
 	" AND l.pid IS DISTINCT FROM pg_backend_pid()"
-#define SQL_MARK \
-	"UPDATE oncebridge.outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
-#define SQL_FAILED \
-	"UPDATE oncebridge.outbox SET attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 #define SQL_PRUNE \
 	"DELETE FROM oncebridge.outbox WHERE id IN (SELECT id FROM oncebridge.outbox" \
 	" WHERE destination = $1 AND published_at < now() - make_interval(secs => $2::double precision)" \
@@ -107,6 +104,7 @@ struct relay {
 	int n_flights;
 	bool draining;              /* settle what is in flight, fetch nothing */
 	struct outbox_horizon hz;   /* ordered mode: fetch no id above hz.safe */
+	struct outbox_marks marks;  /* settled rows to mark, sent with the next fetch */
 	bool probe_due;             /* the last fetch read every row up to the horizon */
 	struct backoff db_backoff, broker_backoff, retry_backoff;
 };
@@ -118,6 +116,7 @@ relay_disconnect_db(struct relay *r)
 		PQfinish(r->conn);
 	r->conn = NULL;
 	r->active = false;
+	outbox_marks_reset(&r->marks); /* those rows are published again */
 }
 
 /* The relay's session waits for the broker's confirms inside a
@@ -235,24 +234,6 @@ relay_wait(struct relay *r, int64_t ms)
 	}
 }
 
-/* Append s (ids) as a PostgreSQL array literal element. */
-static void
-array_add_id(struct buf *b, int64_t id)
-{
-	buf_appendf(b, "%s%lld", b->len ? "," : "{", (long long)id);
-}
-
-static bool
-mark(struct relay *r, const char *sql, const struct buf *ids, const char *what)
-{
-	const char *values[1] = { ids->data };
-	PGresult *res = rt_exec_params(r->conn, sql, 1, NULL, values, NULL, NULL, 0);
-	bool ok = db_ok_or_warn(r->conn, res, what);
-
-	PQclear(res);
-	return ok;
-}
-
 static struct msg_header *
 headers_of(const char *json, size_t *n)
 {
@@ -354,7 +335,6 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	const struct broker *b = r->b;
 	char limit[24], after[24], upto[24];
 	const char *values[4] = { b->name, limit, after, upto };
-	const int formats[4] = { 0, 0, 0, 0 };
 	char *sql;
 
 	/* notifications already read are about rows this fetch sees; drop
@@ -369,9 +349,11 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	snprintf(after, sizeof(after), "%lld", (long long)(after_id ? after_id : INT64_MIN));
 	snprintf(upto, sizeof(upto), "%lld", (long long)(b->outbox_ordered ? r->hz.safe : INT64_MAX));
 	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
-	bt->res = rt_exec_params(r->conn, sql, 4, NULL, values, NULL, formats, 1 /* binary results */);
+	/* the marks of settled rows go along: behind the read when it starts
+	 * after rows in flight, so above every row to be marked */
+	bt->res = outbox_marks_read(r->conn, &r->marks, after_id != 0, sql, 4, values, 1 /* binary results */);
 	free(sql);
-	if (!db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
+	if (bt->res == NULL || !db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
 		batch_free(bt);
 		r->probe_due = true;
 		return -1;
@@ -401,16 +383,14 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 }
 
 /* Mark the confirmed rows of bt published and count an attempt on the
- * others; sets r->round_unconfirmed. */
+ * others: with the next fetch (outbox_marks.c), or now in parallel mode,
+ * inside the transaction that claimed them. Sets r->round_unconfirmed. */
 static bool
 batch_mark(struct relay *r, const struct batch *bt)
 {
-	struct buf ok_ids = { 0 }, failed_ids = { 0 };
-	bool ok = true;
-
 	r->round_unconfirmed = 0;
 	for (int i = 0; i < bt->n; i++) {
-		array_add_id(bt->confirmed[i] ? &ok_ids : &failed_ids, bt->msgs[i].id);
+		outbox_marks_add(&r->marks, bt->msgs[i].id, bt->confirmed[i]);
 		r->published++;
 		if (bt->confirmed[i]) {
 			r->confirmed++;
@@ -419,17 +399,7 @@ batch_mark(struct relay *r, const struct batch *bt)
 			r->round_unconfirmed++;
 		}
 	}
-	if (ok_ids.len) {
-		buf_append(&ok_ids, "}", 1);
-		ok = mark(r, SQL_MARK, &ok_ids, "mark outbox rows published");
-	}
-	if (ok && failed_ids.len) {
-		buf_append(&failed_ids, "}", 1);
-		ok = mark(r, SQL_FAILED, &failed_ids, "count failed outbox attempts");
-	}
-	buf_free(&ok_ids);
-	buf_free(&failed_ids);
-	return ok;
+	return r->b->outbox_ordered || outbox_marks_flush(r->conn, &r->marks);
 }
 
 /* Forget the batches in flight without marking them: they are published
@@ -517,6 +487,8 @@ relay_round(struct relay *r)
 	r->round_unconfirmed = 0;
 	if (r->draining && r->n_flights == 0)
 		r->draining = false; /* settled: fetch from the oldest unpublished row again */
+	if (!outbox_marks_collect(r->conn, &r->marks))
+		goto fail;
 	if (tx && !db_exec(r->conn, "BEGIN", "begin a relay transaction"))
 		goto fail;
 	if (r->n_flights < window && !r->draining && (fetched = window_send(r)) < 0)
@@ -531,6 +503,8 @@ relay_round(struct relay *r)
 	return fetched + settled;
 fail:
 	window_drop(r);
+	if (r->conn && PQpipelineStatus(r->conn) != PQ_PIPELINE_OFF)
+		relay_disconnect_db(r);
 	if (r->conn && PQstatus(r->conn) == CONNECTION_OK && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
 		db_exec(r->conn, "ROLLBACK", "roll back the relay transaction");
 	return -1;
@@ -607,6 +581,37 @@ relay_wait_ms(const struct relay *r)
 	return ms;
 }
 
+/* Pruning and counters when they are due. The marks sent with a fetch
+ * are read by the next round; before anything else uses the session, or
+ * before the relay waits (idle), every mark is done. Returns false when
+ * the database failed. */
+static bool
+relay_housekeeping(struct relay *r, bool idle)
+{
+	int64_t now = now_ms();
+	bool prune = now >= r->next_prune_ms, stats = now >= r->next_stats_ms;
+	bool gauge = r->w->relay_shared && now >= r->next_gauge_ms;
+
+	if ((idle || prune || stats || gauge) && !outbox_marks_flush(r->conn, &r->marks)) {
+		relay_disconnect_db(r);
+		return false;
+	}
+	if (prune) {
+		relay_prune(r);
+		r->next_prune_ms = now_ms() + PRUNE_EVERY_MS;
+	}
+	relay_share(r);
+	if (stats) {
+		relay_stats(r, true);
+		r->next_stats_ms = now_ms() + r->b->outbox_stats_interval_s * 1000;
+		r->next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
+	} else if (gauge && r->conn) {
+		relay_stats(r, false);
+		r->next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
+	}
+	return true;
+}
+
 int
 relay_run(struct worker *w)
 {
@@ -662,19 +667,8 @@ relay_run(struct worker *w)
 			sleep_ms_unless(backoff_next(&r.retry_backoff), w->stop);
 		else if (n > 0)
 			backoff_reset(&r.retry_backoff);
-		if (now_ms() >= r.next_prune_ms) {
-			relay_prune(&r);
-			r.next_prune_ms = now_ms() + PRUNE_EVERY_MS;
-		}
-		relay_share(&r);
-		if (now_ms() >= r.next_stats_ms) {
-			relay_stats(&r, true);
-			r.next_stats_ms = now_ms() + r.b->outbox_stats_interval_s * 1000;
-			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
-		} else if (w->relay_shared && now_ms() >= r.next_gauge_ms && r.conn) {
-			relay_stats(&r, false);
-			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
-		}
+		if (!relay_housekeeping(&r, n == 0))
+			continue;
 		if (n == 0 && r.conn)
 			relay_wait(&r, relay_wait_ms(&r));
 	}
@@ -684,6 +678,8 @@ relay_run(struct worker *w)
 	while (r.n_flights > 0 && r.pub && r.conn)
 		if (relay_round(&r) < 0)
 			break;
+	if (r.conn && !outbox_marks_flush(r.conn, &r.marks))
+		relay_disconnect_db(&r);
 	window_drop(&r);
 	if (r.conn)
 		relay_stats(&r, true);
