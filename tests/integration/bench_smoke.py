@@ -19,7 +19,7 @@ SRCDIR = os.environ.get("ONCEBRIDGE_SRCDIR",
 RUNS = [
     ("amqp_bench.py", {"BENCH_COUNT": "800", "BENCH_SECONDS": "1"}, "oncebridge / naive", 2),
     ("mqtt_bench.py", {"BENCH_COUNT": "300"}, "oncebridge MQTT, 1 worker", 2),
-    ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 2),
+    ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1", "BENCH_ROUNDS": "1"}, "outbox relay -> MQTT", 3),
     ("scaleout_bench.py", {"BENCH_COUNT": "300", "BENCH_INSTANCES": "1,2"}, "speed-up", 4),
     ("rss_bench.py", {"BENCH_RSS_COUNT": "2000"}, "RSS change", 1),
     ("msgsize_bench.py", {"BENCH_MSGSIZE_BYTES": "2000000", "BENCH_MSGSIZE_MAX_COUNT": "300"}, "worker peak MB", 3),
