@@ -49,10 +49,18 @@
 #include "bridge/common/util.h"
 #include "bridge/daemon/worker.h"
 
+/* The next rows in outbox order, as far as their payloads fit in $5 bytes
+ * (the first row always does), and how many rows the read would have
+ * returned without that limit (n_read: fewer than $2 means the read came
+ * to the end of what is there). %s: FOR UPDATE SKIP LOCKED or nothing. */
 #define SQL_FETCH \
-	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
-	" WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint AND id <= $4::bigint" \
-	" ORDER BY id LIMIT $2"
+	"SELECT id, event_id, topic, exchange, payload, content_type, headers, n_read FROM (" \
+	" SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS upto, count(*) OVER () AS n_read FROM (" \
+	"  SELECT id, event_id, topic, exchange, payload, content_type, headers::text AS headers" \
+	"  FROM oncebridge.outbox" \
+	"  WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint AND id <= $4::bigint" \
+	"  ORDER BY id LIMIT $2%s) AS next) AS fit" \
+	" WHERE upto - octet_length(payload) < $5::bigint ORDER BY id"
 /* The horizon probe: the highest id the statement's snapshot sees, then
  * (read after that snapshot) the other transactions holding the lock that
  * INSERT, UPDATE and DELETE take on the outbox. */
@@ -85,6 +93,7 @@ struct batch {
 	struct outbound *msgs;
 	bool *confirmed;
 	int n;
+	int64_t bytes;              /* of its payloads */
 };
 
 struct relay {
@@ -330,11 +339,12 @@ relay_probe(struct relay *r)
  * after_id when it is not 0, and in ordered mode up to the horizon.
  * Returns the number of rows, or -1. */
 static int
-batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
+batch_fetch(struct relay *r, int64_t after_id, int64_t room, struct batch *bt)
 {
 	const struct broker *b = r->b;
-	char limit[24], after[24], upto[24];
-	const char *values[4] = { b->name, limit, after, upto };
+	char limit[24], after[24], upto[24], bytes[24];
+	const char *values[5] = { b->name, limit, after, upto, bytes };
+	int64_t n_read = 0;
 	char *sql;
 
 	/* notifications already read are about rows this fetch sees; drop
@@ -348,10 +358,11 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	snprintf(limit, sizeof(limit), "%lld", (long long)b->outbox_batch_size);
 	snprintf(after, sizeof(after), "%lld", (long long)(after_id ? after_id : INT64_MIN));
 	snprintf(upto, sizeof(upto), "%lld", (long long)(b->outbox_ordered ? r->hz.safe : INT64_MAX));
-	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
+	snprintf(bytes, sizeof(bytes), "%lld", (long long)room);
+	sql = xasprintf(SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
 	/* the marks of settled rows go along: behind the read when it starts
 	 * after rows in flight, so above every row to be marked */
-	bt->res = outbox_marks_read(r->conn, &r->marks, after_id != 0, sql, 4, values, 1 /* binary results */);
+	bt->res = outbox_marks_read(r->conn, &r->marks, after_id != 0, sql, 5, values, 1 /* binary results */);
 	free(sql);
 	if (bt->res == NULL || !db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
 		batch_free(bt);
@@ -359,7 +370,13 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 		return -1;
 	}
 	bt->n = PQntuples(bt->res);
-	r->probe_due = bt->n < b->outbox_batch_size;
+	if (bt->n > 0) {
+		uint64_t be;
+
+		memcpy(&be, PQgetvalue(bt->res, 0, 7), sizeof(be));
+		n_read = (int64_t)be64toh(be);
+	}
+	r->probe_due = n_read < b->outbox_batch_size;
 	bt->msgs = xcalloc((size_t)bt->n + 1, sizeof(*bt->msgs));
 	bt->confirmed = xcalloc((size_t)bt->n + 1, sizeof(bool));
 	for (int i = 0; i < bt->n; i++) {
@@ -374,6 +391,7 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 		m->exchange = field(bt->res, i, 3);
 		m->payload = PQgetvalue(bt->res, i, 4);
 		m->payload_len = (size_t)PQgetlength(bt->res, i, 4);
+		bt->bytes += (int64_t)m->payload_len;
 		m->content_type = field(bt->res, i, 5);
 		headers = xstrndup(PQgetvalue(bt->res, i, 6), (size_t)PQgetlength(bt->res, i, 6));
 		m->headers = headers_of(headers, &m->n_headers);
@@ -417,16 +435,24 @@ window_drop(struct relay *r)
 	r->n_flights = 0;
 }
 
-/* Fetch the rows after those in flight and send them. Returns the number
- * of rows, or -1 when the database failed; closes a publisher that
- * failed. */
+/* Fetch the rows after those in flight, as far as their payloads fit in
+ * what is left of outbox.max_inflight_bytes (a single larger row goes
+ * alone), and send them. Returns the number of rows (0 also when the
+ * window is full of bytes), or -1 when the database failed; closes a
+ * publisher that failed. */
 static int
 window_send(struct relay *r)
 {
 	struct batch *bt = &r->flights[r->n_flights];
 	const struct batch *last = r->n_flights ? &r->flights[r->n_flights - 1] : NULL;
-	int n = batch_fetch(r, last ? last->msgs[last->n - 1].id : 0, bt);
+	int64_t room = r->b->outbox_max_inflight_bytes;
+	int n;
 
+	for (int i = 0; i < r->n_flights; i++)
+		room -= r->flights[i].bytes;
+	if (room <= 0 && r->n_flights > 0)
+		return 0;
+	n = batch_fetch(r, last ? last->msgs[last->n - 1].id : 0, room > 0 ? room : 1, bt);
 	if (n <= 0) {
 		batch_free(bt);
 		return n;
