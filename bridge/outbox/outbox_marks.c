@@ -110,7 +110,8 @@ read_marks(PGconn *conn, int n)
 		if (sync)
 			return PQexitPipelineMode(conn) == 1 && ok;
 	}
-	return false; /* the session is gone */
+	log_warn("could not mark outbox rows: %s", PQerrorMessage(conn)); /* the session is gone */
+	return false;
 }
 
 bool
@@ -153,7 +154,7 @@ outbox_marks_read(PGconn *conn, struct outbox_marks *m, bool behind, const char 
 {
 	PGresult *res = NULL;
 	int before = 0;
-	bool ok = true, fetched;
+	bool marked = true, ok, fetched;
 
 	if (!outbox_marks_collect(conn, m))
 		return NULL;
@@ -173,21 +174,23 @@ outbox_marks_read(PGconn *conn, struct outbox_marks *m, bool behind, const char 
 	for (int i = 0; i < before; i++) {
 		PGresult *mres = pipe_result(conn);
 
-		ok = result_ok(conn, mres, "mark outbox rows") && ok;
+		marked = result_ok(conn, mres, "mark outbox rows") && marked;
 		PQclear(mres);
 	}
 	res = pipe_result(conn);
 	fetched = PQresultStatus(res) == PGRES_TUPLES_OK;
-	if (!behind || !fetched) {
-		/* all read now: the marks before the read, or after a read
-		 * that failed (they were aborted: those rows go again) */
-		ok = read_marks(conn, m->outstanding) && ok;
+	ok = true;
+	if (!behind) {
+		ok = read_marks(conn, 0); /* the sync */
+	} else if (!fetched) {
+		/* the marks behind a read that failed were not run: those rows
+		 * are published again */
+		(void)read_marks(conn, m->outstanding);
 		m->outstanding = 0;
 	}
 	ok = rt_end(conn) && ok;
-	if (!ok && fetched) {
-		PQclear(res);
-		return NULL;
-	}
-	return res; /* a failed read says why */
+	if (marked && (ok || !fetched))
+		return res; /* a failed read says why */
+	PQclear(res);
+	return NULL; /* a failed mark, the deadline or the lost session said why */
 }
