@@ -16,8 +16,11 @@
  *
  * In ordered mode the confirm window spans rounds, for every protocol:
  * the next batch is sent while the broker still confirms the previous
- * one, and each batch is marked once its own confirms are in. Parallel
- * mode keeps one batch in flight, inside the transaction that claimed it.
+ * one, and each batch is marked once its own confirms are in, by
+ * statements that travel with the next fetch (outbox_marks.c). The
+ * batches in flight hold at most outbox.max_inflight_bytes of payloads
+ * (a single larger row goes alone). Parallel mode keeps one batch in
+ * flight, inside the transaction that claimed it.
  *
  * Emitting transactions commit out of id order. In ordered mode every
  * fetch stops at the publish horizon (outbox_horizon.c): the highest id
