@@ -19,11 +19,10 @@
  * answers arrive on paho's threads; each batch keeps them, under the
  * publisher's mutex, in memory of its own, so a late answer never touches
  * the relay's arrays. paho's buffer and in-flight limits are sized to what
- * it holds. After a lost
- * connection the publisher is closed and a new paho client made: a handle
- * is never reused across a connection loss (see LIBRARY-FACTS). A broker
- * with several servers (failover_urls) is one connect over the list, in
- * configuration order.
+ * it holds. After a lost connection the publisher is closed and a new paho
+ * client made: a handle is never reused across a connection loss (see
+ * LIBRARY-FACTS). A broker with several servers (failover_urls) is one
+ * connect over the list, in configuration order.
  *
  * The event ID travels as the MQTT 5 user property "event_id" (with the
  * content type and the row's headers as properties too). MQTT 3.1.1 has no
