@@ -47,6 +47,7 @@ struct flight {
 	size_t n;
 	const struct outbound *msgs;
 	unsigned char *answer;
+	size_t low;                 /* every message before this one is answered */
 	size_t pending, n_returned, n_nacked;
 };
 
@@ -198,22 +199,31 @@ read_return(struct publisher *p)
 	return 0;
 }
 
-/* A basic.ack or basic.nack for tag (and every earlier one if multiple). */
+/* A basic.ack or basic.nack for tag (and every earlier one if multiple).
+ * Only the messages it can answer are looked at: from the oldest one not
+ * answered yet (or tag alone) up to tag, so that a frame costs as much as
+ * it answers, not as much as the window holds. */
 static void
 read_answer(struct publisher *p, uint64_t tag, bool multiple, bool ack)
 {
 	for (int f = 0; f < p->n_flights; f++) {
 		struct flight *fl = &p->flights[f];
+		size_t hi, i;
 
-		for (size_t i = 0; i < fl->n; i++) {
-			uint64_t seq = fl->first + i;
-
-			if ((fl->answer[i] & ANSWERED) || !(seq == tag || (multiple && seq < tag)))
+		if (tag < fl->first)
+			continue;
+		hi = tag - fl->first + 1 < fl->n ? (size_t)(tag - fl->first + 1) : fl->n;
+		if (!multiple && tag - fl->first >= fl->n)
+			continue;
+		for (i = multiple ? fl->low : hi - 1; i < hi; i++) {
+			if (fl->answer[i] & ANSWERED)
 				continue;
 			fl->answer[i] |= ANSWERED | (ack ? ACKED : 0);
 			fl->pending--;
 			fl->n_nacked += !ack;
 		}
+		while (fl->low < fl->n && (fl->answer[fl->low] & ANSWERED))
+			fl->low++;
 	}
 }
 
@@ -231,6 +241,7 @@ amqpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
 	fl->n = fl->pending = n;
 	fl->msgs = msgs;
 	fl->answer = xcalloc(n + 1, 1);
+	fl->low = 0;
 	fl->n_returned = fl->n_nacked = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (send_one(p, &msgs[i]) < 0) {

@@ -8,14 +8,21 @@
  *
  * Up to two batches may be in flight (send, then settle the older one), as
  * with the AMQP publisher: the relay sends the next batch while the broker
- * still acknowledges the previous one. The answers arrive on paho's
- * threads; each batch keeps them, under the publisher's mutex, in memory of
- * its own, so a late answer never touches the relay's arrays. paho's
- * buffer and in-flight limits are sized to the window. After a lost
- * connection the publisher is closed and a new paho client made: a handle
- * is never reused across a connection loss (see LIBRARY-FACTS). A broker
- * with several servers (failover_urls) is one connect over the list, in
- * configuration order.
+ * still acknowledges the previous one. paho itself holds at most one
+ * batch's worth of them (batch_size, at least 64) not yet answered: its
+ * cost per send grows with the messages it holds (it searches its lists
+ * of commands and of sends awaiting PUBACK for a free packet id and counts
+ * its buffered commands on every send), so handing it two whole batches at
+ * once made the relay spend most of a round in sending (README,
+ * "Performance"). The rest waits here, in order, and the relay hands it
+ * over while it waits for the answers (settle) as they free room. The
+ * answers arrive on paho's threads; each batch keeps them, under the
+ * publisher's mutex, in memory of its own, so a late answer never touches
+ * the relay's arrays. paho's buffer and in-flight limits are sized to what
+ * it holds. After a lost connection the publisher is closed and a new paho
+ * client made: a handle is never reused across a connection loss (see
+ * LIBRARY-FACTS). A broker with several servers (failover_urls) is one
+ * connect over the list, in configuration order.
  *
  * The event ID travels as the MQTT 5 user property "event_id" (with the
  * content type and the row's headers as properties too). MQTT 3.1.1 has no
@@ -64,6 +71,8 @@ struct slot {
  * client is destroyed. */
 struct flight {
 	size_t n;
+	const struct outbound *msgs;
+	size_t handed;           /* messages handed to paho, in order */
 	size_t pending;          /* sends not answered yet */
 	bool *answered;
 	bool *ok;                /* answered with a PUBACK that accepts it */
@@ -79,9 +88,11 @@ struct publisher {
 	bool failed;             /* a send or settle failed: only close is left */
 	struct flight *flights[MAX_FLIGHTS]; /* oldest first */
 	int n_flights;
+	size_t window;           /* most messages paho holds not answered */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	/* guarded by mu */
+	size_t in_paho;          /* messages handed to paho and not answered */
 	int connect_result;      /* 0 pending, 1 connected, -1 failed */
 	char *server;            /* the server that answered, as paho reports it */
 	bool lost;
@@ -161,7 +172,10 @@ answered(struct slot *s, bool ok)
 		f->answered[s->index] = true;
 		f->ok[s->index] = ok;
 		f->pending--;
-		if (f->pending == 0)
+		p->in_paho--;
+		/* settle waits for the whole batch, and hands paho more once
+		 * half of what it holds is answered */
+		if (f->pending == 0 || p->in_paho == p->window / 2)
 			pthread_cond_broadcast(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -286,7 +300,8 @@ mqttpub_open(const struct broker *b, int index)
 	co.MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
 	/* paho refuses sends once this many wait for its send thread (100 by
 	 * default): the whole window must fit */
-	co.maxBufferedMessages = MAX_FLIGHTS * (int)b->outbox_batch_size + 16;
+	p->window = b->outbox_batch_size < 64 ? 64 : (size_t)b->outbox_batch_size;
+	co.maxBufferedMessages = (int)p->window + 16;
 	rc = MQTTAsync_createWithOptions(&p->client, uris[0], client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("could not create an MQTT client for \"%s\": %s", uri, MQTTAsync_strerror(rc));
@@ -296,7 +311,7 @@ mqttpub_open(const struct broker *b, int index)
 	MQTTAsync_setCallbacks(p->client, p, on_lost, on_message, NULL);
 	opts = p->v5 ? &v5 : &v3;
 	opts->keepAliveInterval = (int)mqtt_broker_cfg(b)->keepalive;
-	opts->maxInflight = MAX_FLIGHTS * (int)b->outbox_batch_size;
+	opts->maxInflight = (int)p->window;
 	opts->MQTTVersion = p->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1; /* never the default: see LIBRARY-FACTS */
 	if (p->v5) {
 		opts->cleanstart = 1;
@@ -462,6 +477,38 @@ send_one(struct publisher *p, const struct outbound *m, struct slot *slot)
 	return 0;
 }
 
+/* Hand paho the next messages waiting, in order, while it holds fewer
+ * than the window. Only the relay's thread calls this (send, settle), so
+ * the order holds; paho is called without the publisher's mutex, which
+ * its callbacks take. Returns -1 when paho refused a send. */
+static int
+hand_over(struct publisher *p)
+{
+	for (;;) {
+		struct flight *f = NULL;
+		size_t i;
+
+		pthread_mutex_lock(&p->mu);
+		for (int k = 0; k < p->n_flights && f == NULL && p->in_paho < p->window; k++)
+			if (p->flights[k]->handed < p->flights[k]->n)
+				f = p->flights[k];
+		if (f) {
+			i = f->handed++;
+			p->in_paho++;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (f == NULL)
+			return 0;
+		if (send_one(p, &f->msgs[i], &f->slots[i]) < 0) {
+			pthread_mutex_lock(&p->mu);
+			p->in_paho--;
+			pthread_mutex_unlock(&p->mu);
+			p->failed = true;
+			return -1;
+		}
+	}
+}
+
 int
 mqttpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
 {
@@ -474,14 +521,9 @@ mqttpub_send(struct publisher *p, const struct outbound *msgs, size_t n)
 		return -1;
 	}
 	f = flight_new(p, n);
+	f->msgs = msgs;
 	p->flights[p->n_flights++] = f;
-	for (size_t i = 0; i < n; i++) {
-		if (send_one(p, &msgs[i], &f->slots[i]) < 0) {
-			p->failed = true;
-			return -1;
-		}
-	}
-	return 0;
+	return hand_over(p);
 }
 
 /* Wait for the answers to the oldest batch in flight. A batch not settled
@@ -498,9 +540,18 @@ mqttpub_settle(struct publisher *p, bool *confirmed, int64_t timeout_ms)
 		return 0;
 	deadline_in(&until, timeout_ms);
 	pthread_mutex_lock(&p->mu);
+	while (rc == 0 && f->pending > 0 && !p->lost) {
+		bool waiting = p->flights[p->n_flights - 1]->handed < p->flights[p->n_flights - 1]->n;
+
+		if (waiting && p->in_paho <= p->window / 2) {
+			pthread_mutex_unlock(&p->mu);
+			rc = hand_over(p);
+			pthread_mutex_lock(&p->mu);
+		} else if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0) {
+			break;
+		}
+	}
 	if (rc == 0) {
-		while (f->pending > 0 && !p->lost && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
-			;
 		if (f->pending > 0) {
 			log_warn("%zu of %zu messages not confirmed %s; reconnecting to republish them", f->pending,
 			    f->n, p->lost ? "before the connection was lost" : "in time");

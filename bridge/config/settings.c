@@ -162,6 +162,8 @@ static const struct cfg_key outbox_keys[] = {
 	    "relay processes for this destination" },
 	{ "batch_size", CFG_INT, B(outbox_batch_size), false, NULL, 500, 1, 10000, 0, NULL,
 	    "rows claimed and published (all in flight) per round" },
+	{ "max_inflight_bytes", CFG_INT, B(outbox_max_inflight_bytes), false, NULL, 33554432, 1024, 1099511627776LL, 0,
+	    NULL, "payload bytes a relay holds in flight (read, not yet confirmed); a read stops there" },
 	{ "confirm_timeout_ms", CFG_INT, B(outbox_confirm_timeout_ms), false, NULL, 10000, 100, 600000, 0, NULL,
 	    "how long to wait for the broker's confirms before republishing" },
 	{ "poll_interval_ms", CFG_INT, B(outbox_poll_interval_ms), false, NULL, 1000, 10, 600000, 0, NULL,

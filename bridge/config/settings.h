@@ -51,6 +51,7 @@ struct broker {
 	bool outbox_ordered;
 	int64_t outbox_relays;
 	int64_t outbox_batch_size;
+	int64_t outbox_max_inflight_bytes;
 	int64_t outbox_confirm_timeout_ms;
 	int64_t outbox_poll_interval_ms;
 	int64_t outbox_retention_s;

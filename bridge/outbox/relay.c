@@ -16,8 +16,11 @@
  *
  * In ordered mode the confirm window spans rounds, for every protocol:
  * the next batch is sent while the broker still confirms the previous
- * one, and each batch is marked once its own confirms are in. Parallel
- * mode keeps one batch in flight, inside the transaction that claimed it.
+ * one, and each batch is marked once its own confirms are in, by
+ * statements that travel with the next fetch (outbox_marks.c). The
+ * batches in flight hold at most outbox.max_inflight_bytes of payloads
+ * (a single larger row goes alone). Parallel mode keeps one batch in
+ * flight, inside the transaction that claimed it.
  *
  * Emitting transactions commit out of id order. In ordered mode every
  * fetch stops at the publish horizon (outbox_horizon.c): the highest id
@@ -42,16 +45,25 @@
 #include "bridge/core/orphan.h"
 #include "bridge/core/roundtrip.h"
 #include "bridge/outbox/outbox_horizon.h"
+#include "bridge/outbox/outbox_marks.h"
 #include "bridge/common/log.h"
 #include "bridge/outbox/relay.h"
 #include "bridge/config/settings.h"
 #include "bridge/common/util.h"
 #include "bridge/daemon/worker.h"
 
+/* The next rows in outbox order, as far as their payloads fit in $5 bytes
+ * (the first row always does), and how many rows the read would have
+ * returned without that limit (n_read: fewer than $2 means the read came
+ * to the end of what is there). %s: FOR UPDATE SKIP LOCKED or nothing. */
 #define SQL_FETCH \
-	"SELECT id, event_id, topic, exchange, payload, content_type, headers::text FROM oncebridge.outbox" \
-	" WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint AND id <= $4::bigint" \
-	" ORDER BY id LIMIT $2"
+	"SELECT id, event_id, topic, exchange, payload, content_type, headers, n_read FROM (" \
+	" SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS upto, count(*) OVER () AS n_read FROM (" \
+	"  SELECT id, event_id, topic, exchange, payload, content_type, headers::text AS headers" \
+	"  FROM oncebridge.outbox" \
+	"  WHERE destination = $1 AND published_at IS NULL AND id > $3::bigint AND id <= $4::bigint" \
+	"  ORDER BY id LIMIT $2%s) AS next) AS fit" \
+	" WHERE upto - octet_length(payload) < $5::bigint ORDER BY id"
 /* The horizon probe: the highest id the statement's snapshot sees, then
  * (read after that snapshot) the other transactions holding the lock that
  * INSERT, UPDATE and DELETE take on the outbox. */
@@ -61,10 +73,6 @@
 	" AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())" \
 	" AND l.relation = 'oncebridge.outbox'::regclass AND l.mode = 'RowExclusiveLock'" \
 	" AND l.pid IS DISTINCT FROM pg_backend_pid()"
-#define SQL_MARK \
-	"UPDATE oncebridge.outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
-#define SQL_FAILED \
-	"UPDATE oncebridge.outbox SET attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 #define SQL_PRUNE \
 	"DELETE FROM oncebridge.outbox WHERE id IN (SELECT id FROM oncebridge.outbox" \
 	" WHERE destination = $1 AND published_at < now() - make_interval(secs => $2::double precision)" \
@@ -88,6 +96,7 @@ struct batch {
 	struct outbound *msgs;
 	bool *confirmed;
 	int n;
+	int64_t bytes;              /* of its payloads */
 };
 
 struct relay {
@@ -107,6 +116,7 @@ struct relay {
 	int n_flights;
 	bool draining;              /* settle what is in flight, fetch nothing */
 	struct outbox_horizon hz;   /* ordered mode: fetch no id above hz.safe */
+	struct outbox_marks marks;  /* settled rows to mark, sent with the next fetch */
 	bool probe_due;             /* the last fetch read every row up to the horizon */
 	struct backoff db_backoff, broker_backoff, retry_backoff;
 };
@@ -118,6 +128,7 @@ relay_disconnect_db(struct relay *r)
 		PQfinish(r->conn);
 	r->conn = NULL;
 	r->active = false;
+	outbox_marks_reset(&r->marks); /* those rows are published again */
 }
 
 /* The relay's session waits for the broker's confirms inside a
@@ -235,24 +246,6 @@ relay_wait(struct relay *r, int64_t ms)
 	}
 }
 
-/* Append s (ids) as a PostgreSQL array literal element. */
-static void
-array_add_id(struct buf *b, int64_t id)
-{
-	buf_appendf(b, "%s%lld", b->len ? "," : "{", (long long)id);
-}
-
-static bool
-mark(struct relay *r, const char *sql, const struct buf *ids, const char *what)
-{
-	const char *values[1] = { ids->data };
-	PGresult *res = rt_exec_params(r->conn, sql, 1, NULL, values, NULL, NULL, 0);
-	bool ok = db_ok_or_warn(r->conn, res, what);
-
-	PQclear(res);
-	return ok;
-}
-
 static struct msg_header *
 headers_of(const char *json, size_t *n)
 {
@@ -349,12 +342,12 @@ relay_probe(struct relay *r)
  * after_id when it is not 0, and in ordered mode up to the horizon.
  * Returns the number of rows, or -1. */
 static int
-batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
+batch_fetch(struct relay *r, int64_t after_id, int64_t room, struct batch *bt)
 {
 	const struct broker *b = r->b;
-	char limit[24], after[24], upto[24];
-	const char *values[4] = { b->name, limit, after, upto };
-	const int formats[4] = { 0, 0, 0, 0 };
+	char limit[24], after[24], upto[24], bytes[24];
+	const char *values[5] = { b->name, limit, after, upto, bytes };
+	int64_t n_read = 0;
 	char *sql;
 
 	/* notifications already read are about rows this fetch sees; drop
@@ -368,16 +361,25 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 	snprintf(limit, sizeof(limit), "%lld", (long long)b->outbox_batch_size);
 	snprintf(after, sizeof(after), "%lld", (long long)(after_id ? after_id : INT64_MIN));
 	snprintf(upto, sizeof(upto), "%lld", (long long)(b->outbox_ordered ? r->hz.safe : INT64_MAX));
-	sql = xasprintf("%s%s", SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
-	bt->res = rt_exec_params(r->conn, sql, 4, NULL, values, NULL, formats, 1 /* binary results */);
+	snprintf(bytes, sizeof(bytes), "%lld", (long long)room);
+	sql = xasprintf(SQL_FETCH, b->outbox_ordered ? "" : " FOR UPDATE SKIP LOCKED");
+	/* the marks of settled rows go along: behind the read when it starts
+	 * after rows in flight, so above every row to be marked */
+	bt->res = outbox_marks_read(r->conn, &r->marks, after_id != 0, sql, 5, values, 1 /* binary results */);
 	free(sql);
-	if (!db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
+	if (bt->res == NULL || !db_ok_or_warn(r->conn, bt->res, "read the outbox")) {
 		batch_free(bt);
 		r->probe_due = true;
 		return -1;
 	}
 	bt->n = PQntuples(bt->res);
-	r->probe_due = bt->n < b->outbox_batch_size;
+	if (bt->n > 0) {
+		uint64_t be;
+
+		memcpy(&be, PQgetvalue(bt->res, 0, 7), sizeof(be));
+		n_read = (int64_t)be64toh(be);
+	}
+	r->probe_due = n_read < b->outbox_batch_size;
 	bt->msgs = xcalloc((size_t)bt->n + 1, sizeof(*bt->msgs));
 	bt->confirmed = xcalloc((size_t)bt->n + 1, sizeof(bool));
 	for (int i = 0; i < bt->n; i++) {
@@ -392,6 +394,7 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 		m->exchange = field(bt->res, i, 3);
 		m->payload = PQgetvalue(bt->res, i, 4);
 		m->payload_len = (size_t)PQgetlength(bt->res, i, 4);
+		bt->bytes += (int64_t)m->payload_len;
 		m->content_type = field(bt->res, i, 5);
 		headers = xstrndup(PQgetvalue(bt->res, i, 6), (size_t)PQgetlength(bt->res, i, 6));
 		m->headers = headers_of(headers, &m->n_headers);
@@ -401,16 +404,14 @@ batch_fetch(struct relay *r, int64_t after_id, struct batch *bt)
 }
 
 /* Mark the confirmed rows of bt published and count an attempt on the
- * others; sets r->round_unconfirmed. */
+ * others: with the next fetch (outbox_marks.c), or now in parallel mode,
+ * inside the transaction that claimed them. Sets r->round_unconfirmed. */
 static bool
 batch_mark(struct relay *r, const struct batch *bt)
 {
-	struct buf ok_ids = { 0 }, failed_ids = { 0 };
-	bool ok = true;
-
 	r->round_unconfirmed = 0;
 	for (int i = 0; i < bt->n; i++) {
-		array_add_id(bt->confirmed[i] ? &ok_ids : &failed_ids, bt->msgs[i].id);
+		outbox_marks_add(&r->marks, bt->msgs[i].id, bt->confirmed[i]);
 		r->published++;
 		if (bt->confirmed[i]) {
 			r->confirmed++;
@@ -419,17 +420,7 @@ batch_mark(struct relay *r, const struct batch *bt)
 			r->round_unconfirmed++;
 		}
 	}
-	if (ok_ids.len) {
-		buf_append(&ok_ids, "}", 1);
-		ok = mark(r, SQL_MARK, &ok_ids, "mark outbox rows published");
-	}
-	if (ok && failed_ids.len) {
-		buf_append(&failed_ids, "}", 1);
-		ok = mark(r, SQL_FAILED, &failed_ids, "count failed outbox attempts");
-	}
-	buf_free(&ok_ids);
-	buf_free(&failed_ids);
-	return ok;
+	return r->b->outbox_ordered || outbox_marks_flush(r->conn, &r->marks);
 }
 
 /* Forget the batches in flight without marking them: they are published
@@ -447,16 +438,24 @@ window_drop(struct relay *r)
 	r->n_flights = 0;
 }
 
-/* Fetch the rows after those in flight and send them. Returns the number
- * of rows, or -1 when the database failed; closes a publisher that
- * failed. */
+/* Fetch the rows after those in flight, as far as their payloads fit in
+ * what is left of outbox.max_inflight_bytes (a single larger row goes
+ * alone), and send them. Returns the number of rows (0 also when the
+ * window is full of bytes), or -1 when the database failed; closes a
+ * publisher that failed. */
 static int
 window_send(struct relay *r)
 {
 	struct batch *bt = &r->flights[r->n_flights];
 	const struct batch *last = r->n_flights ? &r->flights[r->n_flights - 1] : NULL;
-	int n = batch_fetch(r, last ? last->msgs[last->n - 1].id : 0, bt);
+	int64_t room = r->b->outbox_max_inflight_bytes;
+	int n;
 
+	for (int i = 0; i < r->n_flights; i++)
+		room -= r->flights[i].bytes;
+	if (room <= 0 && r->n_flights > 0)
+		return 0;
+	n = batch_fetch(r, last ? last->msgs[last->n - 1].id : 0, room > 0 ? room : 1, bt);
 	if (n <= 0) {
 		batch_free(bt);
 		return n;
@@ -517,6 +516,8 @@ relay_round(struct relay *r)
 	r->round_unconfirmed = 0;
 	if (r->draining && r->n_flights == 0)
 		r->draining = false; /* settled: fetch from the oldest unpublished row again */
+	if (!outbox_marks_collect(r->conn, &r->marks))
+		goto fail;
 	if (tx && !db_exec(r->conn, "BEGIN", "begin a relay transaction"))
 		goto fail;
 	if (r->n_flights < window && !r->draining && (fetched = window_send(r)) < 0)
@@ -531,6 +532,8 @@ relay_round(struct relay *r)
 	return fetched + settled;
 fail:
 	window_drop(r);
+	if (r->conn && PQpipelineStatus(r->conn) != PQ_PIPELINE_OFF)
+		relay_disconnect_db(r);
 	if (r->conn && PQstatus(r->conn) == CONNECTION_OK && PQtransactionStatus(r->conn) != PQTRANS_IDLE)
 		db_exec(r->conn, "ROLLBACK", "roll back the relay transaction");
 	return -1;
@@ -607,6 +610,37 @@ relay_wait_ms(const struct relay *r)
 	return ms;
 }
 
+/* Pruning and counters when they are due. The marks sent with a fetch
+ * are read by the next round; before anything else uses the session, or
+ * before the relay waits (idle), every mark is done. Returns false when
+ * the database failed. */
+static bool
+relay_housekeeping(struct relay *r, bool idle)
+{
+	int64_t now = now_ms();
+	bool prune = now >= r->next_prune_ms, stats = now >= r->next_stats_ms;
+	bool gauge = r->w->relay_shared && now >= r->next_gauge_ms;
+
+	if ((idle || prune || stats || gauge) && !outbox_marks_flush(r->conn, &r->marks)) {
+		relay_disconnect_db(r);
+		return false;
+	}
+	if (prune) {
+		relay_prune(r);
+		r->next_prune_ms = now_ms() + PRUNE_EVERY_MS;
+	}
+	relay_share(r);
+	if (stats) {
+		relay_stats(r, true);
+		r->next_stats_ms = now_ms() + r->b->outbox_stats_interval_s * 1000;
+		r->next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
+	} else if (gauge && r->conn) {
+		relay_stats(r, false);
+		r->next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
+	}
+	return true;
+}
+
 int
 relay_run(struct worker *w)
 {
@@ -662,19 +696,8 @@ relay_run(struct worker *w)
 			sleep_ms_unless(backoff_next(&r.retry_backoff), w->stop);
 		else if (n > 0)
 			backoff_reset(&r.retry_backoff);
-		if (now_ms() >= r.next_prune_ms) {
-			relay_prune(&r);
-			r.next_prune_ms = now_ms() + PRUNE_EVERY_MS;
-		}
-		relay_share(&r);
-		if (now_ms() >= r.next_stats_ms) {
-			relay_stats(&r, true);
-			r.next_stats_ms = now_ms() + r.b->outbox_stats_interval_s * 1000;
-			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
-		} else if (w->relay_shared && now_ms() >= r.next_gauge_ms && r.conn) {
-			relay_stats(&r, false);
-			r.next_gauge_ms = now_ms() + GAUGE_EVERY_MS;
-		}
+		if (!relay_housekeeping(&r, n == 0))
+			continue;
 		if (n == 0 && r.conn)
 			relay_wait(&r, relay_wait_ms(&r));
 	}
@@ -684,6 +707,8 @@ relay_run(struct worker *w)
 	while (r.n_flights > 0 && r.pub && r.conn)
 		if (relay_round(&r) < 0)
 			break;
+	if (r.conn && !outbox_marks_flush(r.conn, &r.marks))
+		relay_disconnect_db(&r);
 	window_drop(&r);
 	if (r.conn)
 		relay_stats(&r, true);

@@ -20,7 +20,7 @@ RUNS = [
     ("amqp_bench.py", {"BENCH_COUNT": "800", "BENCH_SECONDS": "1", "BENCH_ROUNDS": "1"}, "CPU us per message, oncebridge", 4),
     ("mqtt_bench.py", {"BENCH_COUNT": "300", "BENCH_WORKERS": "1,2", "BENCH_ROUNDS": "1", "BENCH_OOB_COUNT": "300",
                        "BENCH_SECONDS": "1"}, "oncebridge MQTT, 1 worker", 3),
-    ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1"}, "outbox relay -> AMQP", 2),
+    ("outbox_bench.py", {"BENCH_COUNT": "500", "BENCH_SECONDS": "1", "BENCH_ROUNDS": "1"}, "outbox relay -> MQTT", 3),
     ("scaleout_bench.py", {"BENCH_COUNT": "300", "BENCH_INSTANCES": "1,2"}, "speed-up", 4),
     ("rss_bench.py", {"BENCH_RSS_COUNT": "2000"}, "RSS change", 1),
     ("msgsize_bench.py", {"BENCH_MSGSIZE_BYTES": "2000000", "BENCH_MSGSIZE_MAX_COUNT": "300"}, "worker peak MB", 3),
