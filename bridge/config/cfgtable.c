@@ -3,6 +3,8 @@
  * type checks, bounds, unknown and missing keys, with file and line. */
 #include "config.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +91,38 @@ cfg_defaults_parts(const struct cfg_part *parts, size_t n)
 			table_defaults(parts[i].keys, parts[i].base);
 }
 
+/* libconfig 1.5 (Debian 12) reads a decimal integer that does not fit in
+ * 32 bits, written without the L suffix, as 0 of type int, silently. So an
+ * int setting read as 0 is looked up in its file: true when the key's
+ * literal there is a number other than 0. */
+static bool
+int_literal_overflowed(const config_setting_t *s, const char *name)
+{
+	const char *file = config_setting_source_file(s);
+	int line = config_setting_source_line(s), at = 0;
+	char text[1024];
+	bool overflowed = false;
+	FILE *f;
+
+	if (file == NULL || line <= 0 || (f = fopen(file, "r")) == NULL)
+		return false;
+	while (fgets(text, sizeof(text), f) != NULL)
+		if (++at == line) {
+			const char *p = strstr(text, name);
+
+			if (p == NULL)
+				break;
+			p += strlen(name);
+			p += strspn(p, " \t=:-+");
+			while (*p == '0')
+				p++;
+			overflowed = isdigit((unsigned char)*p) != 0;
+			break;
+		}
+	fclose(f);
+	return overflowed;
+}
+
 static const struct cfg_key *
 find_key(const struct cfg_part *parts, size_t n, const char *name, void **base)
 {
@@ -126,6 +160,12 @@ read_value(const config_setting_t *s, const struct cfg_key *k, void *base, const
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
 			goto wrong_type;
 		v = config_setting_get_int64(s);
+		if (type == CONFIG_TYPE_INT && v == 0 && int_literal_overflowed(s, k->name)) {
+			diag_error(d, file, line,
+			    "value of key \"%s\" in %s does not fit in 32 bits: write it with an L suffix, e.g. 4294967296L "
+			    "(libconfig reads it as 0 otherwise)", k->name, where);
+			return 1;
+		}
 		if ((k->min || k->max) && (v < k->min || v > k->max)) {
 			diag_error(d, file, line,
 			    "value %lld of key \"%s\" in %s is out of range (%lld .. %lld)",

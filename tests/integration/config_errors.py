@@ -78,6 +78,10 @@ expect_error("bad-log-level", ("oncebridge.conf", 2, 'invalid value "loud" of ke
              main=MAIN_OK.replace('"info"', '"loud"'))
 expect_error("out-of-range", ("oncebridge.conf", 3, 'value 0 of key "max_event_id_length" in group "limits" is out of range'),
              main=MAIN_OK + 'limits = { max_event_id_length = 0; };\n')
+# libconfig 1.5 reads a decimal over 32 bits without an L suffix as 0
+expect_error("int-over-32-bits", ("conf.d/10-r1.conf", 4,
+             'value of key "max_inflight_bytes" in group "broker" does not fit in 32 bits: write it with an L suffix'),
+             brokers={"10-r1.conf": BROKER_OK.replace('  url = ', '  max_inflight_bytes = 4294967296;\n  url = ')})
 expect_error("unknown-broker-key", ("conf.d/10-r1.conf", 4, 'unknown key "prefetchh" in group "broker"'),
              brokers={"10-r1.conf": BROKER_OK.replace('  url = ', '  prefetchh = 10;\n  url = ')})
 expect_error("broker-wrong-type", ("conf.d/10-r1.conf", 4, 'key "prefetch" in group "broker" must be an integer'),
