@@ -165,6 +165,11 @@ mqtt_check(const struct broker *b, const config_setting_t *group, const config_s
 		if (mqtt_filter_error(topic))
 			diag_error(d, file, cfg_key_line(g, "topic"), "invalid value of key \"topic\" in route \"%s\": %s",
 			    r->name, mqtt_filter_error(topic));
+		if (mqtt_workers(b) > 1 && r->format_name && strcmp(r->format_name, "sparkplug_b") == 0)
+			diag_warn(d, file, cfg_key_line(g, "format"),
+			    "route \"%s\" reads Sparkplug B with %d workers: a data message may be applied before the birth "
+			    "that defines its aliases and be dead-lettered; set workers = 1 to keep each edge node's order",
+			    r->name, mqtt_workers(b));
 	}
 }
 

@@ -193,6 +193,19 @@ d, out = run_case("tls-ok", brokers={"10-r1.conf": with_tls(
 path = os.path.join(d, "conf.d", "10-r1.conf")
 t.ok(out.returncode == 0 and '%s:8: warning: TLS peer verification is off for broker "r1" (verify_peer = false)' % path
      in out.stderr, "a complete tls group passes; verify_peer = false warns with file and line", diag=out.stderr)
+# the Sparkplug example without its "workers = 1": births may be overtaken
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf", "sparkplug",
+                       "sparkplug.conf")) as f:
+    sparkplug = f.read()
+several = sparkplug.replace("  workers = 1;\n", "")
+line = [n for n, text in enumerate(several.splitlines(), 1) if text.strip().startswith("format =")][0]
+d, out = run_case("sparkplug-workers", brokers={"10-sp.conf": several})
+t.ok(out.returncode == 0 and '10-sp.conf:%d: warning: route "sparkplug-metrics" reads Sparkplug B with 4 workers' % line
+     in out.stderr,
+     "Sparkplug B on several MQTT workers warns with file and line", diag=out.stderr)
+d, out = run_case("sparkplug-one-worker", brokers={"10-sp.conf": sparkplug})
+t.ok(out.returncode == 0 and "Sparkplug B" not in out.stderr, "the Sparkplug example (workers = 1) does not warn",
+     diag=out.stderr)
 d, out = run_case("sslmode-require", main=MAIN_OK.replace('dbname=x"', 'dbname=x sslmode=require"'))
 t.ok(out.returncode == 0 and ':1: warning: sslmode "require" in key "conninfo" does not check' in out.stderr,
      "sslmode=require in the conninfo warns", diag=out.stderr)
