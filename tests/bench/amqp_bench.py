@@ -93,9 +93,7 @@ def pct(values, p):
 
 def settle(b, timeout=60, idle=float(os.environ.get("BENCH_IDLE_S", "4"))):
     """Let a backlog sit idle for idle seconds, as one does while its
-    consumer is away (a classic queue without a consumer hibernates and
-    moves its messages out of memory after about a second, so a consumer
-    that came within that second would drain it several times faster),
+    consumer is away, so that the ceiling's and oncebridge's start alike,
     then wait until RabbitMQ used under 5 % of a core for half a second."""
     time.sleep(idle)
     deadline = time.time() + timeout
