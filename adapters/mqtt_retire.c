@@ -85,30 +85,16 @@ strs_free(struct strs *l)
 	l->n = 0;
 }
 
-/* A PostgreSQL text[] literal of l: {"a","b"}, with " and \ escaped. */
+/* A PostgreSQL text[] literal of l: {"a","b"}. */
 static char *
 array_literal(const struct strs *l)
 {
-	size_t cap = 3;
-	char *out, *p;
+	struct buf b = { 0 };
 
 	for (size_t i = 0; i < l->n; i++)
-		cap += 2 * strlen(l->v[i]) + 3;
-	p = out = xcalloc(1, cap);
-	*p++ = '{';
-	for (size_t i = 0; i < l->n; i++) {
-		if (i > 0)
-			*p++ = ',';
-		*p++ = '"';
-		for (const char *c = l->v[i]; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				*p++ = '\\';
-			*p++ = *c;
-		}
-		*p++ = '"';
-	}
-	*p++ = '}';
-	return out;
+		buf_array_add(&b, l->v[i]);
+	buf_append(&b, l->n ? "}" : "{}", l->n ? 1 : 2);
+	return b.data;
 }
 
 static PGconn *

@@ -158,6 +158,18 @@ buf_appendf(struct buf *b, const char *fmt, ...)
 }
 
 void
+buf_array_add(struct buf *b, const char *s)
+{
+	buf_append(b, b->len ? ",\"" : "{\"", 2);
+	for (const char *p = s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_append(b, "\\", 1);
+		buf_append(b, p, 1);
+	}
+	buf_append(b, "\"", 1);
+}
+
+void
 buf_reset(struct buf *b)
 {
 	b->len = 0;

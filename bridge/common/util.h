@@ -35,5 +35,9 @@ void buf_append(struct buf *b, const void *p, size_t n);
 void buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
+/* Append s as the next element of a PostgreSQL array literal being built
+ * in b ("{" before the first, "," before the others, the element quoted,
+ * '"' and '\\' escaped); the caller closes it with "}". */
+void buf_array_add(struct buf *b, const char *s);
 
 #endif

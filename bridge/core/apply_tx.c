@@ -27,19 +27,6 @@
 
 /* --- statements */
 
-/* Append s as an element of a PostgreSQL array literal. */
-static void
-array_add(struct buf *b, const char *s)
-{
-	buf_append(b, b->len ? ",\"" : "{\"", 2);
-	for (const char *p = s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_append(b, "\\", 1);
-		buf_append(b, p, 1);
-	}
-	buf_append(b, "\"", 1);
-}
-
 void
 stmt_result_clear(struct stmt_result *sr)
 {
@@ -96,8 +83,8 @@ claim_arrays(struct core *c, const struct item *items, size_t n, size_t *pos, co
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].state != IT_PENDING)
 			continue;
-		array_add(&c->arr_consumers, b->routes[items[i].route].name);
-		array_add(&c->arr_ids, items[i].event_id);
+		buf_array_add(&c->arr_consumers, b->routes[items[i].route].name);
+		buf_array_add(&c->arr_ids, items[i].event_id);
 		pos[np++] = i;
 	}
 	buf_append(&c->arr_consumers, "}", 1);
